@@ -1,0 +1,312 @@
+#include "config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "errors.hpp"
+#include "units.hpp"
+
+namespace rmai::config {
+namespace fs = std::filesystem;
+
+fs::path home_dir() {
+  if (const char* home = std::getenv("RMAI_HOME"); home && *home) return home;
+  return RMAI_SOURCE_DIR;
+}
+
+fs::path models_dir() { return home_dir() / "models"; }
+
+YAML::Node load_yaml_file(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(path.string(), "cannot open file");
+  try {
+    return YAML::Load(in);
+  } catch (const YAML::Exception& e) {
+    throw InputError(path.string() + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
+  }
+}
+
+std::string location(const std::string& file, const YAML::Node& node, const std::string& key) {
+  std::string where;
+  if (node && !node.Mark().is_null())
+    where = file + ":" + std::to_string(node.Mark().line + 1);
+  else if (node)
+    where = "--set";  // nodes made by apply_set carry no position
+  else
+    where = file;
+  return key.empty() ? where : where + ": " + key;
+}
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::Count: return "count";
+    case Kind::Integer: return "integer";
+    case Kind::Number: return "number";
+    case Kind::Ratio: return "ratio";
+    case Kind::Bytes: return "size";
+    case Kind::Bandwidth: return "bandwidth";
+    case Kind::Time: return "time";
+    case Kind::Text: return "text";
+    case Kind::Component: return "component";
+  }
+  return "";
+}
+
+const Param* Schema::find(const std::string& name) const {
+  for (const auto& p : params)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::vector<std::string> preset_names(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(models_dir() / dir, ec))
+    if (entry.path().extension() == ".yaml") names.push_back(entry.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string dotted(const std::string& path, const std::string& name) {
+  return path.empty() ? name : path + "." + name;
+}
+
+// Parses one scalar of a numeric kind; throws std::invalid_argument with the reason.
+double parse_number(const Param& p, const std::string& text) {
+  if (!p.keyword.empty() && text == p.keyword) return 0;
+  switch (p.kind) {
+    case Kind::Bytes: return units::parse_bytes(text);
+    case Kind::Bandwidth: return units::parse_bandwidth(text);
+    case Kind::Time: return units::parse_time(text);
+    case Kind::Count:
+    case Kind::Integer: {
+      long long value = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc() || end != text.data() + text.size())
+        throw std::invalid_argument("\"" + text + "\" is not an integer");
+      return static_cast<double>(value);
+    }
+    case Kind::Number:
+    case Kind::Ratio: {
+      double value = 0;
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value))
+        throw std::invalid_argument("\"" + text + "\" is not a number");
+      return value;
+    }
+    default: return 0;
+  }
+}
+
+void check_bounds(const Param& p, double value, const std::string& where) {
+  if (p.kind == Kind::Ratio && (value < 0 || value > 1))
+    throw InputError(where, "must be a ratio between 0 and 1, got " + std::to_string(value));
+  if (!p.keyword.empty() && value == 0) return;  // the keyword stands for 0
+  if (p.bound == Bound::Positive && !(value > 0))
+    throw InputError(where, std::string("must be positive (a ") + kind_name(p.kind) + " > 0)");
+  if (p.bound == Bound::NonNegative && value < 0)
+    throw InputError(where, std::string("must not be negative"));
+}
+
+Layer layer_of(const YAML::Node& map, const std::string& file) {
+  Layer layer;
+  layer.map.reset(map);
+  layer.file = file;
+  return layer;
+}
+
+}  // namespace
+
+bool Values::has(const std::string& name) const {
+  return values_.count(name) != 0 || children_.count(name) != 0;
+}
+
+double Values::number(const std::string& name) const { return values_.at(name).number; }
+
+std::uint64_t Values::count(const std::string& name) const {
+  return static_cast<std::uint64_t>(values_.at(name).number);
+}
+
+std::int64_t Values::integer(const std::string& name) const {
+  return static_cast<std::int64_t>(values_.at(name).number);
+}
+
+const std::string& Values::text(const std::string& name) const { return values_.at(name).text; }
+
+const Values& Values::child(const std::string& name) const { return *children_.at(name); }
+
+std::string Values::where(const std::string& name) const {
+  auto it = values_.find(name);
+  return it != values_.end() ? it->second.where : dotted(path_, name);
+}
+
+YAML::Node Values::to_yaml() const {
+  YAML::Node out(YAML::NodeType::Map);
+  if (!preset_.empty()) out["preset"] = preset_;
+  for (const auto& p : schema_->params) {
+    if (auto c = children_.find(p.name); c != children_.end())
+      out[p.name] = c->second->to_yaml();
+    else if (auto v = values_.find(p.name); v != values_.end())
+      out[p.name] = v->second.text;
+  }
+  return out;
+}
+
+Values Values::build(const Schema& schema, const std::vector<Layer>& layers, const std::string& path,
+                     bool allow_preset_key) {
+  Values out;
+  // Unknown keys first: a typo must not be reported as a missing key elsewhere.
+  for (const auto& layer : layers) {
+    const YAML::Node& map = layer.map;
+    if (!map || map.IsNull()) continue;
+    if (!map.IsMap())
+      throw InputError(location(layer.file, map, path), "expected a map of " + schema.name + " parameters");
+    for (const auto& kv : map) {
+      const std::string key = kv.first.as<std::string>();
+      if (key == "preset" && allow_preset_key) continue;
+      if (!schema.find(key)) {
+        std::vector<std::string> known;
+        for (const auto& p : schema.params) known.push_back(p.name);
+        throw InputError(location(layer.file, kv.first, dotted(path, key)),
+                         "unknown key (" + schema.name + " accepts: " + join(known) + ")");
+      }
+    }
+  }
+  out.schema_ = &schema;
+  out.path_ = path;
+  for (const auto& p : schema.params) {
+    const std::string key = dotted(path, p.name);
+    if (p.kind == Kind::Component) {
+      std::string preset = p.fallback;
+      std::string preset_where = key;
+      std::vector<Layer> child_layers;
+      for (const auto& layer : layers) {
+        const YAML::Node& map = layer.map;
+        if (!map || !map.IsMap()) continue;
+        const YAML::Node node = map[p.name];
+        if (!node || node.IsNull()) continue;
+        if (node.IsScalar() && !p.preset_dir.empty()) {
+          preset = node.Scalar();
+          preset_where = location(layer.file, node, key);
+        } else if (node.IsMap()) {
+          if (const YAML::Node named = node["preset"]; named && !p.preset_dir.empty()) {
+            if (!named.IsScalar()) throw InputError(location(layer.file, named, key + ".preset"), "expected a preset name");
+            preset = named.Scalar();
+            preset_where = location(layer.file, named, key + ".preset");
+          }
+          child_layers.push_back(layer_of(node, layer.file));
+        } else {
+          throw InputError(location(layer.file, node, key),
+                           p.preset_dir.empty() ? "expected a map" : "expected a preset name or a map");
+        }
+      }
+      if (!p.preset_dir.empty()) {
+        const fs::path file = models_dir() / p.preset_dir / (preset + ".yaml");
+        if (preset.empty() || preset.find('/') != std::string::npos || !fs::exists(file))
+          throw InputError(preset_where, "unknown " + p.name + " preset \"" + preset + "\" (available: " +
+                                             join(preset_names(p.preset_dir)) + ")");
+        child_layers.insert(child_layers.begin(), Layer{load_yaml_file(file), file.string()});
+      }
+      auto child = std::make_shared<Values>(build(*p.schema, child_layers, key, !p.preset_dir.empty()));
+      child->preset_ = p.preset_dir.empty() ? "" : preset;
+      out.children_[p.name] = std::move(child);
+      continue;
+    }
+
+    // A plain value: the topmost layer that sets it wins.
+    YAML::Node node;
+    std::string file;
+    for (const auto& layer : layers) {
+      const YAML::Node& map = layer.map;
+      if (!map || !map.IsMap()) continue;
+      if (const YAML::Node found = map[p.name]) {
+        node.reset(found);
+        file = layer.file;
+      }
+    }
+    Values::Value value;
+    if (node) {
+      if (!node.IsScalar() || node.Scalar().empty())
+        throw InputError(location(file, node, key), std::string("expected a ") + kind_name(p.kind));
+      value.text = node.Scalar();
+      value.where = location(file, node, key);
+    } else if (!p.fallback.empty()) {
+      value.text = p.fallback;
+      value.where = key + " (default)";
+    } else if (p.required) {
+      const Layer* top = layers.empty() ? nullptr : &layers.back();
+      throw InputError(top ? location(top->file, top->map, key) : key,
+                       "missing required key (" + std::string(kind_name(p.kind)) + ": " + p.description + ")");
+    } else {
+      continue;  // optional and absent
+    }
+    if (p.kind == Kind::Text) {
+      if (!p.choices.empty() && std::find(p.choices.begin(), p.choices.end(), value.text) == p.choices.end())
+        throw InputError(value.where, "unknown value \"" + value.text + "\" (expected one of: " + join(p.choices) + ")");
+    } else {
+      try {
+        value.number = parse_number(p, value.text);
+      } catch (const std::invalid_argument& e) {
+        throw InputError(value.where, std::string("bad ") + kind_name(p.kind) + ": " + e.what());
+      }
+      if (p.kind == Kind::Count && value.number < 0)
+        throw InputError(value.where, "must not be negative");
+      check_bounds(p, value.number, value.where);
+    }
+    out.values_[p.name] = std::move(value);
+  }
+  return out;
+}
+
+Values resolve(const Schema& schema, const std::vector<Layer>& layers, const std::string& path) {
+  return Values::build(schema, layers, path, false);
+}
+
+void apply_set(YAML::Node& root, const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == assignment.size())
+    throw InputError("--set " + assignment, "expected key=value, e.g. --set memory.tier=rmai");
+  const std::string key = assignment.substr(0, eq);
+  const std::string value = assignment.substr(eq + 1);
+  std::vector<std::string> segments;
+  std::stringstream ss(key);
+  for (std::string s; std::getline(ss, s, '.');) {
+    if (s.empty()) throw InputError("--set " + assignment, "empty key segment in \"" + key + "\"");
+    segments.push_back(s);
+  }
+  if (key.back() == '.') throw InputError("--set " + assignment, "empty key segment in \"" + key + "\"");
+  YAML::Node cursor = root;
+  for (std::size_t i = 0; i + 1 < segments.size(); ++i) {
+    YAML::Node next = cursor[segments[i]];
+    if (next.IsScalar()) {  // a preset name: keep it and add the override beside it
+      YAML::Node map(YAML::NodeType::Map);
+      map["preset"] = next.Scalar();
+      cursor[segments[i]] = map;
+    } else if (!next.IsDefined() || next.IsNull()) {
+      cursor[segments[i]] = YAML::Node(YAML::NodeType::Map);
+    } else if (!next.IsMap()) {
+      throw InputError("--set " + assignment, "\"" + segments[i] + "\" is not a map");
+    }
+    YAML::Node child = cursor[segments[i]];
+    cursor.reset(child);
+  }
+  YAML::Node target = cursor[segments.back()];
+  if (target.IsMap())
+    target["preset"] = value;  // --set platform=big on a platform given as a map
+  else
+    cursor[segments.back()] = value;
+}
+
+}  // namespace rmai::config

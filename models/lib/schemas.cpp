@@ -1,0 +1,270 @@
+#include "schemas.hpp"
+
+#include <map>
+#include <stdexcept>
+
+namespace rmai::models {
+using config::Bound;
+using config::Kind;
+using config::Param;
+using config::Schema;
+
+const std::vector<std::string>& tier_names() {
+  static const std::vector<std::string> names{"dram", "cxl", "rmai", "page4k", "disk-mmap", "disk-read"};
+  return names;
+}
+
+namespace schema {
+namespace {
+
+Param required(std::string name, Kind kind, std::string description, Bound bound = Bound::Positive) {
+  Param p;
+  p.name = std::move(name);
+  p.kind = kind;
+  p.description = std::move(description);
+  p.bound = bound;
+  return p;
+}
+
+Param optional(std::string name, Kind kind, std::string description, std::string fallback = "",
+               Bound bound = Bound::Positive) {
+  Param p = required(std::move(name), kind, std::move(description), bound);
+  p.fallback = std::move(fallback);
+  p.required = false;
+  return p;
+}
+
+Param choice(std::string name, std::string description, std::vector<std::string> choices,
+             std::string fallback) {
+  Param p = optional(std::move(name), Kind::Text, std::move(description), std::move(fallback));
+  p.choices = std::move(choices);
+  return p;
+}
+
+Param component(std::string name, const Schema& schema, std::string preset_dir, std::string fallback = "") {
+  Param p;
+  p.name = std::move(name);
+  p.kind = Kind::Component;
+  p.description = schema.description;
+  p.schema = &schema;
+  p.preset_dir = std::move(preset_dir);
+  p.fallback = std::move(fallback);
+  return p;
+}
+
+Param text(std::string name, std::string description) {
+  return optional(std::move(name), Kind::Text, std::move(description));
+}
+
+}  // namespace
+
+const Schema& nic() {
+  static const Schema s{"nic", "RDMA NIC of inference nodes and memory servers (models/hardware/nic)", {
+      text("description", "what this preset is"),
+      required("bandwidth", Kind::Bandwidth, "line rate of one port"),
+      required("latency", Kind::Time, "one-way latency NIC to NIC through the switch", Bound::NonNegative),
+      required("op_overhead", Kind::Time, "per RDMA operation: post, doorbell, completion polling", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& pcie() {
+  static const Schema s{"pcie", "host-to-GPU PCIe link (models/hardware/pcie)", {
+      text("description", "what this preset is"),
+      required("bandwidth", Kind::Bandwidth, "achieved host-to-device copy bandwidth"),
+      required("latency", Kind::Time, "one-way DMA latency", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& gpu() {
+  static const Schema s{"gpu", "GPU with an HBM expert cache (models/hardware/gpu)", {
+      text("description", "what this preset is"),
+      required("hbm_capacity", Kind::Bytes, "HBM size: dense weights plus expert slots must fit"),
+      required("hbm_bandwidth", Kind::Bandwidth, "peak HBM bandwidth"),
+      required("flops", Kind::Number, "peak dense bf16 FLOP/s"),
+      required("memory_efficiency", Kind::Ratio, "achieved fraction of peak HBM bandwidth in decode"),
+      required("compute_efficiency", Kind::Ratio, "achieved fraction of peak FLOP/s in decode"),
+      required("copy_launch", Kind::Time, "overhead to issue one host-to-device copy", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& dram() {
+  static const Schema s{"dram", "host DRAM of an inference node (models/hardware/dram)", {
+      text("description", "what this preset is"),
+      required("bandwidth", Kind::Bandwidth, "sustained bandwidth of the host memory"),
+      required("latency", Kind::Time, "load latency", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& cxl() {
+  static const Schema s{"cxl", "CXL-like memory expander (models/hardware/cxl)", {
+      text("description", "what this preset is"),
+      required("bandwidth", Kind::Bandwidth, "sustained read bandwidth of the expander"),
+      required("latency", Kind::Time, "load latency", Bound::NonNegative),
+      required("capacity", Kind::Bytes, "memory on the expander: the experts must fit"),
+  }};
+  return s;
+}
+
+const Schema& nvme() {
+  static const Schema s{"nvme", "NVMe SSD (models/hardware/nvme)", {
+      text("description", "what this preset is"),
+      required("read_bandwidth", Kind::Bandwidth, "sequential read bandwidth"),
+      required("read_latency", Kind::Time, "latency of one read at queue depth 1"),
+      required("capacity", Kind::Bytes, "drive size: the experts must fit"),
+  }};
+  return s;
+}
+
+const Schema& os() {
+  static const Schema s{"os", "kernel costs on the paging paths (models/hardware/os)", {
+      text("description", "what this preset is"),
+      required("page_size", Kind::Bytes, "base page size"),
+      required("fault_trap", Kind::Time, "exception entry and return to user for one page fault"),
+      required("fault_handler", Kind::Time, "generic fault handling work (VMA walk, locks)", Bound::NonNegative),
+      required("region_lookup", Kind::Time, "find the dynamic region (RMAI) of a faulting address", Bound::NonNegative),
+      required("pte_install", Kind::Time, "install one page table entry", Bound::NonNegative),
+      required("syscall", Kind::Time, "system call entry and return"),
+      required("page_cache_insert", Kind::Time, "add one page read from disk to the page cache", Bound::NonNegative),
+      required("tlb_shootdown", Kind::Time, "unmap an evicted expert's range and flush TLBs", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& platform() {
+  static const Schema s{"platform", "a cluster: inference nodes, memory servers and devices (models/platforms)", {
+      text("description", "what this platform is"),
+      required("memory_servers", Kind::Count, "memory servers that donate memory to the pool"),
+      required("server_memory", Kind::Bytes, "memory each server donates"),
+      component("nic", nic(), "hardware/nic"),
+      component("pcie", pcie(), "hardware/pcie"),
+      component("gpu", gpu(), "hardware/gpu"),
+      component("dram", dram(), "hardware/dram"),
+      component("cxl", cxl(), "hardware/cxl"),
+      component("nvme", nvme(), "hardware/nvme"),
+      component("os", os(), "hardware/os"),
+  }};
+  return s;
+}
+
+const Schema& moe_model() {
+  static const Schema s{"model", "an MoE architecture from its config.json (models/moe)", {
+      text("description", "the model and its source"),
+      required("layers", Kind::Count, "transformer layers"),
+      required("moe_layers", Kind::Count, "layers whose FFN is a mixture of experts"),
+      required("experts", Kind::Count, "routed experts per MoE layer"),
+      optional("shared_experts", Kind::Count, "always-active experts per MoE layer (kept in HBM)", "0", Bound::NonNegative),
+      required("top_k", Kind::Count, "routed experts chosen per token and layer"),
+      required("hidden_size", Kind::Count, "model dimension"),
+      required("expert_ffn_size", Kind::Count, "intermediate size of one expert"),
+      required("expert_matrices", Kind::Count, "weight matrices per expert (3 for SwiGLU, 2 for a plain FFN)"),
+      choice("dtype", "weight type", {"bf16", "fp16", "fp8", "mxfp4"}, "bf16"),
+      required("attention_heads", Kind::Count, "query heads"),
+      required("kv_heads", Kind::Count, "key/value heads"),
+      required("head_dim", Kind::Count, "dimension of one head"),
+      optional("attention_params", Kind::Number, "parameters of one attention block when not plain GQA (e.g. MLA)"),
+      optional("dense_ffn_size", Kind::Count, "intermediate size of the dense layers' FFN", "0", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& synthetic_trace() {
+  static const Schema s{"generator", "built-in synthetic routing (models/synthetic)", {
+      text("description", "what this preset is"),
+      required("reuse", Kind::Ratio, "probability that each expert of the previous token at a layer is chosen again"),
+      required("zipf_exponent", Kind::Number, "skew of per-layer expert popularity (0: uniform)", Bound::NonNegative),
+  }};
+  return s;
+}
+
+const Schema& tier(const std::string& name) {
+  static const std::map<std::string, Schema> tiers{
+      {"dram", {"dram", "weights in local host DRAM: one PCIe copy per switch", {text("description", "what this preset is")}}},
+      {"cxl", {"cxl", "weights in a CXL-like expander: the GPU copies straight from it, no faults", {text("description", "what this preset is")}}},
+      {"rmai", {"rmai", "RMAI dynamic regions: one fault per region chunk, batched one-sided RDMA reads", {
+          text("description", "what this preset is"),
+          [] {
+            Param p = required("region_chunk", Kind::Bytes, "bytes mapped by one fault; 'expert' maps the whole expert");
+            p.keyword = "expert";
+            return p;
+          }(),
+          required("fault_batch", Kind::Count, "4 KiB pages moved by one RDMA read"),
+          required("queue_depth", Kind::Count, "RDMA reads in flight per fault"),
+      }}},
+      {"page4k", {"page4k", "classic remote paging: one fault, trap and RDMA read per 4 KiB page", {
+          text("description", "what this preset is"),
+          required("fault_around", Kind::Count, "pages brought in by one fault"),
+          required("swap_path", Kind::Time, "software cost of the remote swap-in path per fault", Bound::NonNegative),
+      }}},
+      {"disk-mmap", {"disk-mmap", "expert file mapped with mmap: page faults with kernel readahead", {
+          text("description", "what this preset is"),
+          required("readahead", Kind::Bytes, "bytes read from disk by one major fault"),
+          required("fault_around", Kind::Bytes, "bytes mapped by one minor fault on cached pages"),
+          required("queue_depth", Kind::Count, "readahead reads in flight"),
+      }}},
+      {"disk-read", {"disk-read", "read() of the expert file into a pinned buffer, then a PCIe copy", {
+          text("description", "what this preset is"),
+          required("read_chunk", Kind::Bytes, "bytes per read() call"),
+          required("queue_depth", Kind::Count, "reads in flight"),
+      }}},
+  };
+  return tiers.at(name);
+}
+
+const Schema& memory() {
+  static const Schema s = [] {
+    Schema m{"memory", "where expert weights live and the paging path that brings them in", {}};
+    Param tier = choice("tier", "the memory tier of expert switches", tier_names(), "rmai");
+    m.params.push_back(tier);
+    for (const auto& name : tier_names()) m.params.push_back(component(name, schema::tier(name), "tiers", name));
+    return m;
+  }();
+  return s;
+}
+
+const Schema& cache() {
+  static const Schema s{"cache", "the GPU expert cache of each inference node", {
+      required("gpu_experts", Kind::Count, "expert slots in each GPU's HBM"),
+      optional("policy", Kind::Text, "replacement policy (see rmai list)", "lru"),
+  }};
+  return s;
+}
+
+const Schema& trace() {
+  static const Schema s{"trace", "the routing trace replayed by every node", {
+      text("file", "canonical CSV trace; when absent a synthetic trace is generated"),
+      optional("tokens", Kind::Count, "length of the synthetic trace", "256"),
+      optional("seed", Kind::Integer, "seed of the synthetic trace (default: the experiment's seed)", "", Bound::NonNegative),
+      component("generator", synthetic_trace(), "synthetic", "default"),
+  }};
+  return s;
+}
+
+const Schema& experiment() {
+  static const Schema s{"experiment", "one run: a model on a platform with a memory tier and a trace", {
+      text("name", "experiment name (default: the file name)"),
+      choice("mode", "sim (SimGrid model) or emul (real region code)", {"sim", "emul"}, "sim"),
+      required("model", Kind::Text, "MoE model, a name in models/moe"),
+      component("platform", platform(), "platforms", "default"),
+      optional("nodes", Kind::Count, "inference nodes sharing the memory pool", "1"),
+      optional("seed", Kind::Integer, "seed of everything random", "1", Bound::NonNegative),
+      component("memory", memory(), ""),
+      component("cache", cache(), ""),
+      component("trace", trace(), ""),
+  }};
+  return s;
+}
+
+std::vector<const Schema*> all() {
+  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &synthetic_trace(),
+                                 &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &nvme(), &os(),
+                                 &moe_model()};
+  for (const auto& name : tier_names()) out.push_back(&tier(name));
+  return out;
+}
+
+}  // namespace schema
+}  // namespace rmai::models

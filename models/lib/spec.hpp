@@ -1,0 +1,110 @@
+#pragma once
+// Typed views of a validated experiment: what the simulator and the emulator consume.
+// All quantities are SI base units (bytes, bytes/s, seconds).
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config.hpp"
+
+namespace rmai::models {
+
+struct MoeModel {
+  std::string name;
+  std::uint32_t layers = 0;
+  std::uint32_t moe_layers = 0;
+  std::uint32_t experts = 0;
+  std::uint32_t shared_experts = 0;
+  std::uint32_t top_k = 0;
+  std::uint64_t hidden_size = 0;
+  std::uint64_t expert_ffn_size = 0;
+  std::uint32_t expert_matrices = 0;
+  double bytes_per_param = 0;
+  double attention_params = 0;  // per layer
+  std::uint64_t dense_ffn_size = 0;
+
+  double expert_params() const { return double(expert_matrices) * hidden_size * expert_ffn_size; }
+  double expert_bytes() const { return expert_params() * bytes_per_param; }
+  std::uint32_t routed_experts_total() const { return moe_layers * experts; }
+  // Weights that stay in HBM: attention, shared experts, dense FFN layers.
+  double resident_bytes() const;
+  // Bytes of weights one decode token reads in one MoE layer (attention, shared and top-k experts).
+  double moe_layer_bytes_per_token() const;
+  // Bytes read per token by the layers without experts (dense FFN layers).
+  double dense_layers_bytes_per_token() const;
+};
+
+// Loads models/moe/<name>.yaml. `where` locates the reference for an unknown-model error.
+MoeModel load_model(const std::string& name, const std::string& where);
+
+struct Link {
+  double bandwidth = 0;  // bytes/s
+  double latency = 0;    // s
+};
+
+struct Nic {
+  double bandwidth = 0, latency = 0, op_overhead = 0;
+};
+
+struct Gpu {
+  double hbm_capacity = 0, hbm_bandwidth = 0, flops = 0, memory_efficiency = 0, compute_efficiency = 0,
+         copy_launch = 0;
+};
+
+struct Device {  // CXL expander or NVMe drive
+  double bandwidth = 0, latency = 0, capacity = 0;
+};
+
+struct OsCosts {
+  double page_size = 0, fault_trap = 0, fault_handler = 0, region_lookup = 0, pte_install = 0,
+         syscall = 0, page_cache_insert = 0, tlb_shootdown = 0;
+};
+
+struct Platform {
+  std::string preset;
+  std::uint32_t memory_servers = 0;
+  double server_memory = 0;
+  Nic nic;
+  Link pcie, dram;
+  Gpu gpu;
+  Device cxl, nvme;
+  OsCosts os;
+};
+
+struct CacheSpec {
+  std::uint64_t gpu_experts = 0;
+  std::string policy;
+};
+
+struct TraceSpec {
+  std::optional<std::filesystem::path> file;  // resolved path of a CSV trace
+  std::uint64_t tokens = 0;                   // synthetic length
+  std::uint64_t seed = 0;
+  double reuse = 0;
+  double zipf_exponent = 0;
+};
+
+struct Experiment {
+  std::string name;
+  std::string source;  // the YAML file
+  std::string mode;
+  std::uint64_t seed = 0;
+  std::uint32_t nodes = 0;
+  MoeModel model;
+  Platform platform;
+  std::string tier;
+  config::Values tier_params;  // parameters of the selected tier (schema::tier(tier))
+  CacheSpec cache;
+  TraceSpec trace;
+  config::Values values;  // the whole validated tree (for config.resolved.yaml and late errors)
+};
+
+// Loads, applies `--set` assignments, validates and cross-checks an experiment. Throws InputError.
+Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& sets);
+
+// Cross-checks that need several parts (capacity, cache vs model); part of load_experiment.
+void check_consistency(const Experiment& experiment);
+
+}  // namespace rmai::models

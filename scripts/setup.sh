@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages rmai-testbed builds and runs with, only when one is missing.
+# Called by the README's commands (through scripts/build.sh); safe to run again.
+set -euo pipefail
+
+packages=(
+  cmake g++ make pkg-config
+  libsimgrid-dev          # the discrete-event engine (SimGrid 3.32, found with pkg-config)
+  libboost-dev            # SimGrid's public headers need Boost
+  libeigen3-dev
+  libyaml-cpp-dev         # experiment YAML and presets
+  nlohmann-json3-dev      # summary.json
+  libgtest-dev libgmock-dev
+  libbenchmark-dev
+  python3-matplotlib      # plots/
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
