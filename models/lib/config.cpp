@@ -228,16 +228,18 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
     // A plain value: the topmost layer that sets it wins.
     YAML::Node node;
     std::string file;
+    bool given = false;
     for (const auto& layer : layers) {
       const YAML::Node& map = layer.map;
       if (!map || !map.IsMap()) continue;
       if (const YAML::Node found = map[p.name]) {
         node.reset(found);
         file = layer.file;
+        given = true;
       }
     }
     Values::Value value;
-    if (node) {
+    if (given) {
       if (!node.IsScalar() || node.Scalar().empty())
         throw InputError(location(file, node, key), std::string("expected a ") + kind_name(p.kind));
       value.text = node.Scalar();

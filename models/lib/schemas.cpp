@@ -174,7 +174,7 @@ const Schema& moe_model() {
 const Schema& synthetic_trace() {
   static const Schema s{"generator", "built-in synthetic routing (models/synthetic)", {
       text("description", "what this preset is"),
-      required("reuse", Kind::Ratio, "probability that each expert of the previous token at a layer is chosen again"),
+      required("reuse", Kind::Ratio, "probability that each expert of the previous token at a layer is kept", Bound::NonNegative),
       required("zipf_exponent", Kind::Number, "skew of per-layer expert popularity (0: uniform)", Bound::NonNegative),
   }};
   return s;

@@ -1,0 +1,174 @@
+#include "commands.hpp"
+
+#include <array>
+#include <xbt/base.h>  // simgrid/version.h needs its macros
+#include <simgrid/version.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "errors.hpp"
+#include "expert_cache.hpp"
+#include "replay.hpp"
+#include "results.hpp"
+#include "schemas.hpp"
+#include "spec.hpp"
+#include "tier.hpp"
+#include "trace.hpp"
+
+namespace rmai::cli {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Options {
+  std::string experiment;
+  std::vector<std::string> sets;
+  std::vector<std::string> simgrid;  // --cfg= and --log= pass-through
+  std::string out;
+};
+
+Options parse(const std::vector<std::string>& args, bool allow_run_options) {
+  Options o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto value = [&](const std::string& flag) {
+      if (i + 1 >= args.size()) throw InputError(flag, "needs a value");
+      return args[++i];
+    };
+    if (a == "--set") {
+      o.sets.push_back(value(a));
+    } else if (a.rfind("--set=", 0) == 0) {
+      o.sets.push_back(a.substr(6));
+    } else if (a == "--seed") {
+      o.sets.push_back("seed=" + value(a));
+    } else if (a == "--mode") {
+      o.sets.push_back("mode=" + value(a));
+    } else if (allow_run_options && a == "--out") {
+      o.out = value(a);
+    } else if (allow_run_options && (a.rfind("--cfg=", 0) == 0 || a.rfind("--log=", 0) == 0)) {
+      o.simgrid.push_back(a);
+    } else if (!a.empty() && a[0] == '-') {
+      throw InputError(a, "unknown option");
+    } else if (o.experiment.empty()) {
+      o.experiment = a;
+    } else {
+      throw InputError(a, "unexpected argument (one experiment file per run)");
+    }
+  }
+  if (o.experiment.empty()) throw InputError("", "no experiment file given");
+  return o;
+}
+
+std::string git_revision() {
+  const std::string command = "git -C \"" + config::home_dir().string() + "\" describe --always --dirty --abbrev=12 2>/dev/null";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) return "unknown";
+  std::array<char, 128> buffer{};
+  std::string out;
+  while (fgets(buffer.data(), buffer.size(), pipe.get())) out += buffer.data();
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out.empty() ? "unknown" : out;
+}
+
+YAML::Node resolved_config(const models::Experiment& e) {
+  YAML::Node root = e.values.to_yaml();
+  root["name"] = e.name;
+  if (e.trace.file) root["trace"]["file"] = e.trace.file->string();
+  YAML::Node provenance;
+  provenance["seed"] = e.seed;
+  provenance["trace_seed"] = e.trace.seed;
+  provenance["git_revision"] = git_revision();
+  provenance["simgrid_version"] = std::to_string(SIMGRID_VERSION_MAJOR) + "." + std::to_string(SIMGRID_VERSION_MINOR) +
+                                  "." + std::to_string(SIMGRID_VERSION_PATCH);
+  provenance["note"] = "written by rmai run; ignored when this file is run again";
+  root["provenance"] = provenance;
+  return root;
+}
+
+traces::RoutingTrace load_trace(const models::Experiment& e) {
+  const traces::TraceShape shape{e.model.moe_layers, e.model.top_k, e.model.experts};
+  if (e.trace.file) {
+    auto source = traces::open_csv(*e.trace.file, shape);
+    return traces::RoutingTrace::load(*source, shape);
+  }
+  return traces::generate_synthetic(shape, {e.trace.tokens, e.trace.seed, e.trace.reuse, e.trace.zipf_exponent});
+}
+
+}  // namespace
+
+int check(const std::vector<std::string>& args) {
+  const Options o = parse(args, false);
+  const auto e = models::load_experiment(o.experiment, o.sets);
+  if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
+    throw InputError(e.values.child("cache").where("policy"),
+                     "unknown cache policy \"" + e.cache.policy + "\" (available: " +
+                         cache::PolicyRegistry::instance().names_joined() + ")");
+  if (e.trace.file) load_trace(e);  // validates the whole trace against the model
+  YAML::Emitter out;
+  out << resolved_config(e);
+  std::cout << out.c_str() << "\n";
+  return 0;
+}
+
+int run(const std::vector<std::string>& args) {
+  const Options o = parse(args, true);
+  const auto e = models::load_experiment(o.experiment, o.sets);
+  if (e.mode == "emul") {
+    std::cerr << "rmai: the emulator (mode: emul) is not built yet\n";
+    return 1;
+  }
+  const auto trace = load_trace(e);
+  const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
+  const auto wall_start = std::chrono::steady_clock::now();
+  auto result = sim::simulate(e, trace, o.simgrid);
+  result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  metrics::write_results(out, result, resolved_config(e));
+  std::cerr << "rmai: " << e.name << ": " << result.tokens << " tokens, " << result.switches.size()
+            << " expert switches, " << result.simulated_time_s << " s simulated in " << result.wall_time_s
+            << " s; results in " << out.string() << "\n";
+  return 0;
+}
+
+int list(const std::vector<std::string>& args) {
+  if (!args.empty()) throw InputError(args[0], "rmai list takes no arguments");
+  std::cout << "models (models/moe):\n";
+  for (const auto& name : config::preset_names("moe")) {
+    const auto m = models::load_model(name, name);
+    std::printf("  %-20s %u MoE layers x %u experts, top-%u, %.1f MB per expert\n", name.c_str(), m.moe_layers,
+                m.experts, m.top_k, m.expert_bytes() / 1e6);
+  }
+  std::cout << "platforms (models/platforms): ";
+  for (const auto& name : config::preset_names("platforms")) std::cout << name << " ";
+  std::cout << "\nhardware presets (models/hardware):\n";
+  for (const char* kind : {"nic", "pcie", "gpu", "dram", "cxl", "nvme", "os"}) {
+    std::cout << "  " << kind << ": ";
+    for (const auto& name : config::preset_names(std::string("hardware/") + kind)) std::cout << name << " ";
+    std::cout << "\n";
+  }
+  std::cout << "synthetic trace presets (models/synthetic): ";
+  for (const auto& name : config::preset_names("synthetic")) std::cout << name << " ";
+  std::cout << "\ntiers (memory.tier):\n";
+  for (const auto& [name, entry] : sim::TierRegistry::instance().entries())
+    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
+  std::cout << "cache policies (cache.policy):\n";
+  for (const auto& [name, entry] : cache::PolicyRegistry::instance().entries())
+    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
+  std::cout << "prefetchers: none yet\ntransports: none yet (the emulator is not built)\n";
+  std::cout << "\nparameters (kind, default; no default = required):\n";
+  for (const auto* schema : models::schema::all()) {
+    std::cout << "  " << schema->name << ": " << schema->description << "\n";
+    for (const auto& p : schema->params) {
+      std::string kind = config::kind_name(p.kind);
+      if (p.kind == config::Kind::Component && !p.preset_dir.empty()) kind = "preset in models/" + p.preset_dir;
+      std::string fallback = p.fallback.empty() ? (p.required ? "required" : "optional") : "default " + p.fallback;
+      std::printf("    %-18s %-28s %-16s %s\n", p.name.c_str(), kind.c_str(), fallback.c_str(), p.description.c_str());
+    }
+  }
+  return 0;
+}
+
+}  // namespace rmai::cli

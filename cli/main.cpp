@@ -1,0 +1,46 @@
+// rmai: one executable with git-style subcommands (INTERFACES.md). Exit codes: 0 success,
+// 2 bad input (the message names the file, line or key), 1 any other failure.
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+#include "errors.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: rmai <command> [options]
+
+commands:
+  run EXP.yaml [--set key=value]... [--out DIR] [--seed N] [--cfg=...] [--log=...]
+                       simulate one experiment; results go to DIR (default results/<name>)
+  check EXP.yaml [--set key=value]...
+                       load and validate only; print the resolved configuration
+  list                 models, presets, tiers, cache policies and every parameter
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string command = args[0];
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  try {
+    if (command == "run") return rmai::cli::run(rest);
+    if (command == "check") return rmai::cli::check(rest);
+    if (command == "list") return rmai::cli::list(rest);
+    std::cerr << "rmai: unknown command \"" << command << "\"\n" << kUsage;
+    return 2;
+  } catch (const rmai::InputError& e) {
+    std::cerr << "rmai: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "rmai: failed: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,117 @@
+#include "results.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <stdexcept>
+
+namespace rmai::metrics {
+namespace fs = std::filesystem;
+
+Distribution summarize(std::vector<double> values) {
+  Distribution d;
+  if (values.empty()) return d;
+  std::sort(values.begin(), values.end());
+  const auto quantile = [&](double q) {
+    const double rank = q * double(values.size() - 1);
+    const auto lo = static_cast<std::size_t>(std::floor(rank));
+    const std::size_t hi = std::min(lo + 1, values.size() - 1);
+    return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
+  };
+  d.mean = std::accumulate(values.begin(), values.end(), 0.0) / double(values.size());
+  d.p50 = quantile(0.50);
+  d.p95 = quantile(0.95);
+  d.p99 = quantile(0.99);
+  d.max = values.back();
+  return d;
+}
+
+std::string summary_json(const RunResult& r) {
+  const auto latency = summarize([&] {
+    std::vector<double> v;
+    v.reserve(r.switches.size());
+    for (const auto& s : r.switches) v.push_back(s.end_s - s.start_s);
+    return v;
+  }());
+  const auto tokens = summarize(r.token_latencies);
+  nlohmann::ordered_json j;
+  j["schema"] = 1;
+  j["mode"] = r.mode;
+  j["model"] = r.model;
+  j["tier"] = r.tier;
+  j["nodes"] = r.nodes;
+  j["tokens"] = r.tokens;
+  j["expert_accesses"] = r.expert_accesses;
+  j["expert_switches"] = r.switches.size();
+  j["expert_switch_s"] = {{"mean", latency.mean}, {"p50", latency.p50}, {"p95", latency.p95},
+                          {"p99", latency.p99},   {"max", latency.max}};
+  j["token_latency_s"] = {{"mean", tokens.mean}, {"p50", tokens.p50}, {"p95", tokens.p95}, {"p99", tokens.p99}};
+  j["tokens_per_s"] = r.simulated_time_s > 0 ? double(r.tokens) / r.simulated_time_s : 0.0;
+  j["cache_hit_rate"] =
+      r.expert_accesses ? 1.0 - double(r.switches.size()) / double(r.expert_accesses) : 0.0;
+  j["page_faults"] = r.page_faults;
+  j["user_kernel_transitions"] = r.user_kernel_transitions;
+  j["bytes"] = {{"remote", r.bytes.remote}, {"disk", r.bytes.disk}, {"cxl", r.bytes.cxl}, {"pcie", r.bytes.pcie}};
+  j["simulated_time_s"] = r.simulated_time_s;
+  j["wall_time_s"] = r.wall_time_s;
+  // Extensions beyond INTERFACES.md.
+  j["cache_policy"] = r.policy;
+  j["gpu_experts"] = r.gpu_experts;
+  j["pool_bytes"] = r.pool_bytes;
+  return j.dump(2) + "\n";
+}
+
+namespace {
+
+// Appends a number in its shortest round-trip form: fast and identical run to run.
+template <class T>
+void put(std::string& out, T value) {
+  std::array<char, 32> buffer{};
+  auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+  out.append(buffer.data(), end);
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  if (!out) throw std::runtime_error("cannot write " + path.string());
+}
+
+std::string switches_csv(const RunResult& r) {
+  std::string out = "node,token,layer,expert,tier,start_s,end_s,bytes,faults\n";
+  out.reserve(out.size() + r.switches.size() * 72);
+  for (const auto& s : r.switches) {
+    put(out, s.node), out += ',';
+    put(out, s.token), out += ',';
+    put(out, s.layer), out += ',';
+    put(out, s.expert), out += ',';
+    out += r.tier, out += ',';
+    put(out, s.start_s), out += ',';
+    put(out, s.end_s), out += ',';
+    put(out, s.bytes), out += ',';
+    put(out, s.faults), out += '\n';
+  }
+  return out;
+}
+
+}  // namespace
+
+void write_results(const fs::path& dir, const RunResult& result, const YAML::Node& resolved_config) {
+  fs::create_directories(dir);
+  YAML::Emitter yaml;
+  yaml << resolved_config;
+  const std::vector<std::pair<std::string, std::string>> files{
+      {"config.resolved.yaml", std::string(yaml.c_str()) + "\n"},
+      {"switches.csv", switches_csv(result)},
+      {"summary.json", summary_json(result)},  // last: its presence marks a complete result
+  };
+  for (const auto& [name, text] : files) write_file(dir / (name + ".tmp"), text);
+  for (const auto& [name, text] : files) fs::rename(dir / (name + ".tmp"), dir / name);
+}
+
+}  // namespace rmai::metrics

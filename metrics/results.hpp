@@ -1,0 +1,58 @@
+#pragma once
+// The results of one run, as both halves of the testbed report them (INTERFACES.md):
+// summary.json, switches.csv and config.resolved.yaml in one directory.
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace rmai::metrics {
+
+struct Distribution {
+  double mean = 0, p50 = 0, p95 = 0, p99 = 0, max = 0;
+};
+
+// Mean, max and percentiles (linear interpolation between closest ranks). Empty input: all zero.
+Distribution summarize(std::vector<double> values);
+
+struct SwitchRecord {
+  std::uint32_t node = 0;
+  std::uint64_t token = 0;
+  std::uint32_t layer = 0;
+  std::uint32_t expert = 0;
+  double start_s = 0, end_s = 0;
+  double bytes = 0;
+  std::uint64_t faults = 0;
+};
+
+struct TierBytes {
+  double remote = 0, disk = 0, cxl = 0, pcie = 0;
+};
+
+struct RunResult {
+  std::string mode, model, tier, policy;
+  std::uint32_t nodes = 0;
+  std::uint64_t gpu_experts = 0;
+  std::uint64_t tokens = 0;            // over all nodes
+  std::uint64_t expert_accesses = 0;   // (token, layer, chosen expert) triples over all nodes
+  std::uint64_t page_faults = 0;
+  std::uint64_t user_kernel_transitions = 0;
+  TierBytes bytes;
+  double pool_bytes = 0;               // memory holding the experts: once for the pool, per node otherwise
+  double simulated_time_s = 0;
+  double wall_time_s = 0;
+  std::vector<double> token_latencies;
+  std::vector<SwitchRecord> switches;
+};
+
+// Writes the three result files into `dir` (created if needed). Each is written under a temporary
+// name and renamed into place only once all three are complete, so a failed run leaves no partial
+// results beside older ones.
+void write_results(const std::filesystem::path& dir, const RunResult& result, const YAML::Node& resolved_config);
+
+// The summary alone, as the JSON text written to summary.json.
+std::string summary_json(const RunResult& result);
+
+}  // namespace rmai::metrics

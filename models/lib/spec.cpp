@@ -1,0 +1,179 @@
+#include "spec.hpp"
+
+#include <cmath>
+
+#include "errors.hpp"
+#include "schemas.hpp"
+
+namespace rmai::models {
+namespace fs = std::filesystem;
+
+double MoeModel::resident_bytes() const {
+  const double shared = double(shared_experts) * expert_bytes() * moe_layers;
+  const double dense_ffn = 3.0 * hidden_size * dense_ffn_size * (layers - moe_layers) * bytes_per_param;
+  return attention_params * layers * bytes_per_param + shared + dense_ffn;
+}
+
+double MoeModel::moe_layer_bytes_per_token() const {
+  return attention_params * bytes_per_param + double(top_k + shared_experts) * expert_bytes();
+}
+
+double MoeModel::dense_layers_bytes_per_token() const {
+  return double(layers - moe_layers) *
+         (attention_params + 3.0 * hidden_size * dense_ffn_size) * bytes_per_param;
+}
+
+namespace {
+
+double dtype_bytes(const std::string& dtype) {
+  if (dtype == "fp8") return 1.0;
+  if (dtype == "mxfp4") return 4.25 / 8;  // 4-bit values plus one 8-bit scale per 32 values
+  return 2.0;                             // bf16, fp16
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+Platform platform_of(const config::Values& v) {
+  Platform p;
+  p.preset = v.preset();
+  p.memory_servers = static_cast<std::uint32_t>(v.count("memory_servers"));
+  p.server_memory = v.number("server_memory");
+  const auto& nic = v.child("nic");
+  p.nic = {nic.number("bandwidth"), nic.number("latency"), nic.number("op_overhead")};
+  const auto& pcie = v.child("pcie");
+  p.pcie = {pcie.number("bandwidth"), pcie.number("latency")};
+  const auto& dram = v.child("dram");
+  p.dram = {dram.number("bandwidth"), dram.number("latency")};
+  const auto& gpu = v.child("gpu");
+  p.gpu = {gpu.number("hbm_capacity"),      gpu.number("hbm_bandwidth"),      gpu.number("flops"),
+           gpu.number("memory_efficiency"), gpu.number("compute_efficiency"), gpu.number("copy_launch")};
+  const auto& cxl = v.child("cxl");
+  p.cxl = {cxl.number("bandwidth"), cxl.number("latency"), cxl.number("capacity")};
+  const auto& nvme = v.child("nvme");
+  p.nvme = {nvme.number("read_bandwidth"), nvme.number("read_latency"), nvme.number("capacity")};
+  const auto& os = v.child("os");
+  p.os = {os.number("page_size"),   os.number("fault_trap"),        os.number("fault_handler"),
+          os.number("region_lookup"), os.number("pte_install"),     os.number("syscall"),
+          os.number("page_cache_insert"), os.number("tlb_shootdown")};
+  return p;
+}
+
+// A relative trace path is looked up beside the experiment file, then in the current directory,
+// then in the project's home, so experiments can name shipped traces either way.
+fs::path find_trace(const std::string& given, const std::string& where, const fs::path& experiment) {
+  const fs::path path(given);
+  std::vector<fs::path> candidates;
+  if (path.is_absolute()) {
+    candidates.push_back(path);
+  } else {
+    if (where.rfind("--set", 0) != 0) candidates.push_back(experiment.parent_path() / path);
+    candidates.push_back(fs::current_path() / path);
+    candidates.push_back(config::home_dir() / path);
+  }
+  for (const auto& candidate : candidates)
+    if (fs::is_regular_file(candidate)) return candidate.lexically_normal();
+  std::string tried;
+  for (const auto& candidate : candidates) tried += (tried.empty() ? "" : ", ") + candidate.lexically_normal().string();
+  throw InputError(where, "trace file not found (tried " + tried + ")");
+}
+
+}  // namespace
+
+MoeModel load_model(const std::string& name, const std::string& where) {
+  const fs::path file = config::models_dir() / "moe" / (name + ".yaml");
+  if (name.empty() || name.find('/') != std::string::npos || !fs::exists(file))
+    throw InputError(where, "unknown model \"" + name + "\" (available: " + join(config::preset_names("moe")) + ")");
+  const auto v = config::resolve(schema::moe_model(), {config::Layer{config::load_yaml_file(file), file.string()}}, "model");
+  MoeModel m;
+  m.name = name;
+  m.layers = static_cast<std::uint32_t>(v.count("layers"));
+  m.moe_layers = static_cast<std::uint32_t>(v.count("moe_layers"));
+  m.experts = static_cast<std::uint32_t>(v.count("experts"));
+  m.shared_experts = static_cast<std::uint32_t>(v.count("shared_experts"));
+  m.top_k = static_cast<std::uint32_t>(v.count("top_k"));
+  m.hidden_size = v.count("hidden_size");
+  m.expert_ffn_size = v.count("expert_ffn_size");
+  m.expert_matrices = static_cast<std::uint32_t>(v.count("expert_matrices"));
+  m.bytes_per_param = dtype_bytes(v.text("dtype"));
+  m.dense_ffn_size = v.count("dense_ffn_size");
+  if (v.has("attention_params")) {
+    m.attention_params = v.number("attention_params");
+  } else {  // grouped-query attention: q and o projections, k and v for the kv heads
+    const double q = double(v.count("attention_heads")) * v.count("head_dim");
+    const double kv = double(v.count("kv_heads")) * v.count("head_dim");
+    m.attention_params = double(m.hidden_size) * (2 * q + 2 * kv);
+  }
+  if (m.moe_layers > m.layers) throw InputError(v.where("moe_layers"), "more MoE layers than layers");
+  if (m.top_k > m.experts) throw InputError(v.where("top_k"), "top_k exceeds the number of experts");
+  if (m.experts > 65536) throw InputError(v.where("experts"), "at most 65536 experts per layer are supported");
+  return m;
+}
+
+Experiment load_experiment(const fs::path& file, const std::vector<std::string>& sets) {
+  YAML::Node root = config::load_yaml_file(file);
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) throw InputError(config::location(file.string(), root, ""), "an experiment must be a YAML map");
+  root.remove("provenance");  // written by rmai into config.resolved.yaml; informative only
+  for (const auto& set : sets) config::apply_set(root, set);
+
+  Experiment e;
+  e.source = file.string();
+  e.values = config::resolve(schema::experiment(), {config::Layer{root, file.string()}}, "");
+  const auto& v = e.values;
+  e.name = v.has("name") ? v.text("name") : file.stem().string();
+  e.mode = v.text("mode");
+  e.seed = static_cast<std::uint64_t>(v.integer("seed"));
+  e.nodes = static_cast<std::uint32_t>(v.count("nodes"));
+  e.model = load_model(v.text("model"), v.where("model"));
+  e.platform = platform_of(v.child("platform"));
+  const auto& memory = v.child("memory");
+  e.tier = memory.text("tier");
+  e.tier_params = memory.child(e.tier);
+  const auto& cache = v.child("cache");
+  e.cache = {cache.count("gpu_experts"), cache.text("policy")};
+  const auto& trace = v.child("trace");
+  if (trace.has("file")) e.trace.file = find_trace(trace.text("file"), trace.where("file"), file);
+  e.trace.tokens = trace.count("tokens");
+  e.trace.seed = trace.has("seed") ? static_cast<std::uint64_t>(trace.integer("seed")) : e.seed;
+  e.trace.reuse = trace.child("generator").number("reuse");
+  e.trace.zipf_exponent = trace.child("generator").number("zipf_exponent");
+  check_consistency(e);
+  return e;
+}
+
+void check_consistency(const Experiment& e) {
+  const auto& cache = e.values.child("cache");
+  const auto& m = e.model;
+  const std::uint64_t routed = m.routed_experts_total();
+  if (e.cache.gpu_experts > routed)
+    throw InputError(cache.where("gpu_experts"), "cache larger than the model: " + std::to_string(e.cache.gpu_experts) +
+                                                     " slots but " + m.name + " has " + std::to_string(routed) +
+                                                     " routed experts");
+  if (e.cache.gpu_experts < m.top_k)
+    throw InputError(cache.where("gpu_experts"), "the cache must hold at least one layer's top-k (" +
+                                                     std::to_string(m.top_k) + ") experts");
+  const auto& platform = e.values.child("platform");
+  const double hbm_needed = m.resident_bytes() + double(e.cache.gpu_experts) * m.expert_bytes();
+  if (hbm_needed > e.platform.gpu.hbm_capacity)
+    throw InputError(cache.where("gpu_experts"),
+                     "does not fit in HBM: resident weights plus " + std::to_string(e.cache.gpu_experts) +
+                         " expert slots need " + std::to_string(hbm_needed / 1e9) + " GB, the GPU has " +
+                         std::to_string(e.platform.gpu.hbm_capacity / 1e9) + " GB");
+  const double expert_bytes_total = double(routed) * m.expert_bytes();
+  const auto need = [&](double capacity, const std::string& where, const std::string& what) {
+    if (expert_bytes_total > capacity)
+      throw InputError(where, what + " too small for " + m.name + ": " + std::to_string(expert_bytes_total / 1e9) +
+                                  " GB of experts, " + std::to_string(capacity / 1e9) + " GB available");
+  };
+  if (e.tier == "rmai" || e.tier == "page4k")
+    need(e.platform.server_memory * e.platform.memory_servers, platform.where("server_memory"), "memory pool");
+  if (e.tier == "cxl") need(e.platform.cxl.capacity, platform.child("cxl").where("capacity"), "CXL expander");
+  if (e.tier == "disk-mmap" || e.tier == "disk-read")
+    need(e.platform.nvme.capacity, platform.child("nvme").where("capacity"), "NVMe drive");
+}
+
+}  // namespace rmai::models

@@ -1,0 +1,61 @@
+#include "cluster.hpp"
+
+#include <limits>
+#include <string>
+
+namespace rmai::sim {
+namespace {
+
+// Hosts only terminate transfers here; their CPU speed is never used (CPU costs are timed
+// directly), so any positive value will do.
+constexpr double kUnusedHostSpeed = 1e9;
+
+sg4::Link* make_link(sg4::NetZone* zone, const std::string& name, double bandwidth, double latency) {
+  return zone->create_link(name, bandwidth)->set_latency(latency)->seal();
+}
+
+void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::vector<sg4::Link*>& links) {
+  std::vector<sg4::LinkInRoute> route;
+  for (auto* link : links) route.emplace_back(link);
+  zone->add_route(from->get_netpoint(), to->get_netpoint(), nullptr, nullptr, route, true);
+}
+
+}  // namespace
+
+Cluster::Cluster(const models::Platform& p, std::uint32_t nodes) {
+  auto* zone = sg4::create_full_zone("cluster");
+  std::vector<sg4::Link*> server_nics;
+  for (std::uint32_t s = 0; s < p.memory_servers; ++s) {
+    const std::string name = "server-" + std::to_string(s);
+    servers_.push_back(zone->create_host(name, kUnusedHostSpeed));
+    // Half the NIC-to-NIC latency on each side, so a node-server route sums to nic.latency.
+    server_nics.push_back(make_link(zone, name + "/nic", p.nic.bandwidth, p.nic.latency / 2));
+  }
+  for (std::uint32_t i = 0; i < nodes; ++i) {
+    const std::string name = "node-" + std::to_string(i);
+    NodeHosts h{zone->create_host(name, kUnusedHostSpeed), zone->create_host(name + "/gpu", kUnusedHostSpeed),
+                zone->create_host(name + "/cxl", kUnusedHostSpeed), zone->create_host(name + "/nvme", kUnusedHostSpeed)};
+    auto* dram = make_link(zone, name + "/dram", p.dram.bandwidth, p.dram.latency);
+    auto* pcie = make_link(zone, name + "/pcie", p.pcie.bandwidth, p.pcie.latency);
+    auto* cxl = make_link(zone, name + "/cxl", p.cxl.bandwidth, p.cxl.latency);
+    auto* nvme = make_link(zone, name + "/nvme", p.nvme.bandwidth, 0);  // per-read latency: see tiers
+    auto* nic = make_link(zone, name + "/nic", p.nic.bandwidth, p.nic.latency / 2);
+    add_route(zone, h.host, h.gpu, {dram, pcie});
+    add_route(zone, h.cxl, h.gpu, {cxl, pcie});
+    add_route(zone, h.nvme, h.host, {nvme, dram});
+    for (std::uint32_t s = 0; s < p.memory_servers; ++s) add_route(zone, servers_[s], h.host, {server_nics[s], nic, dram});
+    nodes_.push_back(h);
+  }
+  zone->seal();
+}
+
+RouteCost route_cost(sg4::Host* from, sg4::Host* to) {
+  std::vector<sg4::Link*> links;
+  double latency = 0;
+  from->route_to(to, links, &latency);
+  RouteCost cost{latency, std::numeric_limits<double>::infinity()};
+  for (auto* link : links) cost.bandwidth = std::min(cost.bandwidth, link->get_bandwidth());
+  return cost;
+}
+
+}  // namespace rmai::sim

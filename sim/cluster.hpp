@@ -1,0 +1,45 @@
+#pragma once
+// The simulated cluster, built in C++ from the platform preset: inference nodes (host CPU and DRAM,
+// GPU behind PCIe, a CXL expander, an NVMe drive, an RDMA NIC) and memory servers behind one
+// switch. Every link's bandwidth and latency comes from the platform's hardware presets.
+#include <simgrid/s4u.hpp>
+
+#include <cstdint>
+#include <vector>
+
+#include "spec.hpp"
+
+namespace rmai::sim {
+
+namespace sg4 = simgrid::s4u;
+
+struct NodeHosts {
+  sg4::Host* host;  // CPU and host DRAM: where fetched pages land
+  sg4::Host* gpu;   // HBM expert cache
+  sg4::Host* cxl;   // the CXL expander's memory
+  sg4::Host* nvme;  // the local drive
+};
+
+class Cluster {
+ public:
+  // Builds the platform in the running engine (call once, before any actor starts).
+  Cluster(const models::Platform& platform, std::uint32_t nodes);
+
+  const NodeHosts& node(std::uint32_t index) const { return nodes_.at(index); }
+  sg4::Host* server(std::uint32_t index) const { return servers_.at(index); }
+  std::uint32_t servers() const { return static_cast<std::uint32_t>(servers_.size()); }
+
+ private:
+  std::vector<NodeHosts> nodes_;
+  std::vector<sg4::Host*> servers_;
+};
+
+// Route properties as the platform builds them, for closed forms: the sum of link latencies and the
+// smallest link bandwidth between two hosts.
+struct RouteCost {
+  double latency = 0;
+  double bandwidth = 0;
+};
+RouteCost route_cost(sg4::Host* from, sg4::Host* to);
+
+}  // namespace rmai::sim

@@ -1,0 +1,29 @@
+#pragma once
+// Trace replay on the simulated cluster: the entry point of the simulator.
+#include <string>
+#include <vector>
+
+#include "results.hpp"
+#include "spec.hpp"
+#include "trace.hpp"
+
+namespace rmai::sim {
+
+// The SimGrid options every run starts from: CM02 without cross traffic, so that one transfer on
+// an idle route takes exactly latency + size / bandwidth, and no TCP window cap on long routes.
+// `--cfg=` options given by the user come after these and override them.
+const std::vector<std::string>& default_simgrid_options();
+
+// Replays `trace` on every inference node of the experiment (node i starts at token
+// i * tokens / nodes and wraps around, so nodes are busy with different tokens), and returns the
+// metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. One call per process:
+// SimGrid runs one engine per process.
+metrics::RunResult simulate(const models::Experiment& experiment, const traces::RoutingTrace& trace,
+                            const std::vector<std::string>& simgrid_args);
+
+// Seconds one decode token spends computing one MoE layer / all dense layers on the GPU
+// (roofline: the larger of weight bytes over HBM bandwidth and FLOPs over compute).
+double moe_layer_compute_time(const models::Experiment& experiment);
+double dense_layers_compute_time(const models::Experiment& experiment);
+
+}  // namespace rmai::sim

@@ -1,0 +1,78 @@
+#pragma once
+// A memory tier's paging path, as a plan of simulated activities for one expert switch.
+//
+// A tier turns "bring expert X into node N's GPU" into chunks. Each chunk pays CPU time (traps,
+// fault handling, PTE installs), optionally fetches its bytes into host memory, then is copied to
+// the GPU; the copy of one chunk overlaps the fault and fetch of the next. The tier counts the page
+// faults and user-kernel transitions its path takes. Replay (replay.cpp) runs the plan on SimGrid,
+// where transfers share links with every other transfer in flight.
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cluster.hpp"
+#include "registry.hpp"
+#include "results.hpp"
+#include "spec.hpp"
+
+namespace rmai::sim {
+
+// A stream of `ops` reads of equal size, `queue_depth` in flight, each paying `op_cost` (software
+// overhead plus the request's latency) before its data moves. Simulated as the rounds of fixed
+// costs, then one flow of all the bytes, so that on an idle route it takes
+//   ceil(ops / queue_depth) * op_cost + route latency + bytes / route bandwidth,
+// and under contention the data part stretches to the flow's fair share. At queue depth 1 this is
+// exact (each read waits for the previous one); deeper queues have few rounds, so the part that
+// would really overlap with other flows is small. (SimGrid 3.32 ignores Comm::set_rate on
+// host-to-host comms, which rules out a rate-capped flow.)
+struct Transfer {
+  sg4::Host* from = nullptr;
+  sg4::Host* to = nullptr;
+  double bytes = 0;
+  double fixed_time = 0;  // ceil(ops / queue_depth) * op_cost
+
+  static Transfer stream(sg4::Host* from, sg4::Host* to, double bytes, std::uint64_t ops,
+                         std::uint64_t queue_depth, double op_cost);
+  static Transfer copy(sg4::Host* from, sg4::Host* to, double bytes) { return {from, to, bytes, 0}; }
+};
+
+struct Chunk {
+  double cpu_before = 0;  // on the node's CPU before the fetch (fault entry, syscalls)
+  bool has_fetch = false;
+  Transfer fetch;         // into host memory
+  double cpu_after = 0;   // after the fetch, before the GPU copy (PTE installs, copy launch)
+  Transfer copy;          // to the GPU
+};
+
+struct SwitchPlan {
+  std::vector<Chunk> chunks;
+  double cpu_end = 0;  // after the last copy (tear-down of the staging mapping)
+  std::uint64_t faults = 0;
+  std::uint64_t transitions = 0;
+  metrics::TierBytes bytes;
+};
+
+// Everything a tier needs to plan: the experiment (presets, tier parameters) and the cluster.
+struct TierContext {
+  const models::Experiment& experiment;
+  const Cluster& cluster;
+};
+
+class Tier {
+ public:
+  virtual ~Tier() = default;
+  // Plans bringing one routed expert (dense key: layer * experts + expert) into `node`'s GPU.
+  virtual SwitchPlan plan(std::uint32_t node, std::uint32_t expert_key) const = 0;
+};
+
+using TierRegistry = Registry<Tier, const TierContext&>;
+
+// ceil(a / b) for positive counts.
+inline std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
+// Number of pieces of `piece` bytes that cover `bytes`.
+inline std::uint64_t pieces(double bytes, double piece) {
+  return static_cast<std::uint64_t>(std::ceil(bytes / piece));
+}
+
+}  // namespace rmai::sim

@@ -1,0 +1,54 @@
+// page4k: classic remote paging (Infiniswap/Fastswap style) from the same memory servers: every
+// fault traps, runs the swap-in path and waits for one RDMA read of fault_around pages, so the
+// reads are strictly one at a time. The pages are then copied to the GPU.
+#include "tier.hpp"
+
+namespace rmai::sim {
+namespace {
+
+class Page4kTier final : public Tier {
+ public:
+  explicit Page4kTier(const TierContext& context) : context_(context) {
+    const auto& params = context.experiment.tier_params;
+    fault_around_ = params.count("fault_around");
+    swap_path_ = params.number("swap_path");
+  }
+
+  SwitchPlan plan(std::uint32_t node, std::uint32_t expert_key) const override {
+    const auto& e = context_.experiment;
+    const auto& os = e.platform.os;
+    const auto& hosts = context_.cluster.node(node);
+    auto* server = context_.cluster.server(expert_key % context_.cluster.servers());
+    const double expert = e.model.expert_bytes();
+    const std::uint64_t faults = pieces(expert, double(fault_around_) * os.page_size);
+    const double per_fault_cpu =
+        os.fault_trap + os.fault_handler + swap_path_ + double(fault_around_) * os.pte_install;
+
+    SwitchPlan plan;
+    Chunk c;
+    c.cpu_before = double(faults) * per_fault_cpu;
+    c.has_fetch = true;
+    c.fetch = Transfer::stream(server, hosts.host, expert, faults, 1,
+                               e.platform.nic.op_overhead + e.platform.nic.latency);
+    c.cpu_after = e.platform.gpu.copy_launch;
+    c.copy = Transfer::copy(hosts.host, hosts.gpu, expert);
+    plan.chunks.push_back(c);
+    plan.faults = faults;
+    plan.transitions = faults;
+    plan.cpu_end = os.tlb_shootdown;
+    plan.bytes.remote = expert;
+    plan.bytes.pcie = expert;
+    return plan;
+  }
+
+ private:
+  TierContext context_;
+  std::uint64_t fault_around_ = 0;
+  double swap_path_ = 0;
+};
+
+RMAI_REGISTER(TierRegistry, "page4k", "remote paging: one fault and one RDMA read per 4 KiB page (or fault-around)",
+              [](const TierContext& c) { return std::make_unique<Page4kTier>(c); });
+
+}  // namespace
+}  // namespace rmai::sim

@@ -1,0 +1,62 @@
+// rmai: the experts live in memory donated by memory servers and are mapped as RMAI dynamic
+// virtual memory regions. One fault brings in a whole region chunk (by default the whole expert):
+// one trap, one region lookup, then the chunk moves with batched one-sided RDMA reads
+// (fault_batch pages per read, queue_depth reads in flight), its PTEs are installed, and the chunk
+// is copied to the GPU while the next chunk faults. The region is torn down after the last copy.
+#include "tier.hpp"
+
+namespace rmai::sim {
+namespace {
+
+class RmaiTier final : public Tier {
+ public:
+  explicit RmaiTier(const TierContext& context) : context_(context) {
+    const auto& params = context.experiment.tier_params;
+    region_chunk_ = params.number("region_chunk");  // 0: the whole expert
+    fault_batch_ = params.count("fault_batch");
+    queue_depth_ = params.count("queue_depth");
+  }
+
+  SwitchPlan plan(std::uint32_t node, std::uint32_t expert_key) const override {
+    const auto& e = context_.experiment;
+    const auto& os = e.platform.os;
+    const auto& hosts = context_.cluster.node(node);
+    auto* server = context_.cluster.server(expert_key % context_.cluster.servers());
+    const double expert = e.model.expert_bytes();
+    const double chunk = region_chunk_ > 0 ? std::min(region_chunk_, expert) : expert;
+    const double read_bytes = double(fault_batch_) * os.page_size;
+    // A read's fixed cost: posting and completing it, plus the request's trip to the server (the
+    // data's trip back is the route latency of the flow itself).
+    const double op_cost = e.platform.nic.op_overhead + e.platform.nic.latency;
+
+    SwitchPlan plan;
+    for (double done = 0; done < expert; done += chunk) {
+      const double bytes = std::min(chunk, expert - done);
+      Chunk c;
+      c.cpu_before = os.fault_trap + os.fault_handler + os.region_lookup;
+      c.has_fetch = true;
+      c.fetch = Transfer::stream(server, hosts.host, bytes, pieces(bytes, read_bytes), queue_depth_, op_cost);
+      c.cpu_after = double(pieces(bytes, os.page_size)) * os.pte_install + e.platform.gpu.copy_launch;
+      c.copy = Transfer::copy(hosts.host, hosts.gpu, bytes);
+      plan.chunks.push_back(c);
+      ++plan.faults;
+    }
+    plan.transitions = plan.faults;  // one trap per region fault; the rest happens in the kernel
+    plan.cpu_end = os.tlb_shootdown;
+    plan.bytes.remote = expert;
+    plan.bytes.pcie = expert;
+    return plan;
+  }
+
+ private:
+  TierContext context_;
+  double region_chunk_ = 0;
+  std::uint64_t fault_batch_ = 0;
+  std::uint64_t queue_depth_ = 0;
+};
+
+RMAI_REGISTER(TierRegistry, "rmai", "RMAI dynamic regions: one fault per region chunk, batched RDMA reads",
+              [](const TierContext& c) { return std::make_unique<RmaiTier>(c); });
+
+}  // namespace
+}  // namespace rmai::sim

@@ -1,0 +1,310 @@
+// The canonical CSV trace: a streaming, validating reader and the writer.
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "errors.hpp"
+#include "trace.hpp"
+
+namespace rmai::traces {
+namespace {
+
+constexpr std::string_view kHeader = "seq,token,layer,experts,weights";
+constexpr std::string_view kHeaderNoWeights = "seq,token,layer,experts";
+
+std::string quoted(std::string_view text) {
+  constexpr std::size_t kMax = 60;  // a binary file must not flood the message
+  if (text.size() > kMax) return "'" + std::string(text.substr(0, kMax)) + "...'";
+  return "'" + std::string(text) + "'";
+}
+
+// Lines of a file through one large buffer: a getline per row would cost more than the parsing.
+class LineReader {
+ public:
+  explicit LineReader(const std::filesystem::path& path)
+      : name_(path.string()), file_(std::fopen(path.c_str(), "rb")) {
+    if (!file_) throw InputError(name_, std::string("cannot open: ") + std::strerror(errno));
+  }
+
+  // The next line without its end of line ("\n" or "\r\n"), valid until the next call; false at
+  // the end of the file. A last line without newline is returned like the others.
+  bool next(std::string_view& line) {
+    for (;;) {
+      const char* start = buffer_.data() + begin_;
+      const std::size_t size = end_ - begin_;
+      if (const void* found = size ? std::memchr(start, '\n', size) : nullptr) {
+        const char* stop = static_cast<const char*>(found);
+        line = std::string_view(start, stop - start);
+        begin_ = stop + 1 - buffer_.data();
+        break;
+      }
+      if (eof_) {
+        if (size == 0) return false;
+        line = std::string_view(start, size);
+        begin_ = end_;
+        break;
+      }
+      // Keep the partial line at the front and read more behind it.
+      std::memmove(buffer_.data(), start, size);
+      begin_ = 0;
+      end_ = size;
+      if (end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);  // a very long line
+      const std::size_t got =
+          std::fread(buffer_.data() + end_, 1, buffer_.size() - end_, file_.get());
+      if (got == 0) {
+        if (std::ferror(file_.get()))
+          throw InputError(name_, std::string("read error: ") + std::strerror(errno));
+        eof_ = true;
+      }
+      end_ += got;
+    }
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    return true;
+  }
+
+ private:
+  struct Closer {
+    void operator()(std::FILE* file) const { std::fclose(file); }
+  };
+  std::string name_;
+  std::unique_ptr<std::FILE, Closer> file_;
+  std::vector<char> buffer_ = std::vector<char>(std::size_t{1} << 20);
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+  bool eof_ = false;
+};
+
+// Splits at `separator` into at most `max` fields; returns how many fields there are in all.
+std::size_t split(std::string_view text, char separator, std::string_view* fields,
+                  std::size_t max) {
+  std::size_t count = 0;
+  for (;;) {
+    const std::size_t end = text.find(separator);
+    if (count < max) fields[count] = text.substr(0, end);
+    ++count;
+    if (end == std::string_view::npos) return count;
+    text.remove_prefix(end + 1);
+  }
+}
+
+bool parse_integer(std::string_view text, std::uint64_t& value) {
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && ec == std::errc() && ptr == text.data() + text.size();
+}
+
+class CsvSource final : public TraceSource {
+ public:
+  CsvSource(const std::filesystem::path& path, TraceShape shape)
+      : name_(path.string()), shape_(shape), reader_(path) {
+    current_.experts.resize(std::size_t{shape.layers} * shape.top_k);
+    row_.reserve(shape.top_k);
+    std::string_view header;
+    if (!reader_.next(header))
+      throw InputError(name_ + ":1", "empty file: expected the header line '" +
+                                         std::string(kHeader) + "' then one row per token-layer");
+    line_ = 1;
+    if (header.starts_with("\xEF\xBB\xBF")) header.remove_prefix(3);  // UTF-8 mark from editors
+    if (header == kHeader)
+      columns_ = 5;
+    else if (header == kHeaderNoWeights)
+      columns_ = 4;
+    else
+      fail("header is " + quoted(header) + " but must be exactly '" + std::string(kHeader) +
+           "' or '" + std::string(kHeaderNoWeights) + "'");
+  }
+
+  bool next(Token& token) override {
+    std::string_view line;
+    while (reader_.next(line)) {
+      ++line_;
+      if (line.empty()) continue;  // blank lines (e.g. at the end of a file) carry nothing
+      if (read_row(line)) {
+        std::swap(token.experts, current_.experts);
+        token.seq = current_.seq;
+        token.index = current_.index;
+        current_.experts.resize(std::size_t{shape_.layers} * shape_.top_k);
+        return true;
+      }
+    }
+    if (next_layer_ > 0)
+      fail("the file ends inside " + token_name() + ", which has " + layers_read() +
+           " but the model has " + std::to_string(shape_.layers) + " MoE layers (truncated file?)");
+    return false;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw InputError(name_ + ":" + std::to_string(line_), what);
+  }
+
+  std::string token_name() const {
+    return "token " + std::to_string(current_.index) + " of sequence " +
+           std::to_string(current_.seq);
+  }
+  std::string layers_read() const {
+    return next_layer_ == 1 ? "layer 0 only" : "layers 0-" + std::to_string(next_layer_ - 1);
+  }
+  std::string layer_order() const {
+    return "the rows of a token must be layers 0.." + std::to_string(shape_.layers - 1) +
+           " in order";
+  }
+
+  std::uint32_t integer(std::string_view field, const char* what) const {
+    std::uint64_t value = 0;
+    if (!parse_integer(field, value) || value > UINT32_MAX)
+      fail(std::string(what) + " " + quoted(field) + " is not an integer in 0.." +
+           std::to_string(UINT32_MAX));
+    return static_cast<std::uint32_t>(value);
+  }
+
+  // Parses the experts field into row_.
+  void parse_experts(std::string_view field) {
+    row_.clear();
+    std::size_t count = 0;
+    if (!field.empty())
+      for (;;) {  // an empty field is zero experts
+        const std::size_t end = field.find(';');
+        const std::string_view id = field.substr(0, end);
+        std::uint64_t expert = 0;
+        if (!parse_integer(id, expert))
+          fail("expert " + quoted(id) +
+               " is not a non-negative integer (experts are ';'-separated)");
+        if (expert >= shape_.experts)
+          fail("expert " + std::to_string(expert) + " out of range: the model has " +
+               std::to_string(shape_.experts) + " experts per layer");
+        if (std::find(row_.begin(), row_.end(), expert) != row_.end())
+          fail("expert " + std::to_string(expert) + " appears twice in the row: a token chooses " +
+               std::to_string(shape_.top_k) + " distinct experts per layer");
+        if (row_.size() < shape_.top_k) row_.push_back(static_cast<std::uint16_t>(expert));
+        ++count;
+        if (end == std::string_view::npos) break;
+        field.remove_prefix(end + 1);
+      }
+    if (count != shape_.top_k)
+      fail("row has " + std::to_string(count) + " experts but the model routes each token to " +
+           std::to_string(shape_.top_k) + " (top_k) per layer");
+  }
+
+  void check_weights(std::string_view field) const {
+    if (field.empty()) return;  // weights are optional per row
+    const std::size_t count = std::count(field.begin(), field.end(), ';') + 1;
+    if (count != shape_.top_k)
+      fail("row has " + std::to_string(count) + " weights for " + std::to_string(shape_.top_k) +
+           " experts: expected one weight per expert or none");
+    for (;;) {
+      const std::size_t end = field.find(';');
+      const std::string_view text = field.substr(0, end);
+      double weight = 0;
+      const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), weight);
+      if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() ||
+          !std::isfinite(weight))
+        fail("weight " + quoted(text) + " is not a number (weights are ';'-separated decimals)");
+      if (end == std::string_view::npos) return;
+      field.remove_prefix(end + 1);
+    }
+  }
+
+  // Validates one row and stores it in current_; true when it completes the token.
+  bool read_row(std::string_view line) {
+    std::string_view fields[5];
+    const std::size_t count = split(line, ',', fields, 5);
+    if (count != columns_)
+      fail("row has " + std::to_string(count) + " fields but expected " + std::to_string(columns_) +
+           " (" + std::string(columns_ == 5 ? kHeader : kHeaderNoWeights) + ")");
+    const std::uint32_t seq = integer(fields[0], "seq");
+    const std::uint32_t index = integer(fields[1], "token");
+    const std::uint32_t layer = integer(fields[2], "layer");
+    if (layer >= shape_.layers)
+      fail("layer " + std::to_string(layer) + " out of range: the model has " +
+           std::to_string(shape_.layers) + " MoE layers (0.." + std::to_string(shape_.layers - 1) +
+           ")");
+    parse_experts(fields[3]);
+    if (columns_ == 5) check_weights(fields[4]);
+
+    if (next_layer_ > 0) {  // inside a token
+      if (seq != current_.seq || index != current_.index)
+        fail(token_name() + " has " + layers_read() + " but the model has " +
+             std::to_string(shape_.layers) + " MoE layers (its rows end before this line)");
+      if (layer != next_layer_)
+        fail(token_name() + ": layer " + std::to_string(layer) + " follows layer " +
+             std::to_string(next_layer_ - 1) + " but " + layer_order());
+    } else {  // a new token
+      const auto [last, first_of_seq] = last_index_.try_emplace(seq, index);
+      if (!first_of_seq) {
+        if (index <= last->second)
+          fail("token " + std::to_string(index) + " of sequence " + std::to_string(seq) +
+               " comes after token " + std::to_string(last->second) +
+               ": tokens of a sequence must be in increasing order, each token's rows together");
+        last->second = index;
+      }
+      current_.seq = seq;
+      current_.index = index;
+      if (layer != 0)
+        fail(token_name() + " starts at layer " + std::to_string(layer) + " but " + layer_order());
+    }
+    std::copy(row_.begin(), row_.end(),
+              current_.experts.begin() + std::size_t{layer} * shape_.top_k);
+    if (++next_layer_ < shape_.layers) return false;
+    next_layer_ = 0;
+    return true;
+  }
+
+  std::string name_;
+  TraceShape shape_;
+  LineReader reader_;
+  std::size_t line_ = 0;          // 1-based number of the last line read
+  std::size_t columns_ = 5;       // 5 with the weights column, 4 without
+  Token current_{};               // the token being read
+  std::uint32_t next_layer_ = 0;  // layers of current_ read so far; 0 between tokens
+  std::unordered_map<std::uint32_t, std::uint32_t> last_index_;  // per sequence, last token index
+  std::vector<std::uint16_t> row_;                               // experts of the row being read
+};
+
+}  // namespace
+
+std::unique_ptr<TraceSource> open_csv(const std::filesystem::path& path, TraceShape shape) {
+  validate(shape);
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error))
+    throw InputError(path.string(), "is a directory, expected a CSV trace file");
+  return std::make_unique<CsvSource>(path, shape);
+}
+
+void write_csv(const RoutingTrace& trace, std::ostream& out) {
+  // Formatted into one buffer with to_chars, written in large blocks: streams per field are slow.
+  std::string buffer;
+  buffer.reserve(std::size_t{1} << 16);
+  buffer.append(kHeader).push_back('\n');
+  char digits[16];
+  const auto put = [&](std::uint32_t value, char after) {
+    const auto result = std::to_chars(digits, digits + sizeof digits, value);
+    buffer.append(digits, result.ptr);
+    buffer.push_back(after);
+  };
+  const TraceShape& shape = trace.shape();
+  for (std::size_t token = 0; token < trace.tokens(); ++token) {
+    for (std::uint32_t layer = 0; layer < shape.layers; ++layer) {
+      put(trace.seq(token), ',');
+      put(trace.index(token), ',');
+      put(layer, ',');
+      const auto experts = trace.experts(token, layer);
+      for (std::size_t k = 0; k < experts.size(); ++k)
+        put(experts[k], k + 1 < experts.size() ? ';' : ',');
+      buffer.push_back('\n');  // weights left empty
+      if (buffer.size() > (std::size_t{1} << 16) - 1024) {
+        out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+        buffer.clear();
+      }
+    }
+  }
+  out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+}
+
+}  // namespace rmai::traces

@@ -1,0 +1,87 @@
+#pragma once
+// MoE routing traces: which experts each token chose at each MoE layer.
+// The canonical exchange format is the CSV of INTERFACES.md ("Traces"); the replay works on the
+// compact in-memory RoutingTrace.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace rmai::traces {
+
+// From the model: MoE layers, routed experts chosen per token-layer, experts per layer.
+struct TraceShape {
+  std::uint32_t layers;
+  std::uint32_t top_k;
+  std::uint32_t experts;
+  friend bool operator==(const TraceShape&, const TraceShape&) = default;
+};
+
+// Throws std::invalid_argument if no trace can have this shape: a zero size, top_k > experts, or
+// more than 65536 experts (ids are stored in 16 bits).
+void validate(const TraceShape& shape);
+
+// Routing of one token: experts[layer * top_k + k].
+struct Token {
+  std::uint32_t seq;
+  std::uint32_t index;  // position of the token in its sequence
+  std::vector<std::uint16_t> experts;
+};
+
+// A source of tokens read one at a time (a file is streamed, never loaded whole by the reader).
+class TraceSource {
+ public:
+  virtual ~TraceSource() = default;
+  // Fills `token` with the next complete token; false at the end of the trace.
+  virtual bool next(Token& token) = 0;
+};
+
+// A trace held in memory, token-major, compact (16-bit expert ids): what the replay uses.
+class RoutingTrace {
+ public:
+  explicit RoutingTrace(TraceShape shape);  // validates the shape
+  // Throws std::invalid_argument if the token does not fit the shape (programming error: sources
+  // validate their input before).
+  void append(const Token& token);
+  std::size_t tokens() const { return seqs_.size(); }
+  const TraceShape& shape() const { return shape_; }
+  std::uint32_t seq(std::size_t token) const { return seqs_[token]; }
+  std::uint32_t index(std::size_t token) const { return indices_[token]; }
+  // The top_k expert ids of a token at a layer.
+  std::span<const std::uint16_t> experts(std::size_t token, std::uint32_t layer) const {
+    return {experts_.data() + (token * shape_.layers + layer) * shape_.top_k, shape_.top_k};
+  }
+  static RoutingTrace load(TraceSource& source, TraceShape shape);
+  friend bool operator==(const RoutingTrace&, const RoutingTrace&) = default;
+
+ private:
+  TraceShape shape_;
+  std::vector<std::uint32_t> seqs_;
+  std::vector<std::uint32_t> indices_;
+  std::vector<std::uint16_t> experts_;  // tokens * layers * top_k
+};
+
+// Canonical CSV (seq,token,layer,experts,weights; weights optional) validated against the shape.
+// Errors in the file are rmai::InputError located "file:line". Tokens of different sequences may
+// interleave (batched decode); within a sequence token indices must increase, and the rows of one
+// token must be contiguous and cover layers 0..layers-1 in order. Weights are checked, not kept.
+std::unique_ptr<TraceSource> open_csv(const std::filesystem::path& path, TraceShape shape);
+
+// Writes the canonical CSV, header `seq,token,layer,experts,weights`, weights left empty.
+void write_csv(const RoutingTrace& trace, std::ostream& out);
+
+struct SyntheticParams {
+  std::uint64_t tokens;
+  std::uint64_t seed;
+  double reuse;          // probability that an expert of token t-1 is kept at the same layer
+  double zipf_exponent;  // per-layer popularity ~ 1/rank^exponent; 0 = uniform
+};
+
+// Deterministic synthetic decode trace (one sequence, seq 0, tokens 0..n-1): the same on every
+// platform for a seed. Experts of a row are sorted ascending.
+RoutingTrace generate_synthetic(TraceShape shape, const SyntheticParams& params);
+
+}  // namespace rmai::traces
