@@ -33,7 +33,10 @@ class Executor {
       pending_ += chunk.cpu_before;
       if (chunk.has_fetch) start(chunk.fetch)->wait();
       pending_ += chunk.cpu_after;
-      if (copy_in_flight) copy_in_flight->wait();
+      if (copy_in_flight) {  // the CPU work above overlaps the previous copy
+        flush();
+        copy_in_flight->wait();
+      }
       copy_in_flight = start(chunk.copy);
     }
     if (copy_in_flight) copy_in_flight->wait();
