@@ -29,6 +29,10 @@ struct SwitchRecord {
 
 struct TierBytes {
   double remote = 0, disk = 0, cxl = 0, pcie = 0;
+  TierBytes& operator+=(const TierBytes& o) {
+    remote += o.remote, disk += o.disk, cxl += o.cxl, pcie += o.pcie;
+    return *this;
+  }
 };
 
 struct RunResult {

@@ -93,10 +93,7 @@ void replay_node(std::uint32_t node, const models::Experiment& e, const traces::
         out.switches.push_back({node, token, layer, experts[k], start, exec.now(), model.expert_bytes(), plan.faults});
         out.faults += plan.faults;
         out.transitions += plan.transitions;
-        out.bytes.remote += plan.bytes.remote;
-        out.bytes.disk += plan.bytes.disk;
-        out.bytes.cxl += plan.bytes.cxl;
-        out.bytes.pcie += plan.bytes.pcie;
+        out.bytes += plan.bytes;
       }
       exec.compute(layer_time);
     }
@@ -165,10 +162,7 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
     r.expert_accesses += o.accesses;
     r.page_faults += o.faults;
     r.user_kernel_transitions += o.transitions;
-    r.bytes.remote += o.bytes.remote;
-    r.bytes.disk += o.bytes.disk;
-    r.bytes.cxl += o.bytes.cxl;
-    r.bytes.pcie += o.bytes.pcie;
+    r.bytes += o.bytes;
     r.token_latencies.insert(r.token_latencies.end(), o.token_latencies.begin(), o.token_latencies.end());
     r.switches.insert(r.switches.end(), o.switches.begin(), o.switches.end());
   }

@@ -68,6 +68,16 @@ class Tier {
 
 using TierRegistry = Registry<Tier, const TierContext&>;
 
+// Helpers shared by the paging paths.
+inline Transfer copy_to_gpu(const NodeHosts& hosts, double bytes) { return Transfer::copy(hosts.host, hosts.gpu, bytes); }
+// The memory server holding an expert: experts are spread over the servers round robin.
+inline sg4::Host* server_of(const Cluster& cluster, std::uint32_t expert_key) {
+  return cluster.server(expert_key % cluster.servers());
+}
+// Fixed cost of one one-sided RDMA read: posting and completing it, plus the request's trip to the
+// server (the data's trip back is the route latency of the flow itself).
+inline double rdma_read_cost(const models::Nic& nic) { return nic.op_overhead + nic.latency; }
+
 // ceil(a / b) for positive counts.
 inline std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
 // Number of pieces of `piece` bytes that cover `bytes`.

@@ -35,7 +35,7 @@ class DiskMmapTier final : public Tier {
     c.has_fetch = true;
     c.fetch = Transfer::stream(hosts.nvme, hosts.host, expert, major, queue_depth_, e.platform.nvme.latency);
     c.cpu_after = e.platform.gpu.copy_launch;
-    c.copy = Transfer::copy(hosts.host, hosts.gpu, expert);
+    c.copy = copy_to_gpu(hosts, expert);
     plan.chunks.push_back(c);
     plan.faults = major + minor;
     plan.transitions = plan.faults;

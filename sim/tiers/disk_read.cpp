@@ -27,7 +27,7 @@ class DiskReadTier final : public Tier {
     c.has_fetch = true;
     c.fetch = Transfer::stream(hosts.nvme, hosts.host, expert, reads, queue_depth_, e.platform.nvme.latency);
     c.cpu_after = e.platform.gpu.copy_launch;
-    c.copy = Transfer::copy(hosts.host, hosts.gpu, expert);
+    c.copy = copy_to_gpu(hosts, expert);
     plan.chunks.push_back(c);
     plan.transitions = rounds;
     plan.bytes.disk = expert;

@@ -18,7 +18,7 @@ class Page4kTier final : public Tier {
     const auto& e = context_.experiment;
     const auto& os = e.platform.os;
     const auto& hosts = context_.cluster.node(node);
-    auto* server = context_.cluster.server(expert_key % context_.cluster.servers());
+    auto* server = server_of(context_.cluster, expert_key);
     const double expert = e.model.expert_bytes();
     const std::uint64_t faults = pieces(expert, double(fault_around_) * os.page_size);
     const double per_fault_cpu =
@@ -29,9 +29,9 @@ class Page4kTier final : public Tier {
     c.cpu_before = double(faults) * per_fault_cpu;
     c.has_fetch = true;
     c.fetch = Transfer::stream(server, hosts.host, expert, faults, 1,
-                               e.platform.nic.op_overhead + e.platform.nic.latency);
+                               rdma_read_cost(e.platform.nic));
     c.cpu_after = e.platform.gpu.copy_launch;
-    c.copy = Transfer::copy(hosts.host, hosts.gpu, expert);
+    c.copy = copy_to_gpu(hosts, expert);
     plan.chunks.push_back(c);
     plan.faults = faults;
     plan.transitions = faults;

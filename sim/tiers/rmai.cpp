@@ -21,13 +21,10 @@ class RmaiTier final : public Tier {
     const auto& e = context_.experiment;
     const auto& os = e.platform.os;
     const auto& hosts = context_.cluster.node(node);
-    auto* server = context_.cluster.server(expert_key % context_.cluster.servers());
+    auto* server = server_of(context_.cluster, expert_key);
     const double expert = e.model.expert_bytes();
     const double chunk = region_chunk_ > 0 ? std::min(region_chunk_, expert) : expert;
     const double read_bytes = double(fault_batch_) * os.page_size;
-    // A read's fixed cost: posting and completing it, plus the request's trip to the server (the
-    // data's trip back is the route latency of the flow itself).
-    const double op_cost = e.platform.nic.op_overhead + e.platform.nic.latency;
 
     SwitchPlan plan;
     for (double done = 0; done < expert; done += chunk) {
@@ -35,9 +32,9 @@ class RmaiTier final : public Tier {
       Chunk c;
       c.cpu_before = os.fault_trap + os.fault_handler + os.region_lookup;
       c.has_fetch = true;
-      c.fetch = Transfer::stream(server, hosts.host, bytes, pieces(bytes, read_bytes), queue_depth_, op_cost);
+      c.fetch = Transfer::stream(server, hosts.host, bytes, pieces(bytes, read_bytes), queue_depth_, rdma_read_cost(e.platform.nic));
       c.cpu_after = double(pieces(bytes, os.page_size)) * os.pte_install + e.platform.gpu.copy_launch;
-      c.copy = Transfer::copy(hosts.host, hosts.gpu, bytes);
+      c.copy = copy_to_gpu(hosts, bytes);
       plan.chunks.push_back(c);
       ++plan.faults;
     }
