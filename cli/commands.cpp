@@ -163,8 +163,11 @@ int list(const std::vector<std::string>& args) {
     std::cout << "  " << schema->name << ": " << schema->description << "\n";
     for (const auto& p : schema->params) {
       std::string kind = config::kind_name(p.kind);
-      if (p.kind == config::Kind::Component && !p.preset_dir.empty()) kind = "preset in models/" + p.preset_dir;
       std::string fallback = p.fallback.empty() ? (p.required ? "required" : "optional") : "default " + p.fallback;
+      if (p.kind == config::Kind::Component) {
+        kind = p.preset_dir.empty() ? "section (below)" : "preset in models/" + p.preset_dir;
+        if (p.preset_dir.empty()) fallback = "";
+      }
       std::printf("    %-18s %-28s %-16s %s\n", p.name.c_str(), kind.c_str(), fallback.c_str(), p.description.c_str());
     }
   }
