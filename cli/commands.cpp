@@ -36,7 +36,7 @@ Options parse(const std::vector<std::string>& args, bool allow_run_options) {
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     const auto value = [&](const std::string& flag) {
-      if (i + 1 >= args.size()) throw InputError(flag, "needs a value");
+      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(flag, "needs a value");
       return args[++i];
     };
     if (a == "--set") {
@@ -75,9 +75,12 @@ std::string git_revision() {
 }
 
 YAML::Node resolved_config(const models::Experiment& e) {
-  YAML::Node root = e.values.to_yaml();
+  // The name first, whether it was given or derived, so that running this file again writes the same file.
+  YAML::Node root(YAML::NodeType::Map);
   root["name"] = e.name;
-  if (e.trace.file) root["trace"]["file"] = e.trace.file->string();
+  for (const auto& kv : e.values.to_yaml())
+    if (kv.first.as<std::string>() != "name") root[kv.first] = kv.second;
+  if (e.trace.file) root["trace"]["file"] = fs::absolute(*e.trace.file).string();  // runnable from anywhere
   YAML::Node provenance;
   provenance["seed"] = e.seed;
   provenance["trace_seed"] = e.trace.seed;

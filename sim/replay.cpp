@@ -135,7 +135,12 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   int argc = static_cast<int>(argv.size());
-  sg4::Engine engine(&argc, argv.data());
+  std::unique_ptr<sg4::Engine> engine;
+  try {
+    engine = std::make_unique<sg4::Engine>(&argc, argv.data());
+  } catch (const std::exception& error) {  // a bad --cfg= or --log= option
+    throw InputError("SimGrid options", error.what());
+  }
 
   Cluster cluster(e.platform, e.nodes);
   const TierContext context{e, cluster};
@@ -144,7 +149,7 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
   for (std::uint32_t i = 0; i < e.nodes; ++i)
     sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host,
                        [&, i] { replay_node(i, e, trace, *tier, outcomes[i]); });
-  engine.run();
+  engine->run();
 
   metrics::RunResult r;
   r.mode = "sim";

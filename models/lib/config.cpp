@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "errors.hpp"
@@ -173,8 +174,11 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
     if (!map || map.IsNull()) continue;
     if (!map.IsMap())
       throw InputError(location(layer.file, map, path), "expected a map of " + schema.name + " parameters");
+    std::set<std::string> seen;
     for (const auto& kv : map) {
       const std::string key = kv.first.as<std::string>();
+      if (!seen.insert(key).second)
+        throw InputError(location(layer.file, kv.first, dotted(path, key)), "duplicate key");
       if (key == "preset" && allow_preset_key) continue;
       if (!schema.find(key)) {
         std::vector<std::string> known;
@@ -249,7 +253,9 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
       value.where = key + " (default)";
     } else if (p.required) {
       const Layer* top = layers.empty() ? nullptr : &layers.back();
-      throw InputError(top ? location(top->file, top->map, key) : key,
+      // A map made by --set has no position: name the file it belongs to.
+      const bool positioned = top && top->map && !top->map.Mark().is_null();
+      throw InputError(positioned ? location(top->file, top->map, key) : (top ? top->file + ": " + key : key),
                        "missing required key (" + std::string(kind_name(p.kind)) + ": " + p.description + ")");
     } else {
       continue;  // optional and absent
@@ -265,6 +271,8 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
       }
       if (p.kind == Kind::Count && value.number < 0)
         throw InputError(value.where, "must not be negative");
+      if (p.kind == Kind::Count && value.number > 4294967295.0)
+        throw InputError(value.where, "too large (at most 4294967295)");
       check_bounds(p, value.number, value.where);
     }
     out.values_[p.name] = std::move(value);
@@ -305,10 +313,13 @@ void apply_set(YAML::Node& root, const std::string& assignment) {
     cursor.reset(child);
   }
   YAML::Node target = cursor[segments.back()];
-  if (target.IsMap())
+  if (target.IsMap()) {
     target["preset"] = value;  // --set platform=big on a platform given as a map
-  else
+  } else {
+    // A fresh node, so that errors about the value point at --set, not at the file's line.
+    cursor.remove(segments.back());
     cursor[segments.back()] = value;
+  }
 }
 
 }  // namespace rmai::config

@@ -115,7 +115,7 @@ MoeModel load_model(const std::string& name, const std::string& where) {
 
 Experiment load_experiment(const fs::path& file, const std::vector<std::string>& sets) {
   YAML::Node root = config::load_yaml_file(file);
-  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (root.IsNull()) root = YAML::Load("{}");  // an empty file: an empty map, positioned at line 1
   if (!root.IsMap()) throw InputError(config::location(file.string(), root, ""), "an experiment must be a YAML map");
   root.remove("provenance");  // written by rmai into config.resolved.yaml; informative only
   for (const auto& set : sets) config::apply_set(root, set);
