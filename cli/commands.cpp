@@ -96,7 +96,9 @@ traces::RoutingTrace load_trace(const models::Experiment& e) {
   const traces::TraceShape shape{e.model.moe_layers, e.model.top_k, e.model.experts};
   if (e.trace.file) {
     auto source = traces::open_csv(*e.trace.file, shape);
-    return traces::RoutingTrace::load(*source, shape);
+    auto trace = traces::RoutingTrace::load(*source, shape);
+    if (trace.tokens() == 0) throw InputError(e.trace.file->string(), "the trace has no tokens to replay");
+    return trace;
   }
   return traces::generate_synthetic(shape, {e.trace.tokens, e.trace.seed, e.trace.reuse, e.trace.zipf_exponent});
 }
