@@ -124,6 +124,9 @@ std::vector<Case> cases() {
       {"trace_duplicate_expert", trace_yaml + "dup.csv}\n", {},
        {"dup.csv:3:", "appears twice"},
        {{"dup.csv", kHeader + token_rows(0, kMixtralMoeLayers, [](int l) { return std::string(l == 1 ? "4;4" : "3;4"); })}}},
+      {"trace_without_tokens", trace_yaml + "empty.csv}\n", {}, {"empty.csv", "no tokens"}, {{"empty.csv", kHeader}}},
+      {"duplicate_key", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ncache: {gpu_experts: 8}\n", {},
+       {"{file}:3: cache: duplicate key"}},
       {"set_without_equals", kValid, {"--set", "nodes"}, {"--set nodes:", "key=value"}},
       {"set_unknown_key", kValid, {"--set", "cache.size=4"}, {"--set: cache.size: unknown key", "gpu_experts"}},
       {"set_without_value", kValid, {"--set"}, {"--set:", "needs a value"}},
@@ -242,6 +245,15 @@ TEST_F(BadInputRegressionTest, NodesBeyond32BitsAreRejected) {
   const Result r = run({"run", exp.string(), "--out", (dir_ / "out").string()}, dir_);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_NE(r.err.find("exp.yaml:2: nodes:"), std::string::npos) << r.err;
+}
+
+// SimGrid lists its valid options on stderr itself; what matters is exit code 2 and our last line.
+TEST_F(BadInputRegressionTest, UnknownSimGridOptionIsBadInput) {
+  const fs::path exp = write("exp.yaml", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {tokens: 8}\n");
+  const Result r = run({"run", exp.string(), "--cfg=bogus/thing:3", "--out", (dir_ / "out").string()}, dir_);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("rmai: error: SimGrid options:"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
 }
 
 }  // namespace
