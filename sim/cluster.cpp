@@ -1,6 +1,5 @@
 #include "cluster.hpp"
 
-#include <limits>
 #include <string>
 
 namespace rmai::sim {
@@ -47,15 +46,6 @@ Cluster::Cluster(const models::Platform& p, std::uint32_t nodes) {
     nodes_.push_back(h);
   }
   zone->seal();
-}
-
-RouteCost route_cost(sg4::Host* from, sg4::Host* to) {
-  std::vector<sg4::Link*> links;
-  double latency = 0;
-  from->route_to(to, links, &latency);
-  RouteCost cost{latency, std::numeric_limits<double>::infinity()};
-  for (auto* link : links) cost.bandwidth = std::min(cost.bandwidth, link->get_bandwidth());
-  return cost;
 }
 
 }  // namespace rmai::sim

@@ -34,12 +34,4 @@ class Cluster {
   std::vector<sg4::Host*> servers_;
 };
 
-// Route properties as the platform builds them, for closed forms: the sum of link latencies and the
-// smallest link bandwidth between two hosts.
-struct RouteCost {
-  double latency = 0;
-  double bandwidth = 0;
-};
-RouteCost route_cost(sg4::Host* from, sg4::Host* to);
-
 }  // namespace rmai::sim

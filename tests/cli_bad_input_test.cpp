@@ -151,19 +151,7 @@ std::string replace_all(std::string text, const std::string& from, const std::st
   return text;
 }
 
-class BadInputTest : public ::testing::TestWithParam<Case> {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("rmai_cli_bad_input_" + std::to_string(::getpid()) + "_" + GetParam().name);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path dir_;
-};
+class BadInputTest : public rmai::testing::TempDirTest, public ::testing::WithParamInterface<Case> {};
 
 TEST_P(BadInputTest, ExitsWithCode2AndAPreciseMessage) {
   const Case& c = GetParam();
@@ -199,25 +187,7 @@ INSTANTIATE_TEST_SUITE_P(Cli, BadInputTest, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // Regressions of bugs found in review: positions of --set values, empty files, counts beyond 32 bits.
-class BadInputRegressionTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("rmai_cli_bad_input_bug_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  fs::path write(const std::string& name, const std::string& content) {
-    std::ofstream(dir_ / name) << content;
-    return dir_ / name;
-  }
-  fs::path dir_;
-};
+class BadInputRegressionTest : public rmai::testing::TempDirTest {};
 
 // A --set that overrides a key present in the YAML must be reported as "--set", not at the line of
 // the value it replaced.

@@ -68,28 +68,8 @@ std::string without_git_revision(const std::string& yaml) {
   return out;
 }
 
-class CliTest : public ::testing::Test {
+class CliTest : public rmai::testing::TempDirTest {
  protected:
-  void SetUp() override {
-    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    for (char& c : name)
-      if (c == '/') c = '_';
-    dir_ = fs::temp_directory_path() / ("rmai_cli_test_" + std::to_string(::getpid()) + "_" + name);
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  fs::path write(const std::string& name, const std::string& content) {
-    const fs::path path = dir_ / name;
-    fs::create_directories(path.parent_path());
-    std::ofstream(path, std::ios::binary) << content;
-    return path;
-  }
-
   // `rmai run quickstart.yaml --set trace.tokens=16 <extra> --out DIR/<out>`; asserts success.
   fs::path run_quickstart(const std::string& out, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args{"run", kQuickstart.string(), "--set", "trace.tokens=16"};
@@ -110,8 +90,6 @@ class CliTest : public ::testing::Test {
     if (!lines.empty()) lines.erase(lines.begin());
     return lines;
   }
-
-  fs::path dir_;
 };
 
 // A valid Mixtral trace: `tokens` tokens of sequence 0, 32 rows each.

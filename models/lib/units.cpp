@@ -52,15 +52,6 @@ double factor_of(std::string_view unit, const std::array<Suffix, N>& table) {
 
 }  // namespace
 
-const char* quantity_name(Quantity quantity) {
-  switch (quantity) {
-    case Quantity::Bytes: return "size";
-    case Quantity::Bandwidth: return "bandwidth";
-    case Quantity::Time: return "time";
-  }
-  return "";
-}
-
 double parse(std::string_view text, Quantity quantity) {
   const auto fail = [&](const std::string& why) {
     throw std::invalid_argument("\"" + std::string(text) + "\" " + why + ": expected " +

@@ -23,6 +23,4 @@ double parse_time(std::string_view text);       // seconds
 // Formats a value back with a unit that parses to the same double (shortest round-trip digits).
 std::string format(double value, Quantity quantity);
 
-const char* quantity_name(Quantity quantity);
-
 }  // namespace rmai::units
