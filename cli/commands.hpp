@@ -9,4 +9,12 @@ int run(const std::vector<std::string>& args);
 int check(const std::vector<std::string>& args);
 int list(const std::vector<std::string>& args);
 
+// `rmai trace <tool> ...`: dispatches to the trace tools below (cli/trace_*.cpp).
+int trace(const std::vector<std::string>& args);
+int trace_import(const std::vector<std::string>& args);   // cli/trace_import.cpp
+int trace_convert(const std::vector<std::string>& args);  // cli/trace_convert.cpp
+int trace_gen(const std::vector<std::string>& args);      // cli/trace_tools.cpp
+int trace_fit(const std::vector<std::string>& args);      // cli/trace_tools.cpp
+int trace_stats(const std::vector<std::string>& args);    // cli/trace_tools.cpp
+
 }  // namespace rmai::cli

@@ -18,6 +18,8 @@ commands:
   check EXP.yaml [--set key=value]...
                        load and validate only; print the resolved configuration
   list                 models, presets, tiers, cache policies and every parameter
+  trace import|convert|gen|fit|stats ...
+                       routing-trace tools (rmai trace --help)
 )";
 
 }  // namespace
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     if (command == "run") return rmai::cli::run(rest);
     if (command == "check") return rmai::cli::check(rest);
     if (command == "list") return rmai::cli::list(rest);
+    if (command == "trace") return rmai::cli::trace(rest);
     std::cerr << "rmai: unknown command \"" << command << "\"\n" << kUsage;
     return 2;
   } catch (const rmai::InputError& e) {

@@ -123,7 +123,7 @@ TEST_F(TracesTest, RoundTripGenerateWriteRead) {
 
 TEST_F(TracesTest, WritesCanonicalRows) {
   RoutingTrace trace({2, 2, 8});
-  trace.append({3, 10, {7, 0, 1, 2}});
+  trace.append({3, 10, {7, 0, 1, 2}, {}});
   std::ostringstream text;
   rmai::traces::write_csv(trace, text);
   EXPECT_EQ(text.str(), "seq,token,layer,experts,weights\n3,10,0,7;0,\n3,10,1,1;2,\n");
@@ -244,7 +244,7 @@ TEST(Traces, InvalidShapesAndParams) {
   EXPECT_THROW(rmai::traces::generate_synthetic(kSmall, {10, 1, 1.5, 0}), std::invalid_argument);
   EXPECT_THROW(rmai::traces::generate_synthetic(kSmall, {10, 1, 0.5, -1}), std::invalid_argument);
   RoutingTrace trace(kSmall);
-  EXPECT_THROW(trace.append({0, 0, {1, 2}}), std::invalid_argument);
+  EXPECT_THROW(trace.append({0, 0, {1, 2}, {}}), std::invalid_argument);
 }
 
 // ---- synthetic generator --------------------------------------------------------------------

@@ -127,9 +127,11 @@ class CsvSource final : public TraceSource {
       if (line.empty()) continue;  // blank lines (e.g. at the end of a file) carry nothing
       if (read_row(line)) {
         std::swap(token.experts, current_.experts);
+        std::swap(token.weights, current_.weights);
         token.seq = current_.seq;
         token.index = current_.index;
         current_.experts.resize(std::size_t{shape_.layers} * shape_.top_k);
+        current_.weights.clear();
         return true;
       }
     }
@@ -192,20 +194,24 @@ class CsvSource final : public TraceSource {
            std::to_string(shape_.top_k) + " (top_k) per layer");
   }
 
-  void check_weights(std::string_view field) const {
+  // Parses the weights field of `layer` into current_.weights (NaN stays where a row has none).
+  void parse_weights(std::string_view field, std::uint32_t layer) {
     if (field.empty()) return;  // weights are optional per row
     const std::size_t count = std::count(field.begin(), field.end(), ';') + 1;
     if (count != shape_.top_k)
       fail("row has " + std::to_string(count) + " weights for " + std::to_string(shape_.top_k) +
            " experts: expected one weight per expert or none");
-    for (;;) {
+    if (current_.weights.empty()) current_.weights.assign(current_.experts.size(), kNoWeight);
+    float* weights = current_.weights.data() + std::size_t{layer} * shape_.top_k;
+    for (std::size_t k = 0;; ++k) {
       const std::size_t end = field.find(';');
       const std::string_view text = field.substr(0, end);
-      double weight = 0;
+      float weight = 0;
       const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), weight);
       if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() ||
           !std::isfinite(weight))
         fail("weight " + quoted(text) + " is not a number (weights are ';'-separated decimals)");
+      weights[k] = weight;
       if (end == std::string_view::npos) return;
       field.remove_prefix(end + 1);
     }
@@ -226,7 +232,7 @@ class CsvSource final : public TraceSource {
            std::to_string(shape_.layers) + " MoE layers (0.." + std::to_string(shape_.layers - 1) +
            ")");
     parse_experts(fields[3]);
-    if (columns_ == 5) check_weights(fields[4]);
+    if (columns_ == 5) parse_weights(fields[4], layer);
 
     if (next_layer_ > 0) {  // inside a token
       if (seq != current_.seq || index != current_.index)
@@ -282,7 +288,7 @@ void write_csv(const RoutingTrace& trace, std::ostream& out) {
   std::string buffer;
   buffer.reserve(std::size_t{1} << 16);
   buffer.append(kHeader).push_back('\n');
-  char digits[16];
+  char digits[32];  // the longest float in shortest form is 15 characters
   const auto put = [&](std::uint32_t value, char after) {
     const auto result = std::to_chars(digits, digits + sizeof digits, value);
     buffer.append(digits, result.ptr);
@@ -297,7 +303,14 @@ void write_csv(const RoutingTrace& trace, std::ostream& out) {
       const auto experts = trace.experts(token, layer);
       for (std::size_t k = 0; k < experts.size(); ++k)
         put(experts[k], k + 1 < experts.size() ? ';' : ',');
-      buffer.push_back('\n');  // weights left empty
+      const auto weights = trace.weights(token, layer);
+      if (!weights.empty() && !std::isnan(weights[0]))
+        for (std::size_t k = 0; k < weights.size(); ++k) {
+          if (k > 0) buffer.push_back(';');
+          const auto result = std::to_chars(digits, digits + sizeof digits, weights[k]);
+          buffer.append(digits, result.ptr);
+        }
+      buffer.push_back('\n');
       if (buffer.size() > (std::size_t{1} << 16) - 1024) {
         out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
         buffer.clear();

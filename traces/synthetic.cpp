@@ -94,7 +94,7 @@ RoutingTrace generate_synthetic(TraceShape shape, const SyntheticParams& params)
     layers.push_back(make_popularity(rng, shape.experts, params.zipf_exponent));
 
   const std::size_t k = shape.top_k;
-  Token token{0, 0, std::vector<std::uint16_t>(shape.layers * k)};
+  Token token{0, 0, std::vector<std::uint16_t>(shape.layers * k), {}};
   std::vector<std::uint16_t> previous;
   for (std::uint64_t t = 0; t < params.tokens; ++t) {
     token.index = static_cast<std::uint32_t>(t);

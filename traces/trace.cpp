@@ -1,5 +1,7 @@
 #include "trace.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -25,9 +27,25 @@ void RoutingTrace::append(const Token& token) {
   for (const auto expert : token.experts)
     if (expert >= shape_.experts)
       throw std::invalid_argument("expert " + std::to_string(expert) + " out of range");
+  if (!token.weights.empty() && token.weights.size() != token.experts.size())
+    throw std::invalid_argument("token has " + std::to_string(token.weights.size()) +
+                                " weights for " + std::to_string(token.experts.size()) + " experts");
+  if (!token.weights.empty() && weights_.empty())  // the first weights: earlier tokens had none
+    weights_.assign(experts_.size(), kNoWeight);
   seqs_.push_back(token.seq);
   indices_.push_back(token.index);
   experts_.insert(experts_.end(), token.experts.begin(), token.experts.end());
+  if (token.weights.empty() && !weights_.empty())
+    weights_.insert(weights_.end(), token.experts.size(), kNoWeight);
+  else
+    weights_.insert(weights_.end(), token.weights.begin(), token.weights.end());
+}
+
+bool operator==(const RoutingTrace& a, const RoutingTrace& b) {
+  const auto same_weight = [](float x, float y) { return x == y || (std::isnan(x) && std::isnan(y)); };
+  return a.shape_ == b.shape_ && a.seqs_ == b.seqs_ && a.indices_ == b.indices_ &&
+         a.experts_ == b.experts_ &&
+         std::equal(a.weights_.begin(), a.weights_.end(), b.weights_.begin(), b.weights_.end(), same_weight);
 }
 
 RoutingTrace RoutingTrace::load(TraceSource& source, TraceShape shape) {

@@ -24,12 +24,17 @@ struct TraceShape {
 // more than 65536 experts (ids are stored in 16 bits).
 void validate(const TraceShape& shape);
 
-// Routing of one token: experts[layer * top_k + k].
+// Routing of one token: experts[layer * top_k + k], in the router's rank order (top-1 first).
 struct Token {
   std::uint32_t seq;
   std::uint32_t index;  // position of the token in its sequence
   std::vector<std::uint16_t> experts;
+  // Gate weights, parallel to `experts`, or empty when the token has none. A layer whose row had
+  // no weights holds NaN (kNoWeight) so that writing the token back gives the same row.
+  std::vector<float> weights;
 };
+
+inline constexpr float kNoWeight = __builtin_nanf("");
 
 // A source of tokens read one at a time (a file is streamed, never loaded whole by the reader).
 class TraceSource {
@@ -54,23 +59,33 @@ class RoutingTrace {
   std::span<const std::uint16_t> experts(std::size_t token, std::uint32_t layer) const {
     return {experts_.data() + (token * shape_.layers + layer) * shape_.top_k, shape_.top_k};
   }
+  // Gate weights of a token at a layer (NaN: none given); empty when the trace has no weights.
+  std::span<const float> weights(std::size_t token, std::uint32_t layer) const {
+    if (weights_.empty()) return {};
+    return {weights_.data() + (token * shape_.layers + layer) * shape_.top_k, shape_.top_k};
+  }
+  bool has_weights() const { return !weights_.empty(); }
   static RoutingTrace load(TraceSource& source, TraceShape shape);
-  friend bool operator==(const RoutingTrace&, const RoutingTrace&) = default;
+  // Equal tokens and equal weights (NaN, meaning no weight, equals NaN).
+  friend bool operator==(const RoutingTrace& a, const RoutingTrace& b);
 
  private:
   TraceShape shape_;
   std::vector<std::uint32_t> seqs_;
   std::vector<std::uint32_t> indices_;
   std::vector<std::uint16_t> experts_;  // tokens * layers * top_k
+  std::vector<float> weights_;          // empty, or parallel to experts_ once any token had weights
 };
 
 // Canonical CSV (seq,token,layer,experts,weights; weights optional) validated against the shape.
 // Errors in the file are rmai::InputError located "file:line". Tokens of different sequences may
 // interleave (batched decode); within a sequence token indices must increase, and the rows of one
-// token must be contiguous and cover layers 0..layers-1 in order. Weights are checked, not kept.
+// token must be contiguous and cover layers 0..layers-1 in order. Weights are kept as floats.
 std::unique_ptr<TraceSource> open_csv(const std::filesystem::path& path, TraceShape shape);
 
-// Writes the canonical CSV, header `seq,token,layer,experts,weights`, weights left empty.
+// Writes the canonical CSV, header `seq,token,layer,experts,weights`. Weights are written in the
+// shortest form that reads back to the same float, so CSV -> trace -> CSV is byte-identical; a row
+// without weights has an empty weights field.
 void write_csv(const RoutingTrace& trace, std::ostream& out);
 
 struct SyntheticParams {

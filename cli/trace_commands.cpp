@@ -1,0 +1,45 @@
+// `rmai trace`: the routing-trace tools of INTERFACES.md, one subcommand each.
+#include <iostream>
+
+#include "commands.hpp"
+
+namespace rmai::cli {
+namespace {
+
+constexpr const char* kTraceUsage = R"(usage: rmai trace <tool> [options]
+
+tools:
+  import --format jsonl FILE -o OUT [--model NAME]
+                       vLLM-style routing logs (JSON lines) to a canonical trace
+  convert TRACE -o OUT [--model NAME]
+                       between the canonical CSV (.csv) and the binary form (.rmtrace)
+  gen (--model NAME | --shape LAYERS,TOP_K,EXPERTS) [--generator NAME|FILE] --tokens N [--seed S] -o OUT
+                       a synthetic trace from a generator (models/synthetic or a fitted GEN.yaml)
+  fit TRACE [--model NAME] -o GEN.yaml
+  fit --counts COUNTS.csv [--pairs PAIRS.csv] [--where COLUMN=VALUE]... --model NAME -o GEN.yaml
+                       estimate a generator from a trace, or from expert count tables
+  stats TRACE [--model NAME] [--json]
+                       popularity, skew, reuse, cross-layer predictability, working sets
+
+A trace is the canonical CSV or the binary form (recognized by its content). Without --model the
+shape is read from a binary header or inferred from a CSV (experts: the largest id + 1).
+)";
+
+}  // namespace
+
+int trace(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+    std::cout << kTraceUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "import") return trace_import(rest);
+  if (args[0] == "convert") return trace_convert(rest);
+  if (args[0] == "gen") return trace_gen(rest);
+  if (args[0] == "fit") return trace_fit(rest);
+  if (args[0] == "stats") return trace_stats(rest);
+  std::cerr << "rmai: unknown trace tool \"" << args[0] << "\"\n" << kTraceUsage;
+  return 2;
+}
+
+}  // namespace rmai::cli
