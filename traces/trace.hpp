@@ -88,6 +88,22 @@ std::unique_ptr<TraceSource> open_csv(const std::filesystem::path& path, TraceSh
 // without weights has an empty weights field.
 void write_csv(const RoutingTrace& trace, std::ostream& out);
 
+// ---- Trace files in either form (traces/binary.cpp) ----
+// The binary form (extension .rmtrace) holds the same tokens and weights as the CSV, with the
+// shape in its header; the simulator reads it much faster than the CSV.
+
+// True when the file starts with the binary form's magic.
+bool is_binary_trace(const std::filesystem::path& path);
+// Opens a trace in either form (recognized by content), validated against the shape.
+std::unique_ptr<TraceSource> open_trace(const std::filesystem::path& path, TraceShape shape);
+// The shape of a trace file: a binary file's header; for a CSV, inferred by one pass (layers: the
+// largest layer + 1, top_k: experts per row, experts: the largest id + 1).
+TraceShape probe_shape(const std::filesystem::path& path);
+void write_binary(const RoutingTrace& trace, std::ostream& out);
+// Writes `trace` to `path`, binary if the name ends in .rmtrace, else CSV, through a temporary file
+// renamed at the end: a failed write leaves nothing at `path`.
+void save_trace(const std::filesystem::path& path, const RoutingTrace& trace);
+
 struct SyntheticParams {
   std::uint64_t tokens;
   std::uint64_t seed;
