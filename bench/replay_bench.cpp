@@ -9,6 +9,7 @@
 #include <chrono>
 #include <string>
 
+#include "experiment_trace.hpp"
 #include "replay.hpp"
 
 namespace {
@@ -18,8 +19,7 @@ const std::string kQuickstart = std::string(RMAI_SOURCE_DIR) + "/experiments/qui
 void replay(benchmark::State& state, const std::string& tier, int tokens, int nodes) {
   const auto e = rmai::models::load_experiment(
       kQuickstart, {"memory.tier=" + tier, "trace.tokens=" + std::to_string(tokens), "nodes=" + std::to_string(nodes)});
-  const auto trace = rmai::traces::generate_synthetic({e.model.moe_layers, e.model.top_k, e.model.experts},
-                                                      {e.trace.tokens, e.trace.seed, e.trace.reuse, e.trace.zipf_exponent});
+  const auto trace = rmai::traces::experiment_trace(e);
   const double accesses = double(tokens) * nodes * e.model.moe_layers * e.model.top_k;
   double total = 0;
   for (auto _ : state) {

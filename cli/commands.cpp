@@ -17,7 +17,7 @@
 #include "schemas.hpp"
 #include "spec.hpp"
 #include "tier.hpp"
-#include "trace.hpp"
+#include "experiment_trace.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -92,17 +92,6 @@ YAML::Node resolved_config(const models::Experiment& e) {
   return root;
 }
 
-traces::RoutingTrace load_trace(const models::Experiment& e) {
-  const traces::TraceShape shape{e.model.moe_layers, e.model.top_k, e.model.experts};
-  if (e.trace.file) {
-    auto source = traces::open_csv(*e.trace.file, shape);
-    auto trace = traces::RoutingTrace::load(*source, shape);
-    if (trace.tokens() == 0) throw InputError(e.trace.file->string(), "the trace has no tokens to replay");
-    return trace;
-  }
-  return traces::generate_synthetic(shape, {e.trace.tokens, e.trace.seed, e.trace.reuse, e.trace.zipf_exponent});
-}
-
 }  // namespace
 
 int check(const std::vector<std::string>& args) {
@@ -112,7 +101,10 @@ int check(const std::vector<std::string>& args) {
     throw InputError(e.values.child("cache").where("policy"),
                      "unknown cache policy \"" + e.cache.policy + "\" (available: " +
                          cache::PolicyRegistry::instance().names_joined() + ")");
-  if (e.trace.file) load_trace(e);  // validates the whole trace against the model
+  if (e.trace.file)
+    traces::experiment_trace(e);  // validates the whole trace against the model
+  else
+    traces::experiment_generator(e);  // validates the generator against the model
   YAML::Emitter out;
   out << resolved_config(e);
   std::cout << out.c_str() << "\n";
@@ -126,7 +118,7 @@ int run(const std::vector<std::string>& args) {
     std::cerr << "rmai: the emulator (mode: emul) is not built yet\n";
     return 1;
   }
-  const auto trace = load_trace(e);
+  const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   const auto wall_start = std::chrono::steady_clock::now();
   auto result = sim::simulate(e, trace, o.simgrid);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "experiment_trace.hpp"
 #include "replay.hpp"
 
 namespace rmai::testing {
@@ -96,8 +97,7 @@ inline models::Experiment quickstart(const std::vector<std::string>& sets) {
 }
 
 inline traces::RoutingTrace synthetic_trace(const models::Experiment& e) {
-  return traces::generate_synthetic({e.model.moe_layers, e.model.top_k, e.model.experts},
-                                    {e.trace.tokens, e.trace.seed, e.trace.reuse, e.trace.zipf_exponent});
+  return traces::experiment_trace(e);
 }
 
 }  // namespace rmai::testing

@@ -1,7 +1,7 @@
 #pragma once
 // MoE routing traces: which experts each token chose at each MoE layer.
 // The canonical exchange format is the CSV of INTERFACES.md ("Traces"); the replay works on the
-// compact in-memory RoutingTrace.
+// compact in-memory RoutingTrace. Synthetic traces: generator.hpp; statistics: stats.hpp.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -103,16 +103,5 @@ void write_binary(const RoutingTrace& trace, std::ostream& out);
 // Writes `trace` to `path`, binary if the name ends in .rmtrace, else CSV, through a temporary file
 // renamed at the end: a failed write leaves nothing at `path`.
 void save_trace(const std::filesystem::path& path, const RoutingTrace& trace);
-
-struct SyntheticParams {
-  std::uint64_t tokens;
-  std::uint64_t seed;
-  double reuse;          // probability that an expert of token t-1 is kept at the same layer
-  double zipf_exponent;  // per-layer popularity ~ 1/rank^exponent; 0 = uniform
-};
-
-// Deterministic synthetic decode trace (one sequence, seq 0, tokens 0..n-1): the same on every
-// platform for a seed. Experts of a row are sorted ascending.
-RoutingTrace generate_synthetic(TraceShape shape, const SyntheticParams& params);
 
 }  // namespace rmai::traces

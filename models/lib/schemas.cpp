@@ -171,15 +171,6 @@ const Schema& moe_model() {
   return s;
 }
 
-const Schema& synthetic_trace() {
-  static const Schema s{"generator", "built-in synthetic routing (models/synthetic)", {
-      text("description", "what this preset is"),
-      required("reuse", Kind::Ratio, "probability that each expert of the previous token at a layer is kept", Bound::NonNegative),
-      required("zipf_exponent", Kind::Number, "skew of per-layer expert popularity (0: uniform)", Bound::NonNegative),
-  }};
-  return s;
-}
-
 const Schema& tier(const std::string& name) {
   static const std::map<std::string, Schema> tiers{
       {"dram", {"dram", "weights in local host DRAM: one PCIe copy per switch", {text("description", "what this preset is")}}},
@@ -235,10 +226,10 @@ const Schema& cache() {
 
 const Schema& trace() {
   static const Schema s{"trace", "the routing trace replayed by every node", {
-      text("file", "canonical CSV trace; when absent a synthetic trace is generated"),
+      text("file", "routing trace, canonical CSV or binary .rmtrace; when absent a synthetic trace is generated"),
       optional("tokens", Kind::Count, "length of the synthetic trace", "256"),
       optional("seed", Kind::Integer, "seed of the synthetic trace (default: the experiment's seed)", "", Bound::NonNegative),
-      component("generator", synthetic_trace(), "synthetic", "default"),
+      optional("generator", Kind::Text, "synthetic routing: a generator in models/synthetic or a GEN.yaml file", "default"),
   }};
   return s;
 }
@@ -259,7 +250,7 @@ const Schema& experiment() {
 }
 
 std::vector<const Schema*> all() {
-  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &synthetic_trace(),
+  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(),
                                  &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &nvme(), &os(),
                                  &moe_model()};
   for (const auto& name : tier_names()) out.push_back(&tier(name));

@@ -22,7 +22,6 @@ const config::Schema& cxl();
 const config::Schema& nvme();
 const config::Schema& os();
 const config::Schema& moe_model();
-const config::Schema& synthetic_trace();
 // Parameters of one tier's paging path, e.g. tier("rmai").
 const config::Schema& tier(const std::string& name);
 // Every schema, for `rmai list`.

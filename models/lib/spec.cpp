@@ -64,13 +64,14 @@ Platform platform_of(const config::Values& v) {
 
 // A relative trace path is looked up beside the experiment file, then in the current directory,
 // then in the project's home, so experiments can name shipped traces either way.
-fs::path find_trace(const std::string& given, const std::string& where, const fs::path& experiment) {
+fs::path find_file(const std::string& given, const std::string& where, const fs::path& experiment,
+                   const std::string& what) {
   const fs::path path(given);
   std::vector<fs::path> candidates;
   if (path.is_absolute()) {
     candidates.push_back(path);
   } else {
-    if (where.rfind("--set", 0) != 0) candidates.push_back(experiment.parent_path() / path);
+    if (!experiment.empty() && where.rfind("--set", 0) != 0) candidates.push_back(experiment.parent_path() / path);
     candidates.push_back(fs::current_path() / path);
     candidates.push_back(config::home_dir() / path);
   }
@@ -78,10 +79,19 @@ fs::path find_trace(const std::string& given, const std::string& where, const fs
     if (fs::is_regular_file(candidate)) return candidate.lexically_normal();
   std::string tried;
   for (const auto& candidate : candidates) tried += (tried.empty() ? "" : ", ") + candidate.lexically_normal().string();
-  throw InputError(where, "trace file not found (tried " + tried + ")");
+  throw InputError(where, what + " file not found (tried " + tried + ")");
 }
 
 }  // namespace
+
+fs::path find_generator(const std::string& given, const std::string& where, const fs::path& experiment) {
+  if (given.find('/') != std::string::npos || given.ends_with(".yaml")) return find_file(given, where, experiment, "generator");
+  const fs::path preset = config::models_dir() / "synthetic" / (given + ".yaml");
+  if (given.empty() || !fs::is_regular_file(preset))
+    throw InputError(where, "unknown generator \"" + given + "\" (presets: " + join(config::preset_names("synthetic")) +
+                                "; or give a GEN.yaml path)");
+  return preset;
+}
 
 MoeModel load_model(const std::string& name, const std::string& where) {
   const fs::path file = config::models_dir() / "moe" / (name + ".yaml");
@@ -136,11 +146,10 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   const auto& cache = v.child("cache");
   e.cache = {cache.count("gpu_experts"), cache.text("policy")};
   const auto& trace = v.child("trace");
-  if (trace.has("file")) e.trace.file = find_trace(trace.text("file"), trace.where("file"), file);
+  if (trace.has("file")) e.trace.file = find_file(trace.text("file"), trace.where("file"), file, "trace");
   e.trace.tokens = trace.count("tokens");
   e.trace.seed = trace.has("seed") ? static_cast<std::uint64_t>(trace.integer("seed")) : e.seed;
-  e.trace.reuse = trace.child("generator").number("reuse");
-  e.trace.zipf_exponent = trace.child("generator").number("zipf_exponent");
+  e.trace.generator = find_generator(trace.text("generator"), trace.where("generator"), file);
   check_consistency(e);
   return e;
 }

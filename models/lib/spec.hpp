@@ -79,11 +79,10 @@ struct CacheSpec {
 };
 
 struct TraceSpec {
-  std::optional<std::filesystem::path> file;  // resolved path of a CSV trace
+  std::optional<std::filesystem::path> file;  // resolved path of a trace file, CSV or binary
   std::uint64_t tokens = 0;                   // synthetic length
   std::uint64_t seed = 0;
-  double reuse = 0;
-  double zipf_exponent = 0;
+  std::filesystem::path generator;            // resolved generator file (traces/generator.hpp)
 };
 
 struct Experiment {
@@ -100,6 +99,12 @@ struct Experiment {
   TraceSpec trace;
   config::Values values;  // the whole validated tree (for config.resolved.yaml and late errors)
 };
+
+// A generator: a preset name (models/synthetic/<name>.yaml) or a GEN.yaml path, looked up beside
+// `experiment` (when given), in the current directory, then in the project's home. `where` names the
+// key or option for errors.
+std::filesystem::path find_generator(const std::string& given, const std::string& where,
+                                     const std::filesystem::path& experiment = {});
 
 // Loads, applies `--set` assignments, validates and cross-checks an experiment. Throws InputError.
 Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& sets);

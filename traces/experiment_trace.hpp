@@ -1,0 +1,18 @@
+#pragma once
+// The trace an experiment replays: its trace file, or its generator's synthetic trace.
+#include "generator.hpp"
+#include "spec.hpp"
+#include "trace.hpp"
+
+namespace rmai::traces {
+
+inline TraceShape shape_of(const models::MoeModel& model) { return {model.moe_layers, model.top_k, model.experts}; }
+
+// The experiment's generator, checked against the model (InputError naming the generator file).
+Generator experiment_generator(const models::Experiment& e);
+
+// Loads and validates the trace file, or generates `trace.tokens` tokens with `trace.seed`.
+// A trace without tokens is an InputError.
+RoutingTrace experiment_trace(const models::Experiment& e);
+
+}  // namespace rmai::traces

@@ -1,0 +1,162 @@
+// Routing statistics (see stats.hpp).
+#include "stats.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace rmai::traces {
+
+RoutingCounts::RoutingCounts(TraceShape shape, std::vector<std::uint32_t> windows)
+    : shape_(shape),
+      assignments_(Eigen::MatrixXd::Zero(shape.layers, shape.experts)),
+      reuse_sum_(Eigen::VectorXd::Zero(shape.layers)) {
+  validate(shape);
+  for (std::uint32_t l = 0; l + 1 < shape.layers; ++l) {
+    top1_pairs_.push_back(Eigen::MatrixXd::Zero(shape.experts, shape.experts));
+    rank_pairs_.push_back(Eigen::MatrixXd::Zero(shape.experts, shape.experts));
+  }
+  for (const std::uint32_t window : windows)
+    if (window > 0) {
+      working_sets_.push_back({window});
+      seen_in_window_.emplace_back(std::size_t{shape.layers} * shape.experts, 0);
+    }
+}
+
+void RoutingCounts::add(const Token& token) {
+  const std::size_t k = shape_.top_k;
+  const auto row = [&](std::uint32_t l) { return token.experts.data() + l * k; };
+  for (std::uint32_t l = 0; l < shape_.layers; ++l) {
+    for (std::size_t i = 0; i < k; ++i) assignments_(l, row(l)[i]) += 1;
+    if (l + 1 < shape_.layers) {
+      top1_pairs_[l](row(l)[0], row(l + 1)[0]) += 1;
+      for (std::size_t i = 0; i < k; ++i) rank_pairs_[l](row(l)[i], row(l + 1)[i]) += 1;
+    }
+  }
+
+  // Adjacent reuse: the fraction of this token's experts the sequence's previous token also chose.
+  auto [previous, first] = previous_.try_emplace(token.seq);
+  if (!first) {
+    ++adjacent_pairs_;
+    for (std::uint32_t l = 0; l < shape_.layers; ++l) {
+      const std::uint16_t* before = previous->second.data() + l * k;
+      std::size_t common = 0;
+      for (std::size_t i = 0; i < k; ++i) common += std::find(before, before + k, row(l)[i]) != before + k;
+      reuse_sum_[l] += double(common) / double(k);
+    }
+  }
+  previous->second = token.experts;
+
+  // Working sets over consecutive windows of the trace (in trace order, as a node replays it).
+  for (std::size_t w = 0; w < working_sets_.size(); ++w) {
+    WorkingSet& set = working_sets_[w];
+    const std::uint64_t id = tokens_ / set.window + 1;
+    for (std::uint32_t l = 0; l < shape_.layers; ++l)
+      for (std::size_t i = 0; i < k; ++i) {
+        std::uint64_t& seen = seen_in_window_[w][std::size_t{l} * shape_.experts + row(l)[i]];
+        if (seen != id) {
+          seen = id;
+          ++set.current;
+        }
+      }
+    if ((tokens_ + 1) % set.window == 0) {
+      ++set.windows;
+      set.distinct_sum += double(set.current);
+      set.current = 0;
+    }
+  }
+  ++tokens_;
+}
+
+RoutingCounts RoutingCounts::of(TraceSource& source, TraceShape shape, std::vector<std::uint32_t> windows) {
+  RoutingCounts counts(shape, std::move(windows));
+  Token token{};
+  while (source.next(token)) counts.add(token);
+  return counts;
+}
+
+RoutingCounts RoutingCounts::of(const RoutingTrace& trace, std::vector<std::uint32_t> windows) {
+  const TraceShape& shape = trace.shape();
+  RoutingCounts counts(shape, std::move(windows));
+  Token token{0, 0, std::vector<std::uint16_t>(std::size_t{shape.layers} * shape.top_k), {}};
+  for (std::size_t t = 0; t < trace.tokens(); ++t) {
+    token.seq = trace.seq(t);
+    token.index = trace.index(t);
+    for (std::uint32_t l = 0; l < shape.layers; ++l)
+      std::copy_n(trace.experts(t, l).data(), shape.top_k, token.experts.data() + l * shape.top_k);
+    counts.add(token);
+  }
+  return counts;
+}
+
+double gini(const Eigen::Ref<const Eigen::VectorXd>& values) {
+  std::vector<double> sorted(values.data(), values.data() + values.size());
+  std::sort(sorted.begin(), sorted.end());
+  double total = 0, weighted = 0;
+  for (std::size_t i = 0; i < sorted.size(); ++i) {
+    total += sorted[i];
+    weighted += double(i + 1) * sorted[i];
+  }
+  if (total <= 0) return 0;
+  const double n = double(sorted.size());
+  return 2 * weighted / (n * total) - (n + 1) / n;
+}
+
+double total_variation(const Eigen::Ref<const Eigen::VectorXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b) {
+  return 0.5 * (a / a.sum() - b / b.sum()).cwiseAbs().sum();
+}
+
+namespace {
+
+// Predictability and mutual information (bits) of the column given the row, from pair counts.
+std::pair<double, double> dependence(const Eigen::MatrixXd& pairs) {
+  const double total = pairs.sum();
+  if (total <= 0) return {0, 0};
+  const Eigen::VectorXd rows = pairs.rowwise().sum(), cols = pairs.colwise().sum().transpose();
+  double mutual = 0;
+  for (Eigen::Index i = 0; i < pairs.rows(); ++i)
+    for (Eigen::Index j = 0; j < pairs.cols(); ++j)
+      if (const double n = pairs(i, j); n > 0) mutual += n / total * std::log2(n * total / (rows[i] * cols[j]));
+  return {pairs.rowwise().maxCoeff().sum() / total, std::max(0.0, mutual)};
+}
+
+}  // namespace
+
+TraceStats summarize(const RoutingCounts& counts) {
+  const TraceShape& shape = counts.shape();
+  TraceStats s;
+  s.shape = shape;
+  s.tokens = counts.tokens();
+  s.sequences = counts.sequences();
+  const double pairs = double(counts.adjacent_pairs());
+  if (pairs > 0) s.adjacent_reuse = counts.reuse_sum().sum() / (pairs * shape.layers);
+  double predictability = 0, mutual = 0;
+  for (std::uint32_t l = 0; l < shape.layers; ++l) {
+    LayerStats layer;
+    layer.layer = l;
+    const Eigen::VectorXd assigned = counts.assignments().row(l).transpose();
+    const double total = assigned.sum();
+    layer.popularity = total > 0 ? Eigen::VectorXd(assigned / total) : Eigen::VectorXd::Zero(shape.experts);
+    layer.gini = gini(assigned);
+    layer.top_share = layer.popularity.maxCoeff();
+    for (const double p : layer.popularity) layer.entropy_bits -= p > 0 ? p * std::log2(p) : 0;
+    layer.adjacent_reuse = pairs > 0 ? counts.reuse_sum()[l] / pairs : 0;
+    if (l + 1 < shape.layers) {
+      const auto [p, mi] = dependence(counts.top1_pairs()[l]);
+      layer.next_top1_predictability = p;
+      layer.next_mutual_information_bits = mi;
+      predictability += p;
+      mutual += mi;
+    }
+    s.per_layer.push_back(std::move(layer));
+  }
+  if (shape.layers > 1) {
+    s.cross_layer_top1_predictability = predictability / (shape.layers - 1);
+    s.cross_layer_mutual_information_bits = mutual / (shape.layers - 1);
+  }
+  for (const auto& set : counts.working_sets())
+    if (set.windows > 0)
+      s.working_set.push_back({set.window, set.distinct_sum / double(set.windows) / shape.layers});
+  return s;
+}
+
+}  // namespace rmai::traces
