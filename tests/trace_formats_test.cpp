@@ -1,0 +1,375 @@
+// Tests of trace files in either form (traces/binary.cpp): the binary form round trip and its
+// validation, form sniffing, shape probing, atomic saving, and `rmai trace convert`.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cli_support.hpp"
+#include "errors.hpp"
+#include "trace.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using rmai::traces::RoutingTrace;
+using rmai::traces::Token;
+using rmai::traces::TraceShape;
+using ::testing::HasSubstr;
+
+constexpr TraceShape kShape{3, 2, 8};  // 3 MoE layers, top-2 of 8 experts
+constexpr std::size_t kHeaderSize = 36;
+constexpr std::size_t kRecord = 8 + 3 * 2 * 2;                // seq, index, 6 ids
+constexpr std::size_t kWeightedRecord = kRecord + 3 * 2 * 4;  // and 6 weights
+
+// Canonical CSV (what write_csv writes back unchanged): three sequences interleaved with gaps in
+// their indices; a first token without weights, then rows with and without them, weights in
+// several shortest forms.
+const std::string kCsv =
+    "seq,token,layer,experts,weights\n"
+    "0,0,0,7;0,\n"
+    "0,0,1,1;2,\n"
+    "0,0,2,3;4,\n"
+    "1,5,0,2;5,0.1;0.9\n"
+    "1,5,1,0;1,\n"
+    "1,5,2,6;7,1e-07;0.99999994\n"
+    "0,1,0,0;1,0.5;-0\n"
+    "0,1,1,1;3,0.33333334;2.5e+10\n"
+    "0,1,2,4;5,-1.5;3.4028235e+38\n"
+    "2,0,0,5;4,\n"
+    "2,0,1,3;2,\n"
+    "2,0,2,1;0,\n"
+    "1,9,0,7;6,0.25;0.75\n"
+    "1,9,1,5;4,0.25;0.75\n"
+    "1,9,2,3;2,0.25;0.75\n";
+
+std::string read(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::string binary_of(const RoutingTrace& trace) {
+  std::ostringstream out;
+  rmai::traces::write_binary(trace, out);
+  return out.str();
+}
+
+template <typename T>
+void poke(std::string& bytes, std::size_t offset, T value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof value);
+}
+
+// Two tokens of sequence 0 (indices 0 and 1), with or without weights.
+RoutingTrace two_tokens(bool weights) {
+  RoutingTrace trace(kShape);
+  const std::vector<float> w =
+      weights ? std::vector<float>{0.6f, 0.4f, 0.6f, 0.4f, 0.6f, 0.4f} : std::vector<float>{};
+  trace.append({0, 0, {0, 1, 2, 3, 4, 5}, w});
+  trace.append({0, 1, {1, 0, 3, 2, 5, 4}, w});
+  return trace;
+}
+
+class TraceFormatsTest : public rmai::testing::TempDirTest {
+ protected:
+  RoutingTrace load(const fs::path& path, TraceShape shape = kShape) {
+    auto source = rmai::traces::open_trace(path, shape);
+    return RoutingTrace::load(*source, shape);
+  }
+
+  // Loading `bytes` as a trace of `shape` must fail with a message naming the file and containing
+  // each of `parts`.
+  void expect_error(const std::string& bytes, const std::vector<std::string>& parts,
+                    TraceShape shape = kShape) {
+    const fs::path path = write("bad.rmtrace", bytes);
+    try {
+      load(path, shape);
+      ADD_FAILURE() << "no error; expected " << parts.front();
+    } catch (const rmai::InputError& error) {
+      EXPECT_THAT(error.what(), HasSubstr(path.string() + ": "));
+      for (const auto& part : parts) EXPECT_THAT(error.what(), HasSubstr(part));
+    }
+  }
+};
+
+// ---- round trips ----------------------------------------------------------------------------
+
+TEST_F(TraceFormatsTest, CsvBinaryCsvIsByteIdentical) {
+  const fs::path csv = write("in.csv", kCsv);
+  const RoutingTrace trace = load(csv);
+  std::ostringstream canonical;
+  rmai::traces::write_csv(trace, canonical);
+  ASSERT_EQ(canonical.str(), kCsv) << "the fixture must be canonical CSV";
+
+  const fs::path binary = dir_ / "trace.rmtrace";
+  rmai::traces::save_trace(binary, trace);
+  EXPECT_TRUE(rmai::traces::is_binary_trace(binary));
+  EXPECT_EQ(fs::file_size(binary), kHeaderSize + 5 * kWeightedRecord);
+  const fs::path back = dir_ / "back.csv";
+  rmai::traces::save_trace(back, load(binary));
+  EXPECT_FALSE(rmai::traces::is_binary_trace(back));
+  EXPECT_EQ(read(back), kCsv);
+
+  // Without any weights the records carry none.
+  RoutingTrace plain(kShape);
+  plain.append({4, 2, {1, 2, 3, 4, 5, 6}, {}});
+  rmai::traces::save_trace(binary, plain);
+  EXPECT_EQ(fs::file_size(binary), kHeaderSize + kRecord);
+  const RoutingTrace plain_back = load(binary);
+  EXPECT_FALSE(plain_back.has_weights());
+  EXPECT_TRUE(plain_back == plain);
+}
+
+TEST_F(TraceFormatsTest, BinaryTokensEqualCsvTokens) {
+  const fs::path csv = write("in.csv", kCsv);
+  const fs::path binary = dir_ / "trace.rmtrace";
+  rmai::traces::save_trace(binary, load(csv));
+  EXPECT_TRUE(load(binary) == load(csv));
+
+  // Token by token too: a token without weights has none (not NaNs), as from the CSV.
+  auto from_csv = rmai::traces::open_csv(csv, kShape);
+  auto from_binary = rmai::traces::open_trace(binary, kShape);
+  Token a{}, b{};
+  std::size_t tokens = 0;
+  while (from_csv->next(a)) {
+    ASSERT_TRUE(from_binary->next(b));
+    EXPECT_EQ(a.seq, b.seq);
+    EXPECT_EQ(a.index, b.index);
+    EXPECT_EQ(a.experts, b.experts);
+    ASSERT_EQ(a.weights.size(), b.weights.size()) << "token " << tokens;
+    for (std::size_t i = 0; i < a.weights.size(); ++i)
+      EXPECT_TRUE(std::memcmp(&a.weights[i], &b.weights[i], sizeof(float)) == 0 ||
+                  (std::isnan(a.weights[i]) && std::isnan(b.weights[i])));
+    ++tokens;
+  }
+  EXPECT_EQ(tokens, 5u);
+  EXPECT_FALSE(from_binary->next(b));
+  EXPECT_FALSE(from_binary->next(b));  // still at the end, no error
+}
+
+TEST_F(TraceFormatsTest, OpenTraceRecognizesTheForm) {
+  const fs::path csv = write("trace.rmtrace", kCsv);  // the content decides, not the name
+  EXPECT_FALSE(rmai::traces::is_binary_trace(csv));
+  EXPECT_EQ(load(csv).tokens(), 5u);
+
+  const fs::path empty = write("empty", "");
+  EXPECT_FALSE(rmai::traces::is_binary_trace(empty));
+  try {
+    load(empty);
+    ADD_FAILURE();
+  } catch (const rmai::InputError& error) {
+    EXPECT_THAT(error.what(), HasSubstr(empty.string() + ":1: empty file"));
+  }
+  EXPECT_FALSE(rmai::traces::is_binary_trace(dir_ / "missing"));
+  EXPECT_THROW(load(dir_ / "missing"), rmai::InputError);
+  EXPECT_THROW(load(dir_), rmai::InputError);
+}
+
+// ---- shape probing --------------------------------------------------------------------------
+
+TEST_F(TraceFormatsTest, ProbeShape) {
+  // CSV: layers = largest layer + 1, top_k = experts of the first row, experts = largest id + 1.
+  EXPECT_EQ(rmai::traces::probe_shape(write("in.csv", kCsv)), (TraceShape{3, 2, 8}));
+  const std::string small = "seq,token,layer,experts\r\n0,0,0,1;4\r\n0,0,1,0;2\r\n\r\n";
+  EXPECT_EQ(rmai::traces::probe_shape(write("small.csv", small)), (TraceShape{2, 2, 5}));
+  // Binary: the header, whatever the ids are.
+  const fs::path binary = dir_ / "t.rmtrace";
+  rmai::traces::save_trace(binary, two_tokens(false));
+  EXPECT_EQ(rmai::traces::probe_shape(binary), kShape);
+
+  const auto probe_error = [&](const std::string& content, const std::string& where,
+                               const std::string& what) {
+    const fs::path path = write("probe.csv", content);
+    try {
+      rmai::traces::probe_shape(path);
+      ADD_FAILURE() << "no error for " << what;
+    } catch (const rmai::InputError& error) {
+      EXPECT_THAT(error.what(), HasSubstr(path.string() + where + ": " + what));
+    }
+  };
+  const std::string h = "seq,token,layer,experts,weights\n";
+  probe_error("", ":1", "empty file");
+  probe_error("seq,token\n0,0\n", ":1", "header must be exactly");
+  probe_error(h, "", "the trace has no rows");
+  probe_error(h + "0,0,0,1;2,\n0,0,1,3;4;5,\n", ":3", "row has 3 experts but the first row has 2");
+  probe_error(h + "0,0,0,1;x,\n", ":2", "expert 'x' is not an integer");
+  probe_error(h + "0,0,-1,1;2,\n", ":2", "layer '-1' is not an integer");
+  probe_error(h + "0,0,0,1;2\n", ":2", "row has 4 fields but expected 5");
+}
+
+// ---- saving ---------------------------------------------------------------------------------
+
+TEST_F(TraceFormatsTest, SaveCreatesTheDirectory) {
+  const fs::path path = dir_ / "a" / "b" / "t.rmtrace";
+  rmai::traces::save_trace(path, two_tokens(true));
+  EXPECT_TRUE(load(path) == two_tokens(true));
+  EXPECT_EQ(std::distance(fs::directory_iterator(path.parent_path()), {}), 1);  // no temporary
+}
+
+TEST_F(TraceFormatsTest, FailedSaveLeavesNoFile) {
+  const auto trace = two_tokens(true);
+  const auto entries = [&] {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::recursive_directory_iterator(dir_))
+      names.push_back(entry.path().lexically_relative(dir_).string());
+    return names;
+  };
+  // The path is a directory.
+  fs::create_directory(dir_ / "out.csv");
+  EXPECT_THROW(rmai::traces::save_trace(dir_ / "out.csv", trace), rmai::InputError);
+  EXPECT_EQ(entries(), std::vector<std::string>{"out.csv"});
+  fs::remove(dir_ / "out.csv");
+
+  // The parent is a file.
+  write("file", "x");
+  EXPECT_ANY_THROW(rmai::traces::save_trace(dir_ / "file" / "out.csv", trace));
+  EXPECT_EQ(entries(), std::vector<std::string>{"file"});
+  fs::remove(dir_ / "file");
+
+  // The write fails half-way: a file size limit makes write() fail with EFBIG (works as root).
+  RoutingTrace big(kShape);
+  for (std::uint32_t t = 0; t < 20000; ++t) big.append({0, t, {0, 1, 2, 3, 4, 5}, {}});
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit small = old;
+  small.rlim_cur = 100000;
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  for (const char* name : {"big.csv", "big.rmtrace"})
+    EXPECT_ANY_THROW(rmai::traces::save_trace(dir_ / name, big)) << name;
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  EXPECT_EQ(entries(), std::vector<std::string>{});
+
+  // A read-only directory (root may write anyway).
+  if (::geteuid() != 0) {
+    fs::create_directory(dir_ / "ro");
+    fs::permissions(dir_ / "ro", fs::perms::owner_read | fs::perms::owner_exec);
+    EXPECT_ANY_THROW(rmai::traces::save_trace(dir_ / "ro" / "out.rmtrace", trace));
+    fs::permissions(dir_ / "ro", fs::perms::owner_all);
+    EXPECT_EQ(entries(), std::vector<std::string>{"ro"});
+  }
+}
+
+// ---- bad binary input -----------------------------------------------------------------------
+
+TEST_F(TraceFormatsTest, BadHeader) {
+  const std::string good = binary_of(two_tokens(false));
+  std::string bytes = good;
+  bytes[3] = 'X';  // "RMAXTRC\0": still binary-looking (NUL), so reported as a bad magic
+  expect_error(bytes, {"header", "bad magic"});
+  bytes = good;
+  poke<std::uint32_t>(bytes, 8, 2);
+  expect_error(bytes, {"header", "unsupported format version 2 (this build reads version 1)"});
+  bytes = good;
+  poke<std::uint32_t>(bytes, 24, 6);
+  expect_error(bytes, {"header", "unknown flags 6"});
+  bytes = good;
+  poke<std::uint32_t>(bytes, 16, 9);  // top_k 9 of 8 experts
+  expect_error(bytes, {"header", "top_k 9 exceeds"});
+  expect_error(good.substr(0, 20), {"header", "truncated file: the header is 20 of 36 bytes"});
+  expect_error(good,
+               {"header",
+                "the file holds a trace of 3 layers, top-2 of 8 experts but 3 layers, "
+                "top-2 of 16 experts are expected"},
+               TraceShape{3, 2, 16});
+}
+
+TEST_F(TraceFormatsTest, TruncatedOrTrailing) {
+  const std::string good = binary_of(two_tokens(true));
+  ASSERT_EQ(good.size(), kHeaderSize + 2 * kWeightedRecord);
+  const std::string second =
+      "token record 1 at byte " + std::to_string(kHeaderSize + kWeightedRecord);
+  expect_error(good.substr(0, good.size() - 5),
+               {second,
+                "truncated file: the header announces 2 tokens but the file ends 39 "
+                "bytes into this record of 44 bytes"});
+  expect_error(good.substr(0, kHeaderSize), {"token record 0 at byte 36", "truncated file"});
+  expect_error(good + "x", {"byte 124", "trailing data after the 2 token records"});
+  std::string more = good;
+  poke<std::uint64_t>(more, 28, 1);  // the header announces one token, two follow
+  expect_error(more, {"byte 80", "trailing data after the 1 token records"});
+}
+
+TEST_F(TraceFormatsTest, BadRecords) {
+  const std::string good = binary_of(two_tokens(true));
+  const std::size_t second = kHeaderSize + kWeightedRecord;  // where token record 1 starts
+  const std::string where = "token record 1 at byte " + std::to_string(second);
+  std::string bytes = good;
+  poke<std::uint16_t>(bytes, second + 8 + 2 * 3, 9);  // layer 1, k = 1
+  expect_error(bytes, {where, "layer 1: expert 9 out of range: the trace has 8 experts per layer"});
+  bytes = good;
+  poke<std::uint16_t>(bytes, second + 8 + 2 * 5, 5);  // layer 2 is now 5;5
+  expect_error(bytes, {where, "layer 2: expert 5 appears twice"});
+  bytes = good;
+  poke<std::uint32_t>(bytes, second + 4, 0);  // index 0 after index 0
+  expect_error(bytes, {where,
+                       "token 0 of sequence 0 comes after token 0: tokens of a sequence must be "
+                       "in increasing order"});
+  bytes = good;
+  const std::size_t weights = second + kRecord;
+  poke<float>(bytes, weights + 4 * 2, rmai::traces::kNoWeight);  // layer 1: NaN and a number
+  expect_error(bytes, {where, "layer 1: weights must be 2 finite numbers or all NaN"});
+  bytes = good;
+  poke<float>(bytes, weights, INFINITY);
+  expect_error(bytes, {where, "layer 0: weights must be"});
+}
+
+TEST_F(TraceFormatsTest, SequencesInterleave) {
+  // The order rule is per sequence: 0:5, 1:0, 0:6, 1:1 is fine; 0:5, 1:0, 0:5 is not.
+  RoutingTrace trace(kShape);
+  for (const auto& [seq, index] : {std::pair{0u, 5u}, {1u, 0u}, {0u, 6u}, {1u, 1u}})
+    trace.append({seq, index, {0, 1, 0, 1, 0, 1}, {}});
+  EXPECT_EQ(load(write("ok.rmtrace", binary_of(trace))).tokens(), 4u);
+  trace.append({0, 6, {0, 1, 0, 1, 0, 1}, {}});
+  expect_error(binary_of(trace),
+               {"token record 4 at byte " + std::to_string(kHeaderSize + 4 * kRecord),
+                "token 6 of sequence 0 comes after token 6"});
+}
+
+// ---- rmai trace convert ---------------------------------------------------------------------
+
+TEST_F(TraceFormatsTest, ConvertCommand) {
+  using rmai::testing::run;
+  const fs::path sample =
+      fs::path(RMAI_SOURCE_DIR) / "traces/samples/mixtral-8x7b-synthetic-256.csv";
+  const fs::path binary = dir_ / "out" / "mixtral.rmtrace";
+  auto r =
+      run({"trace", "convert", sample.string(), "-o", binary.string(), "--model", "mixtral-8x7b"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("256 tokens"));
+  EXPECT_THAT(r.err, HasSubstr(binary.string()));
+  EXPECT_TRUE(rmai::traces::is_binary_trace(binary));
+  EXPECT_EQ(rmai::traces::probe_shape(binary), (TraceShape{32, 2, 8}));
+
+  // Back to CSV without --model: the shape comes from the binary header.
+  const fs::path csv = dir_ / "back.csv";
+  r = run({"trace", "convert", binary.string(), "-o", csv.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read(csv), read(sample));
+
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"trace", "convert", sample.string()},                               // no -o
+           {"trace", "convert", "-o", csv.string()},                            // no input
+           {"trace", "convert", sample.string(), "-o"},                         // -o without value
+           {"trace", "convert", sample.string(), "-o", csv.string(), "--bad"},  // unknown option
+           {"trace", "convert", sample.string(), "-o", csv.string(), "--model", "nope"},
+           {"trace", "convert", (dir_ / "missing.csv").string(), "-o", csv.string()},
+       }) {
+    r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << args.back() << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("rmai: error: "));
+  }
+  // A model of another shape: the file's line names the mismatch.
+  r = run({"trace", "convert", binary.string(), "-o", csv.string(), "--model", "olmoe-1b-7b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("the file holds a trace of 32 layers, top-2 of 8 experts"));
+  EXPECT_EQ(read(csv), read(sample));  // untouched by the failed conversions
+}
+
+}  // namespace
