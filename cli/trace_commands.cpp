@@ -16,9 +16,11 @@ tools:
   gen (--model NAME | --shape LAYERS,TOP_K,EXPERTS) [--generator NAME|FILE] --tokens N [--seed S] -o OUT
                        a synthetic trace from a generator (models/synthetic or a fitted GEN.yaml)
   fit TRACE [--model NAME] -o GEN.yaml
-  fit --counts COUNTS.csv [--pairs PAIRS.csv] [--where COLUMN=VALUE]... --model NAME -o GEN.yaml
-                       estimate a generator from a trace, or from expert count tables
-  stats TRACE [--model NAME] [--json]
+  fit --counts COUNTS.csv [--pairs PAIRS.csv] [--where COLUMN=VALUE]... --model NAME --reuse R -o GEN.yaml
+                       estimate a generator from a trace, or from expert count tables (R: the
+                       observed adjacent reuse, which tables cannot show); both take
+                       [--tokens N] (calibration length) [--seed S] [--description TEXT]
+  stats TRACE [--model NAME] [--json] [--windows 4,16,64,256]
                        popularity, skew, reuse, cross-layer predictability, working sets
 
 A trace is the canonical CSV or the binary form (recognized by its content). Without --model the

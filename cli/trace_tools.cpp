@@ -219,7 +219,9 @@ int trace_stats(const std::vector<std::string>& argv) {
 }
 
 int trace_fit(const std::vector<std::string>& argv) {
-  const Args args(argv, {"--model", "--counts", "--pairs", "--where", "--reuse", "--seed", "--tokens", "--out"}, {});
+  const Args args(argv,
+                  {"--model", "--counts", "--pairs", "--where", "--reuse", "--seed", "--tokens", "--description", "--out"},
+                  {});
   const fs::path out = args.required("--out");
   traces::FitOptions options;
   options.seed = count_option(args, "--seed", 1);
@@ -255,6 +257,7 @@ int trace_fit(const std::vector<std::string>& argv) {
     targets.source = trace.string() + " (" + std::to_string(counts.tokens()) + " tokens)";
   }
   auto generator = traces::fit(targets, options);
+  if (const auto description = args.get("--description")) generator.description = *description;
 
   // Check the fit on a trace of its own (another seed) and say how close it came.
   const auto check = traces::summarize(traces::RoutingCounts::of(
@@ -266,7 +269,7 @@ int trace_fit(const std::vector<std::string>& argv) {
   }
   std::ostringstream text;
   text << "# command: rmai trace fit";
-  for (const auto& a : argv) text << " " << a;
+  for (const auto& a : argv) text << " " << (a.find(' ') == std::string::npos ? a : "\"" + a + "\"");
   text << "\n# check on " << options.calibration_tokens << " generated tokens: popularity TVD <= " << fixed(worst_tvd, 4)
        << ", adjacent reuse within " << fixed(worst_reuse, 4) << " on the measured layers\n";
   traces::write_generator(generator, text);

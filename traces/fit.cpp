@@ -103,9 +103,23 @@ double chance_reuse(const Eigen::VectorXd& popularity, std::uint32_t top_k) {
   return std::min(0.95, top_k * popularity.squaredNorm());
 }
 
+constexpr double kMinInformationBits = 0.02;
+
+// (rank-i expert at `from`, rank-i expert at `to`) counts of a trace.
+Eigen::MatrixXd rank_pairs(const RoutingTrace& trace, std::uint32_t from, std::uint32_t to) {
+  const TraceShape& shape = trace.shape();
+  Eigen::MatrixXd pairs = Eigen::MatrixXd::Zero(shape.experts, shape.experts);
+  for (std::size_t t = 0; t < trace.tokens(); ++t) {
+    const auto a = trace.experts(t, from), b = trace.experts(t, to);
+    for (std::size_t i = 0; i < shape.top_k; ++i) pairs(a[i], b[i]) += 1;
+  }
+  return pairs;
+}
+
+// The generator for the current calibration: weights tilted, transitions sharpened (power) and tilted.
 Generator build(const FitTargets& t, const std::vector<Eigen::MatrixXd>& transitions,
                 const std::vector<std::ptrdiff_t>& pair_of, const std::vector<Eigen::VectorXd>& tilt,
-                const std::vector<double>& reuse) {
+                const std::vector<double>& sharpen, const std::vector<double>& reuse) {
   Generator g;
   g.top_k = t.shape.top_k;
   g.experts = t.shape.experts;
@@ -117,7 +131,7 @@ Generator build(const FitTargets& t, const std::vector<Eigen::MatrixXd>& transit
     if (pair_of[l] >= 0) {
       layer.from = t.pairs[pair_of[l]].from;
       layer.affinity = 1;
-      layer.transition = transitions[l] * tilt[l].asDiagonal();
+      layer.transition = transitions[l].array().pow(sharpen[l]).matrix() * tilt[l].asDiagonal();
       for (Eigen::Index e = 0; e < layer.transition.rows(); ++e)
         if (const double sum = layer.transition.row(e).sum(); sum > 0) layer.transition.row(e) /= sum;
     }
@@ -231,14 +245,18 @@ Generator fit(const FitTargets& t, const FitOptions& o) {
   }
 
   std::vector<Eigen::VectorXd> tilt(shape.layers, Eigen::VectorXd::Ones(shape.experts));
+  // Reuse keeps experts that ignore the transition, which dilutes the cross-layer dependence; a
+  // per-layer power on the transition rows restores the measured mutual information.
+  std::vector<double> sharpen(shape.layers, 1.0), target_information(shape.layers, 0.0);
+  for (const auto& pair : t.pairs) target_information[pair.to] = mutual_information_bits(pair.counts);
   std::vector<double> chance(shape.layers), reuse(shape.layers);
   for (std::uint32_t l = 0; l < shape.layers; ++l) {
     chance[l] = chance_reuse(t.popularity[l], shape.top_k);
     reuse[l] = std::clamp((t.reuse[l] - chance[l]) / (1 - chance[l]), 0.0, 1.0);
   }
   for (int iteration = 0; iteration < o.iterations; ++iteration) {
-    const RoutingCounts got =
-        RoutingCounts::of(generate(build(t, transitions, pair_of, tilt, reuse), o.calibration_tokens, o.seed), {});
+    const RoutingTrace trace = generate(build(t, transitions, pair_of, tilt, sharpen, reuse), o.calibration_tokens, o.seed);
+    const RoutingCounts got = RoutingCounts::of(trace, {});
     for (std::uint32_t l = 0; l < shape.layers; ++l) {
       const Eigen::VectorXd achieved = got.assignments().row(l).transpose() / got.assignments().row(l).sum();
       for (Eigen::Index e = 0; e < achieved.size(); ++e) {
@@ -248,9 +266,17 @@ Generator fit(const FitTargets& t, const FitOptions& o) {
       tilt[l] /= tilt[l].mean();
       const double reuse_got = got.adjacent_pairs() ? got.reuse_sum()[l] / double(got.adjacent_pairs()) : 0;
       reuse[l] = std::clamp(reuse[l] + (t.reuse[l] - reuse_got) / (1 - chance[l]), 0.0, 1.0);
+      // Only a dependence clearly above the estimator's noise is matched: sharpening a table of
+      // noise would turn it into false rules.
+      if (pair_of[l] >= 0 && target_information[l] > kMinInformationBits) {
+        const double got_information =
+            mutual_information_bits(rank_pairs(trace, t.pairs[pair_of[l]].from, l));
+        const double ratio = got_information > 0 ? target_information[l] / got_information : 2;
+        sharpen[l] = std::clamp(sharpen[l] * std::sqrt(std::clamp(ratio, 0.5, 2.0)), 0.5, 3.0);
+      }
     }
   }
-  Generator g = build(t, transitions, pair_of, tilt, reuse);
+  Generator g = build(t, transitions, pair_of, tilt, sharpen, reuse);
   g.description = "fitted by rmai trace fit";
   g.source = t.source;
   return g;

@@ -176,11 +176,11 @@ Generator tabulated(const std::string& file, const YAML::Node& root, TraceShape 
   return g;
 }
 
-void write_list(std::ostream& out, const Eigen::Ref<const Eigen::VectorXd>& values) {
+void write_list(std::ostream& out, const Eigen::Ref<const Eigen::VectorXd>& values, int digits) {
   out << "[";
   char text[32];
   for (Eigen::Index i = 0; i < values.size(); ++i) {
-    std::snprintf(text, sizeof text, "%.6g", values[i]);
+    std::snprintf(text, sizeof text, "%.*g", digits, values[i]);
     out << (i ? ", " : "") << text;
   }
   out << "]";
@@ -280,7 +280,7 @@ void write_generator(const Generator& g, std::ostream& out) {
   for (std::size_t l = 0; l < g.layers.size(); ++l) {
     const auto& layer = g.layers[l];
     out << "  - # layer " << l << "\n    popularity: ";
-    write_list(out, layer.popularity);
+    write_list(out, layer.popularity, 6);
     char reuse[32];
     std::snprintf(reuse, sizeof reuse, "%.6g", layer.reuse);
     out << "\n    reuse: " << reuse << "\n";
@@ -289,7 +289,7 @@ void write_generator(const Generator& g, std::ostream& out) {
     out << "    affinity:\n      from: " << *layer.from << "\n      weight: " << reuse << "\n      transition:\n";
     for (Eigen::Index e = 0; e < layer.transition.rows(); ++e) {
       out << "        - ";
-      write_list(out, layer.transition.row(e).transpose());
+      write_list(out, layer.transition.row(e).transpose(), 4);  // 4 digits: the files stay small
       out << "\n";
     }
   }

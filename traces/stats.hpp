@@ -86,6 +86,11 @@ TraceStats summarize(const RoutingCounts& counts);
 
 // Gini coefficient of non-negative values (0 when all are equal or all are zero).
 double gini(const Eigen::Ref<const Eigen::VectorXd>& values);
+// Of pair counts (row, column): the mutual information in bits (plug-in with the Miller-Madow bias
+// correction, at least 0), and the predictability sum_row max_column P(row, column) (how often the
+// most likely column given the row is right; plug-in, as INTERFACES.md defines it).
+double mutual_information_bits(const Eigen::MatrixXd& pairs);
+double predictability(const Eigen::MatrixXd& pairs);
 // Total variation distance between two distributions given as non-negative weights.
 double total_variation(const Eigen::Ref<const Eigen::VectorXd>& a, const Eigen::Ref<const Eigen::VectorXd>& b);
 
