@@ -36,6 +36,26 @@ TEST(Catalog, ExpertSizesMatchTheReference) {
   EXPECT_EQ(models::load_model("mixtral-8x7b", "").expert_bytes(), 3.0 * 4096 * 14336 * 2);
 }
 
+TEST(Catalog, DenseLayersPlaceTheMoeLayers) {
+  const auto v3 = models::load_model("deepseek-v3", "");
+  EXPECT_EQ(v3.dense_layers, (std::vector<std::uint32_t>{0, 1, 2}));
+  EXPECT_EQ(v3.moe_layer_index(0), 3u);
+  EXPECT_EQ(v3.moe_layer_index(57), 60u);
+  const auto lite = models::load_model("deepseek-v2-lite", "");
+  EXPECT_EQ(lite.moe_layer_index(0), 1u);
+  const auto sw = models::load_model("switch-base-128", "");
+  EXPECT_EQ(sw.moe_layer_index(0), 1u);   // encoder layers 1, 3, ..., 11
+  EXPECT_EQ(sw.moe_layer_index(6), 13u);  // decoder layers 13, 15, ..., 23
+  EXPECT_EQ(sw.moe_layer_index(11), 23u);
+  const auto mixtral = models::load_model("mixtral-8x7b", "");
+  EXPECT_TRUE(mixtral.dense_layers.empty());
+  EXPECT_EQ(mixtral.moe_layer_index(31), 31u);
+  for (const auto& name : config::preset_names("moe")) {  // load_model checks the sum; say it here too
+    const auto m = models::load_model(name, name);
+    EXPECT_EQ(m.dense_layers.size() + m.moe_layers, m.layers) << name;
+  }
+}
+
 TEST(Catalog, EveryPresetValidates) {
   const std::map<std::string, const config::Schema*> kinds{
       {"hardware/nic", &models::schema::nic()},   {"hardware/pcie", &models::schema::pcie()},

@@ -155,6 +155,7 @@ const Schema& moe_model() {
       text("description", "the model and its source"),
       required("layers", Kind::Count, "transformer layers"),
       required("moe_layers", Kind::Count, "layers whose FFN is a mixture of experts"),
+      optional("dense_layers", Kind::Text, "the layers with a dense FFN, as indices and ranges (\"0-2\", \"0,2,4\")", "none"),
       required("experts", Kind::Count, "routed experts per MoE layer"),
       optional("shared_experts", Kind::Count, "always-active experts per MoE layer (kept in HBM)", "0", Bound::NonNegative),
       required("top_k", Kind::Count, "routed experts chosen per token and layer"),

@@ -1,6 +1,8 @@
 #include "spec.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "errors.hpp"
 #include "schemas.hpp"
@@ -10,7 +12,8 @@ namespace fs = std::filesystem;
 
 double MoeModel::resident_bytes() const {
   const double shared = double(shared_experts) * expert_bytes() * moe_layers;
-  const double dense_ffn = 3.0 * hidden_size * dense_ffn_size * (layers - moe_layers) * bytes_per_param;
+  // A dense FFN has the same structure as an expert (SwiGLU: 3 matrices, T5 ReLU: 2).
+  const double dense_ffn = double(expert_matrices) * hidden_size * dense_ffn_size * (layers - moe_layers) * bytes_per_param;
   return attention_params * layers * bytes_per_param + shared + dense_ffn;
 }
 
@@ -20,10 +23,42 @@ double MoeModel::moe_layer_bytes_per_token() const {
 
 double MoeModel::dense_layers_bytes_per_token() const {
   return double(layers - moe_layers) *
-         (attention_params + 3.0 * hidden_size * dense_ffn_size) * bytes_per_param;
+         (attention_params + double(expert_matrices) * hidden_size * dense_ffn_size) * bytes_per_param;
+}
+
+std::uint32_t MoeModel::moe_layer_index(std::uint32_t i) const {
+  std::uint32_t layer = i;
+  for (const auto dense : dense_layers)  // ascending: each dense layer at or before shifts it on
+    if (dense <= layer) ++layer;
+  return layer;
 }
 
 namespace {
+
+// "none", or comma-separated indices and inclusive ranges: "0-2", "0,2,4".
+std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t layers, const std::string& where) {
+  std::vector<std::uint32_t> out;
+  if (text == "none") return out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t end = std::min(text.find(',', start), text.size());
+    const std::string item = text.substr(start, end - start);
+    unsigned first = 0, last = 0;
+    char dash = 0, extra = 0;
+    const int got = std::sscanf(item.c_str(), "%u%c%u%c", &first, &dash, &last, &extra);
+    if (got == 1 && item.find_first_not_of("0123456789") == std::string::npos) {
+      last = first;
+    } else if (got != 3 || dash != '-' || first > last || item.find_first_not_of("0123456789-") != std::string::npos) {
+      throw InputError(where, "'" + item + "' is not a layer index or range like 0-2 (in \"" + text + "\")");
+    }
+    if (last >= layers) throw InputError(where, "layer " + std::to_string(last) + " beyond the " + std::to_string(layers) + " layers");
+    for (unsigned l = first; l <= last; ++l) out.push_back(l);
+    start = end + 1;
+  }
+  std::sort(out.begin(), out.end());
+  if (std::adjacent_find(out.begin(), out.end()) != out.end()) throw InputError(where, "a layer is listed twice");
+  return out;
+}
 
 double dtype_bytes(const std::string& dtype) {
   if (dtype == "fp8") return 1.0;
@@ -118,6 +153,11 @@ MoeModel load_model(const std::string& name, const std::string& where) {
     m.attention_params = double(m.hidden_size) * (2 * q + 2 * kv);
   }
   if (m.moe_layers > m.layers) throw InputError(v.where("moe_layers"), "more MoE layers than layers");
+  m.dense_layers = parse_layer_list(v.text("dense_layers"), m.layers, v.where("dense_layers"));
+  if (m.dense_layers.size() + m.moe_layers != m.layers)
+    throw InputError(v.where("moe_layers"), std::to_string(m.moe_layers) + " MoE layers and " +
+                                                std::to_string(m.dense_layers.size()) + " dense_layers do not make the " +
+                                                std::to_string(m.layers) + " layers");
   if (m.top_k > m.experts) throw InputError(v.where("top_k"), "top_k exceeds the number of experts");
   if (m.experts > 65536) throw InputError(v.where("experts"), "at most 65536 experts per layer are supported");
   return m;

@@ -15,6 +15,7 @@ struct MoeModel {
   std::string name;
   std::uint32_t layers = 0;
   std::uint32_t moe_layers = 0;
+  std::vector<std::uint32_t> dense_layers;  // indices of the layers without experts, ascending
   std::uint32_t experts = 0;
   std::uint32_t shared_experts = 0;
   std::uint32_t top_k = 0;
@@ -28,6 +29,8 @@ struct MoeModel {
   double expert_params() const { return double(expert_matrices) * hidden_size * expert_ffn_size; }
   double expert_bytes() const { return expert_params() * bytes_per_param; }
   std::uint32_t routed_experts_total() const { return moe_layers * experts; }
+  // Index of the i-th MoE layer among all layers (trace layer i is model layer moe_layer_index(i)).
+  std::uint32_t moe_layer_index(std::uint32_t i) const;
   // Weights that stay in HBM: attention, shared experts, dense FFN layers.
   double resident_bytes() const;
   // Bytes of weights one decode token reads in one MoE layer (attention, shared and top-k experts).
