@@ -1,0 +1,121 @@
+// End-to-end tests of `rmai trace gen|stats|fit` and of generators in experiments.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_support.hpp"
+#include "stats.hpp"
+#include "trace.hpp"
+
+namespace {
+
+using rmai::testing::run;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+const std::string kSource = RMAI_SOURCE_DIR;
+
+class TraceTools : public rmai::testing::TempDirTest {
+ protected:
+  // Runs rmai and expects success.
+  rmai::testing::Result ok(const std::vector<std::string>& args) {
+    auto r = run(args, dir_);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r;
+  }
+  // Runs rmai and expects exit 2 with every part in stderr, on one line.
+  void bad(const std::vector<std::string>& args, const std::vector<std::string>& parts) {
+    const auto r = run(args, dir_);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    for (const auto& part : parts) EXPECT_THAT(r.err, HasSubstr(part));
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  }
+};
+
+TEST_F(TraceTools, GenThenStatsJsonHasTheInterfaceFields) {
+  ok({"trace", "gen", "--model", "mixtral-8x7b", "--generator", "mixtral-8x7b-mmlu", "--tokens", "3000", "--seed", "4",
+      "-o", "t.csv"});
+  const auto r = ok({"trace", "stats", "t.csv", "--model", "mixtral-8x7b", "--json"});
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["tokens"], 3000);
+  EXPECT_EQ(j["layers"], 32);
+  EXPECT_EQ(j["top_k"], 2);
+  ASSERT_EQ(j["per_layer"].size(), 32u);
+  for (const char* key : {"layer", "gini", "top_share", "adjacent_reuse"}) EXPECT_TRUE(j["per_layer"][5].contains(key));
+  // The numbers are the library's on the same file.
+  const rmai::traces::TraceShape shape{32, 2, 8};
+  auto source = rmai::traces::open_trace(dir_ / "t.csv", shape);
+  const auto s = rmai::traces::summarize(rmai::traces::RoutingCounts::of(*source, shape));
+  EXPECT_DOUBLE_EQ(j["adjacent_reuse"].get<double>(), s.adjacent_reuse);
+  EXPECT_DOUBLE_EQ(j["cross_layer_top1_predictability"].get<double>(), *s.cross_layer_top1_predictability);
+  EXPECT_DOUBLE_EQ(j["per_layer"][5]["gini"].get<double>(), s.per_layer[5].gini);
+  EXPECT_NEAR(j["adjacent_reuse"].get<double>(), 0.37, 0.03);  // what the preset was fitted to
+  // The text report says the same.
+  EXPECT_THAT(ok({"trace", "stats", "t.csv"}).out, HasSubstr("3000 tokens in 1 sequence(s); 32 MoE layers, top-2"));
+}
+
+TEST_F(TraceTools, BinaryAndCsvGiveTheSameStats) {
+  ok({"trace", "gen", "--shape", "4,2,16", "--generator", "zipf", "--tokens", "500", "-o", "t.rmtrace"});
+  ok({"trace", "convert", "t.rmtrace", "-o", "t.csv"});
+  const auto binary = ok({"trace", "stats", "t.rmtrace", "--json"}).out;
+  EXPECT_EQ(ok({"trace", "stats", "t.csv", "--json"}).out, binary);  // shape probed from the CSV
+}
+
+TEST_F(TraceTools, FitThenGenRoundTrip) {
+  ok({"trace", "gen", "--model", "olmoe-1b-7b", "--generator", "olmoe-1b-7b-c4", "--tokens", "3000", "-o", "real.csv"});
+  ok({"trace", "fit", "real.csv", "--model", "olmoe-1b-7b", "--tokens", "3000", "-o", "fitted.yaml"});
+  std::ifstream in(dir_ / "fitted.yaml");
+  std::string first;
+  std::getline(in, first);
+  EXPECT_THAT(first, HasSubstr("# command: rmai trace fit real.csv"));
+  ok({"trace", "gen", "--model", "olmoe-1b-7b", "--generator", "fitted.yaml", "--tokens", "3000", "-o", "synth.csv"});
+  const auto real = nlohmann::json::parse(ok({"trace", "stats", "real.csv", "--json"}).out);
+  const auto synth = nlohmann::json::parse(ok({"trace", "stats", "synth.csv", "--json"}).out);
+  EXPECT_NEAR(synth["adjacent_reuse"].get<double>(), real["adjacent_reuse"].get<double>(), 0.02);
+  for (int l = 0; l < 16; ++l)
+    EXPECT_NEAR(synth["per_layer"][l]["top_share"].get<double>(), real["per_layer"][l]["top_share"].get<double>(), 0.03);
+}
+
+TEST_F(TraceTools, FitFromCountTablesIsUsableInAnExperiment) {
+  ok({"trace", "fit", "--counts", kSource + "/models/routing/expert_counts_olmoe_repo.csv", "--where",
+      "model=mixtral-8x7b", "--where", "domain=github", "--model", "mixtral-8x7b", "--reuse", "0.37", "-o",
+      "gen/mixtral-github.yaml"});
+  write("exp.yaml", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {generator: gen/mixtral-github.yaml}\n");
+  EXPECT_THAT(ok({"check", "exp.yaml"}).out, HasSubstr("mixtral-github.yaml"));
+}
+
+TEST_F(TraceTools, BadInput) {
+  write("trunc.csv", "seq,token,layer,experts,weights\n0,0,0,1;2,\n");
+  write("empty.csv", "");
+  write("exp.yaml", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {generator: olmoe-1b-7b-c4}\n");
+  bad({"trace", "gen", "--model", "mixtral-8x7b", "-o", "x.csv"}, {"--tokens", "positive"});
+  bad({"trace", "gen", "--shape", "4,2", "--tokens", "5", "-o", "x.csv"}, {"--shape", "LAYERS,TOP_K,EXPERTS"});
+  bad({"trace", "gen", "--shape", "4,9,8", "--tokens", "5", "-o", "x.csv"}, {"--shape", "top_k 9 exceeds"});
+  bad({"trace", "gen", "--model", "mixtral-8x7b", "--generator", "nosuch", "--tokens", "5", "-o", "x.csv"},
+      {"--generator", "unknown generator \"nosuch\""});
+  bad({"trace", "gen", "--model", "mixtral-8x7b", "--generator", "olmoe-1b-7b-c4", "--tokens", "5", "-o", "x.csv"},
+      {"olmoe-1b-7b-c4.yaml", "tabulated for 16 layers, top-8 of 64 experts", "32 layers, top-2 of 8"});
+  bad({"trace", "gen", "--model", "mixtral-8x7b", "--tokens", "-5", "-o", "x.csv"}, {"--tokens", "'-5'"});
+  bad({"trace", "stats", "missing.csv"}, {"missing.csv", "cannot open"});
+  bad({"trace", "stats", "empty.csv"}, {"empty.csv:1:", "empty"});
+  bad({"trace", "stats", "trunc.csv", "--model", "mixtral-8x7b"}, {"trunc.csv:2:", "truncated"});
+  bad({"trace", "stats", "trunc.csv", "--windows", "0,4"}, {"--windows"});
+  bad({"trace", "stats", "trunc.csv", "--frobnicate"}, {"--frobnicate", "unknown option"});
+  bad({"trace", "fit", "trunc.csv", "--model", "mixtral-8x7b", "-o", "g.yaml"}, {"trunc.csv:2:"});
+  bad({"trace", "fit", "--counts", kSource + "/models/routing/expert_counts_olmoe_repo.csv", "--model",
+       "mixtral-8x7b", "-o", "g.yaml"},
+      {"--reuse", "required"});
+  bad({"trace", "fit", "--counts", kSource + "/models/routing/expert_counts_olmoe_repo.csv", "--where", "model=olmoe-1b-7b",
+       "--model", "mixtral-8x7b", "--reuse", "0.3", "-o", "g.yaml"},
+      {"expert_counts_olmoe_repo.csv:10:", "expert 8 out of range"});
+  bad({"trace", "fit", "--counts", kSource + "/models/routing/expert_counts_olmoe_repo.csv", "--where", "colour=red",
+       "--model", "mixtral-8x7b", "--reuse", "0.3", "-o", "g.yaml"},
+      {"--where colour=red", "no such column"});
+  const auto unknown = run({"trace", "nonsense"}, dir_);
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown trace tool \"nonsense\""));
+  bad({"check", "exp.yaml"}, {"olmoe-1b-7b-c4.yaml", "tabulated for 16 layers"});
+  for (const char* name : {"x.csv", "g.yaml", "x.csv.tmp", "g.yaml.tmp"}) EXPECT_FALSE(fs::exists(dir_ / name)) << name;
+}
+
+}  // namespace
