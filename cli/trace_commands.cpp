@@ -13,8 +13,10 @@ tools:
                        vLLM-style routing logs (JSON lines) to a canonical trace
   convert TRACE -o OUT [--model NAME]
                        between the canonical CSV (.csv) and the binary form (.rmtrace)
-  gen (--model NAME | --shape LAYERS,TOP_K,EXPERTS) [--generator NAME|FILE] --tokens N [--seed S] -o OUT
-                       a synthetic trace from a generator (models/synthetic or a fitted GEN.yaml)
+  gen (--model NAME | --shape LAYERS,TOP_K,EXPERTS) [--generator NAME|FILE] --tokens N
+      [--sequences B] [--seed S] -o OUT
+                       a synthetic trace from a generator (models/synthetic or a fitted GEN.yaml);
+                       B sequences are decoded as one batch (interleaved round-robin)
   fit TRACE [--model NAME] -o GEN.yaml
   fit --counts COUNTS.csv [--pairs PAIRS.csv] [--where COLUMN=VALUE]... --model NAME --reuse R -o GEN.yaml
                        estimate a generator from a trace, or from expert count tables (R: the

@@ -188,7 +188,7 @@ std::vector<std::uint32_t> windows_option(const Args& args) {
 }  // namespace
 
 int trace_gen(const std::vector<std::string>& argv) {
-  const Args args(argv, {"--model", "--shape", "--generator", "--tokens", "--seed", "--out"}, {});
+  const Args args(argv, {"--model", "--shape", "--generator", "--tokens", "--sequences", "--seed", "--out"}, {});
   if (!args.positional().empty()) throw InputError(args.positional()[0], "unexpected argument");
   const auto shape = shape_option(args);
   const std::uint64_t seed = count_option(args, "--seed", 1);
@@ -196,8 +196,10 @@ int trace_gen(const std::vector<std::string>& argv) {
   const auto generator = traces::load_generator(file, shape, seed);
   const std::uint64_t tokens = count_option(args, "--tokens", 0);
   if (tokens == 0) throw InputError("--tokens", "give a positive number of tokens");
+  const std::uint64_t sequences = count_option(args, "--sequences", 1);
+  if (sequences == 0 || sequences > UINT32_MAX) throw InputError("--sequences", "give a positive number of sequences");
   const fs::path out = args.required("--out");
-  traces::save_trace(out, traces::generate(generator, tokens, seed));
+  traces::save_trace(out, traces::generate(generator, tokens, seed, static_cast<std::uint32_t>(sequences)));
   std::cerr << "rmai: " << tokens << " tokens from " << file.string() << " (seed " << seed << ") in " << out.string()
             << "\n";
   return 0;

@@ -9,7 +9,7 @@ Generator experiment_generator(const models::Experiment& e) {
 }
 
 RoutingTrace experiment_trace(const models::Experiment& e) {
-  if (!e.trace.file) return generate(experiment_generator(e), e.trace.tokens, e.trace.seed);
+  if (!e.trace.file) return generate(experiment_generator(e), e.trace.tokens, e.trace.seed, e.trace.sequences);
   const TraceShape shape = shape_of(e.model);
   auto source = open_trace(*e.trace.file, shape);
   auto trace = RoutingTrace::load(*source, shape);

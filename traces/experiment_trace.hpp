@@ -11,7 +11,8 @@ inline TraceShape shape_of(const models::MoeModel& model) { return {model.moe_la
 // The experiment's generator, checked against the model (InputError naming the generator file).
 Generator experiment_generator(const models::Experiment& e);
 
-// Loads and validates the trace file, or generates `trace.tokens` tokens with `trace.seed`.
+// Loads and validates the trace file, or generates `trace.tokens` tokens of `trace.sequences`
+// sequences with `trace.seed`.
 // A trace without tokens is an InputError.
 RoutingTrace experiment_trace(const models::Experiment& e);
 

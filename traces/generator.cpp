@@ -295,8 +295,9 @@ void write_generator(const Generator& g, std::ostream& out) {
   }
 }
 
-RoutingTrace generate(const Generator& g, std::uint64_t tokens, std::uint64_t seed) {
+RoutingTrace generate(const Generator& g, std::uint64_t tokens, std::uint64_t seed, std::uint32_t sequences) {
   validate(g);
+  if (sequences == 0) throw std::invalid_argument("synthetic trace: at least one sequence");
   if (tokens > std::numeric_limits<std::uint32_t>::max())
     throw std::invalid_argument("synthetic trace: more than 2^32 - 1 tokens");
   const TraceShape shape = g.shape();
@@ -313,14 +314,16 @@ RoutingTrace generate(const Generator& g, std::uint64_t tokens, std::uint64_t se
   RoutingTrace trace(shape);
   std::mt19937_64 rng(seed);
   Token token{0, 0, std::vector<std::uint16_t>(shape.layers * k), {}};
-  std::vector<std::uint16_t> previous;
+  std::vector<std::vector<std::uint16_t>> last(sequences);  // each sequence's previous token
   for (std::uint64_t t = 0; t < tokens; ++t) {
-    token.index = static_cast<std::uint32_t>(t);
+    token.seq = static_cast<std::uint32_t>(t % sequences);
+    token.index = static_cast<std::uint32_t>(t / sequences);
+    const std::vector<std::uint16_t>& previous = last[token.seq];
     for (std::uint32_t l = 0; l < shape.layers; ++l) {
       const GeneratorLayer& layer = g.layers[l];
       std::uint16_t* row = token.experts.data() + l * k;
       std::size_t chosen = 0;
-      if (t > 0)  // temporal locality: the previous token's experts are distinct, keep each or not
+      if (!previous.empty())  // temporal locality: the previous token's experts are distinct, keep each or not
         for (std::size_t i = 0; i < k; ++i)
           if (uniform01(rng) < layer.reuse) row[chosen++] = previous[l * k + i];
       for (; chosen < k; ++chosen) {
@@ -335,7 +338,7 @@ RoutingTrace generate(const Generator& g, std::uint64_t tokens, std::uint64_t se
       }
     }
     trace.append(token);
-    previous = token.experts;
+    last[token.seq] = token.experts;
   }
   return trace;
 }

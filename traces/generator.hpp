@@ -51,9 +51,12 @@ Generator load_generator(const std::filesystem::path& path, TraceShape shape, st
 // Writes a tabulated generator file that load_generator reads back.
 void write_generator(const Generator& generator, std::ostream& out);
 
-// `tokens` tokens of one sequence (seq 0). Experts are in rank order: kept experts first, in the
-// previous token's order, then new ones in the order drawn. Deterministic for a seed on every
-// platform (raw mt19937_64 bits, no standard distributions).
-RoutingTrace generate(const Generator& generator, std::uint64_t tokens, std::uint64_t seed);
+// `tokens` tokens of `sequences` independent sequences decoded as one batch: token t belongs to
+// sequence t mod sequences (its index t / sequences), so the sequences interleave round-robin.
+// Experts are in rank order: kept experts first, in the previous token's order, then new ones in
+// the order drawn. Deterministic for a seed on every platform (raw mt19937_64 bits, no standard
+// distributions).
+RoutingTrace generate(const Generator& generator, std::uint64_t tokens, std::uint64_t seed,
+                      std::uint32_t sequences = 1);
 
 }  // namespace rmai::traces

@@ -229,6 +229,7 @@ const Schema& trace() {
   static const Schema s{"trace", "the routing trace replayed by every node", {
       text("file", "routing trace, canonical CSV or binary .rmtrace; when absent a synthetic trace is generated"),
       optional("tokens", Kind::Count, "length of the synthetic trace", "256"),
+      optional("sequences", Kind::Count, "sequences of the synthetic trace, decoded as one batch (round-robin)", "1"),
       optional("seed", Kind::Integer, "seed of the synthetic trace (default: the experiment's seed)", "", Bound::NonNegative),
       optional("generator", Kind::Text, "synthetic routing: a generator in models/synthetic or a GEN.yaml file", "default"),
   }};

@@ -188,6 +188,7 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   const auto& trace = v.child("trace");
   if (trace.has("file")) e.trace.file = find_file(trace.text("file"), trace.where("file"), file, "trace");
   e.trace.tokens = trace.count("tokens");
+  e.trace.sequences = static_cast<std::uint32_t>(trace.count("sequences"));
   e.trace.seed = trace.has("seed") ? static_cast<std::uint64_t>(trace.integer("seed")) : e.seed;
   e.trace.generator = find_generator(trace.text("generator"), trace.where("generator"), file);
   check_consistency(e);

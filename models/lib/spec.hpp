@@ -84,6 +84,7 @@ struct CacheSpec {
 struct TraceSpec {
   std::optional<std::filesystem::path> file;  // resolved path of a trace file, CSV or binary
   std::uint64_t tokens = 0;                   // synthetic length
+  std::uint32_t sequences = 1;                // synthetic sequences, interleaved
   std::uint64_t seed = 0;
   std::filesystem::path generator;            // resolved generator file (traces/generator.hpp)
 };
