@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev      # summary.json
   libgtest-dev libgmock-dev
   libbenchmark-dev
+  clang libclang-rt-14-dev  # tests/fuzz: libFuzzer with ASan/UBSan (skipped when missing)
   python3-matplotlib      # plots/
 )
 

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "errors.hpp"
+#include "line_reader.hpp"
 #include "trace.hpp"
 
 namespace rmai::traces {
@@ -24,62 +25,6 @@ std::string quoted(std::string_view text) {
   if (text.size() > kMax) return "'" + std::string(text.substr(0, kMax)) + "...'";
   return "'" + std::string(text) + "'";
 }
-
-// Lines of a file through one large buffer: a getline per row would cost more than the parsing.
-class LineReader {
- public:
-  explicit LineReader(const std::filesystem::path& path)
-      : name_(path.string()), file_(std::fopen(path.c_str(), "rb")) {
-    if (!file_) throw InputError(name_, std::string("cannot open: ") + std::strerror(errno));
-  }
-
-  // The next line without its end of line ("\n" or "\r\n"), valid until the next call; false at
-  // the end of the file. A last line without newline is returned like the others.
-  bool next(std::string_view& line) {
-    for (;;) {
-      const char* start = buffer_.data() + begin_;
-      const std::size_t size = end_ - begin_;
-      if (const void* found = size ? std::memchr(start, '\n', size) : nullptr) {
-        const char* stop = static_cast<const char*>(found);
-        line = std::string_view(start, stop - start);
-        begin_ = stop + 1 - buffer_.data();
-        break;
-      }
-      if (eof_) {
-        if (size == 0) return false;
-        line = std::string_view(start, size);
-        begin_ = end_;
-        break;
-      }
-      // Keep the partial line at the front and read more behind it.
-      std::memmove(buffer_.data(), start, size);
-      begin_ = 0;
-      end_ = size;
-      if (end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);  // a very long line
-      const std::size_t got =
-          std::fread(buffer_.data() + end_, 1, buffer_.size() - end_, file_.get());
-      if (got == 0) {
-        if (std::ferror(file_.get()))
-          throw InputError(name_, std::string("read error: ") + std::strerror(errno));
-        eof_ = true;
-      }
-      end_ += got;
-    }
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    return true;
-  }
-
- private:
-  struct Closer {
-    void operator()(std::FILE* file) const { std::fclose(file); }
-  };
-  std::string name_;
-  std::unique_ptr<std::FILE, Closer> file_;
-  std::vector<char> buffer_ = std::vector<char>(std::size_t{1} << 20);
-  std::size_t begin_ = 0;
-  std::size_t end_ = 0;
-  bool eof_ = false;
-};
 
 // Splits at `separator` into at most `max` fields; returns how many fields there are in all.
 std::size_t split(std::string_view text, char separator, std::string_view* fields,
