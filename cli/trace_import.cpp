@@ -66,6 +66,7 @@ int trace_import(const std::vector<std::string>& args) {
     const models::MoeModel model = models::load_model(a.model, "--model");
     options.shape = traces::TraceShape{model.moe_layers, model.top_k, model.experts};
     options.layer_id_limit = model.layers;
+    for (std::uint32_t i = 0; i < model.moe_layers; ++i) options.moe_layer_ids.push_back(model.moe_layer_index(i));
     options.model = model.name;
   }
   const traces::ImportResult result = traces::import_jsonl(a.file, options);

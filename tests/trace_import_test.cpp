@@ -262,6 +262,30 @@ TEST_F(ImportTest, CliWithModelUsesTheModelsShape) {
   EXPECT_EQ(RoutingTrace::load(*source, TraceShape{32, 2, 8}).tokens(), 2u);
 }
 
+TEST_F(ImportTest, CliWithModelAcceptsAbsoluteOrMoeOnlyLayerIds) {
+  // DeepSeek-V2-Lite: 27 layers, layer 0 dense. A log may number MoE layers 1..26 (absolute) or
+  // 0..25 (MoE layers alone); 0..24 plus 26 is neither and names both numberings.
+  const auto import = [&](const std::vector<int>& ids) {
+    std::string text;
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      text += line({"0", 0, ids[i], "[" + std::to_string(i) + ", 40, 41, 42, 43, 44]"});
+    const fs::path log = write("v2.jsonl", text);
+    return run({"trace", "import", "--format", "jsonl", log.string(), "-o", (dir_ / "v2.csv").string(), "--model",
+                "deepseek-v2-lite"});
+  };
+  std::vector<int> absolute(26), moe_only(26);
+  for (int i = 0; i < 26; ++i) absolute[i] = i + 1, moe_only[i] = i;
+  EXPECT_EQ(import(absolute).exit_code, 0);
+  EXPECT_EQ(import(moe_only).exit_code, 0);
+  std::vector<int> neither = moe_only;
+  neither.back() = 26;
+  fs::remove(dir_ / "v2.csv");
+  const Result r = import(neither);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("neither deepseek-v2-lite's MoE layers (1-26) nor 0-25"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "v2.csv"));
+}
+
 // Bad input: exit 2, one line "rmai: error: FILE:LINE: ...", and no output file afterwards.
 struct BadCase {
   std::string name;

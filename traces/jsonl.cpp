@@ -279,6 +279,11 @@ class Importer {
                                   " distinct layers (" + id_ranges(report.layer_ids) + ") but " +
                                   model() + " has " + std::to_string(options_.shape->layers) +
                                   " MoE layers");
+    if (!options_.moe_layer_ids.empty() && report.layer_ids != options_.moe_layer_ids &&
+        report.layer_ids.back() + 1 != layers)
+      throw InputError(name_, "the log's layer ids (" + id_ranges(report.layer_ids) + ") are neither " + model() +
+                                  "'s MoE layers (" + id_ranges(options_.moe_layer_ids) + ") nor 0-" +
+                                  std::to_string(layers - 1) + " (dense layers cannot carry routing)");
     const TraceShape shape =
         options_.shape ? *options_.shape : TraceShape{layers, top_k_, max_expert_ + 1};
 

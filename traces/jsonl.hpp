@@ -22,6 +22,9 @@ struct ImportOptions {
   // When non-zero, layer ids must be below this (the model's layers, dense ones included: logs may
   // number absolute layers).
   std::uint32_t layer_id_limit = 0;
+  // The model's MoE layers as absolute layer indices (ascending). When given, the log's layer ids
+  // must be either these (absolute numbering) or 0..shape.layers-1 (MoE layers counted alone).
+  std::vector<std::uint32_t> moe_layer_ids;
   std::string model;  // names the shape's source in messages, e.g. "mixtral-8x7b"
 };
 
