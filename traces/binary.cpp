@@ -37,6 +37,7 @@
 #include <unordered_map>
 
 #include "errors.hpp"
+#include "line_reader.hpp"
 #include "trace.hpp"
 
 namespace rmai::traces {
@@ -297,7 +298,6 @@ bool parse_integer(std::string_view text, std::uint64_t& value) {
 // the file with the shape validates the rest).
 TraceShape probe_csv(const fs::path& path) {
   const std::string name = path.string();
-  File file = open_file(path);
   std::size_t line_number = 0;
   const auto fail = [&](const std::string& what) {
     throw InputError(name + ":" + std::to_string(line_number), what);
@@ -306,7 +306,6 @@ TraceShape probe_csv(const fs::path& path) {
   std::uint64_t max_layer = 0, max_expert = 0, top_k = 0;
   bool any_row = false;
   const auto row = [&](std::string_view line) {
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line_number == 1) {
       if (line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);
       if (line == "seq,token,layer,experts,weights")
@@ -354,32 +353,10 @@ TraceShape probe_csv(const fs::path& path) {
     any_row = true;
   };
 
-  // Lines through one block buffer, as in csv.cpp.
-  std::vector<char> buffer(kBlock);
-  std::size_t begin = 0, end = 0;
-  for (bool eof = false;;) {
-    const char* start = buffer.data() + begin;
-    if (const void* found = begin < end ? std::memchr(start, '\n', end - begin) : nullptr) {
-      const char* stop = static_cast<const char*>(found);
-      ++line_number;
-      row({start, static_cast<std::size_t>(stop - start)});
-      begin = stop + 1 - buffer.data();
-      continue;
-    }
-    if (eof) {
-      if (begin < end) {
-        ++line_number;
-        row({start, end - begin});
-      }
-      break;
-    }
-    std::memmove(buffer.data(), start, end - begin);
-    end -= begin;
-    begin = 0;
-    if (end == buffer.size()) buffer.resize(buffer.size() * 2);  // a very long line
-    const std::size_t got = read_bytes(file.get(), buffer.data() + end, buffer.size() - end, name);
-    eof = got == 0;
-    end += got;
+  LineReader reader(path);
+  for (std::string_view line; reader.next(line);) {
+    ++line_number;
+    row(line);
   }
   if (line_number == 0) {
     line_number = 1;
