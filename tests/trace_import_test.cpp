@@ -262,6 +262,28 @@ TEST_F(ImportTest, CliWithModelUsesTheModelsShape) {
   EXPECT_EQ(RoutingTrace::load(*source, TraceShape{32, 2, 8}).tokens(), 2u);
 }
 
+TEST_F(ImportTest, ImportCsvBinaryCsvIsByteIdentical) {
+  // The round trip, through the CLI: two sequences, gate weights on some records.
+  std::vector<Rec> log = records("\"req-b\"", 4, {0, 1, 2}, true);
+  for (auto& r : records("17", 3, {0, 1, 2}, false)) {
+    r.probs = "[0.7312, 0.2688]";
+    log.push_back(r);
+  }
+  const fs::path jsonl = write("log.jsonl", lines(log));
+  const auto read = [](const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  ASSERT_EQ(run({"trace", "import", "--format", "jsonl", jsonl.string(), "-o", "a.csv"}, dir_).exit_code, 0);
+  ASSERT_EQ(run({"trace", "convert", "a.csv", "-o", "b.rmtrace"}, dir_).exit_code, 0);
+  ASSERT_EQ(run({"trace", "convert", "b.rmtrace", "-o", "c.csv"}, dir_).exit_code, 0);
+  const std::string imported = read(dir_ / "a.csv");
+  EXPECT_NE(imported.find("0.7312;0.2688"), std::string::npos) << imported;
+  EXPECT_EQ(read(dir_ / "c.csv"), imported);
+}
+
 TEST_F(ImportTest, CliWithModelAcceptsAbsoluteOrMoeOnlyLayerIds) {
   // DeepSeek-V2-Lite: 27 layers, layer 0 dense. A log may number MoE layers 1..26 (absolute) or
   // 0..25 (MoE layers alone); 0..24 plus 26 is neither and names both numberings.
