@@ -18,6 +18,9 @@ commands:
   check EXP.yaml [--set key=value]...
                        load and validate only; print the resolved configuration
   list                 models, presets, tiers, cache policies and every parameter
+  reproduce [--out DIR] [--quick] [--jobs N] [--only NAME]...
+                       every paper experiment (experiments/ with a sweep), the figures and the
+                       report (default DIR results/reproduce)
   trace import|convert|gen|fit|stats ...
                        routing-trace tools (rmai trace --help)
 )";
@@ -36,6 +39,7 @@ int main(int argc, char** argv) {
     if (command == "run") return rmai::cli::run(rest);
     if (command == "check") return rmai::cli::check(rest);
     if (command == "list") return rmai::cli::list(rest);
+    if (command == "reproduce") return rmai::cli::reproduce(rest);
     if (command == "trace") return rmai::cli::trace(rest);
     std::cerr << "rmai: unknown command \"" << command << "\"\n" << kUsage;
     return 2;
