@@ -8,6 +8,7 @@ namespace rmai::cli {
 int run(const std::vector<std::string>& args);
 int check(const std::vector<std::string>& args);
 int list(const std::vector<std::string>& args);
+int sweep(const std::vector<std::string>& args);  // cli/sweep.cpp
 int reproduce(const std::vector<std::string>& args);  // cli/reproduce.cpp
 
 // `rmai trace <tool> ...`: dispatches to the trace tools below (cli/trace_*.cpp).

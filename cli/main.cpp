@@ -17,6 +17,10 @@ commands:
                        simulate one experiment; results go to DIR (default results/<name>)
   check EXP.yaml [--set key=value]...
                        load and validate only; print the resolved configuration
+  sweep EXP.yaml [--sweep key=v1,v2]... [--set key=value]... [--quick] [--jobs N] [--out DIR]
+        [--emit slurm] [--point I] [--collect]
+                       run every point of a sweep, one process each; results in DIR/results.csv
+                       (rmai sweep --help)
   list                 models, presets, tiers, cache policies and every parameter
   reproduce [--out DIR] [--quick] [--jobs N] [--only NAME]...
                        every paper experiment (experiments/ with a sweep), the figures and the
@@ -39,6 +43,7 @@ int main(int argc, char** argv) {
     if (command == "run") return rmai::cli::run(rest);
     if (command == "check") return rmai::cli::check(rest);
     if (command == "list") return rmai::cli::list(rest);
+    if (command == "sweep") return rmai::cli::sweep(rest);
     if (command == "reproduce") return rmai::cli::reproduce(rest);
     if (command == "trace") return rmai::cli::trace(rest);
     std::cerr << "rmai: unknown command \"" << command << "\"\n" << kUsage;

@@ -168,6 +168,8 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   if (root.IsNull()) root = YAML::Load("{}");  // an empty file: an empty map, positioned at line 1
   if (!root.IsMap()) throw InputError(config::location(file.string(), root, ""), "an experiment must be a YAML map");
   root.remove("provenance");  // written by rmai into config.resolved.yaml; informative only
+  root.remove("sweep");  // the sweep and quick blocks are read by rmai sweep (sweep.hpp), not by one run
+  root.remove("quick");
   for (const auto& set : sets) config::apply_set(root, set);
 
   Experiment e;

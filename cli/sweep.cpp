@@ -1,0 +1,561 @@
+// `rmai sweep`: runs the points of a parameter sweep (models/lib/sweep.hpp), each as a separate
+// `rmai run` process so that one crashing or failing point cannot take the others down, resumes
+// interrupted sweeps, joins the results into one tidy CSV, or emits a Slurm job array instead.
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "commands.hpp"
+#include "errors.hpp"
+#include "expert_cache.hpp"
+#include "spec.hpp"
+#include "sweep.hpp"
+
+namespace rmai::cli {
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;  // keeps summary.json's key order for the CSV columns
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: rmai sweep EXP.yaml [--sweep key=v1,v2,...]... [--set key=value]... [--quick]
+                  [--jobs N] [--out DIR] [--emit slurm] [--point I] [--collect]
+       rmai sweep --collect DIR
+
+Runs every point of the experiment's sweep (the cartesian product of its `sweep:` block and the
+--sweep options; the first key varies slowest) as a separate `rmai run` into DIR/p0000, DIR/p0001, ...
+(DIR defaults to results/<name>), at most N at once (default: the number of cores), then joins the
+points into DIR/results.csv. Run it again to resume: finished points are not run again.
+  --quick        apply the YAML's `quick:` block (overrides and shorter value lists)
+  --emit slurm   write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running
+  --point I      run point I only (what each Slurm task does)
+  --collect      join DIR's points into DIR/results.csv without running anything
+Exit codes: 0 all points finished, 1 some point failed or is missing, 2 bad input.
+)";
+
+struct Options {
+  std::string target;  // EXP.yaml, or DIR with --collect
+  std::vector<std::string> sets, sweeps;
+  bool quick = false, collect = false;
+  unsigned jobs = 0;
+  std::string out, emit;
+  std::optional<std::size_t> point;
+};
+
+std::uint64_t number_of(const std::string& flag, const std::string& text) {
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) throw InputError(flag, "'" + text + "' is not a number");
+  return value;
+}
+
+Options parse(const std::vector<std::string>& args) {
+  Options o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto value = [&]() {
+      if (i + 1 >= args.size()) throw InputError(a, "needs a value");
+      return args[++i];
+    };
+    if (a == "--set") {
+      o.sets.push_back(value());
+    } else if (a.rfind("--set=", 0) == 0) {
+      o.sets.push_back(a.substr(6));
+    } else if (a == "--sweep") {
+      o.sweeps.push_back(value());
+    } else if (a.rfind("--sweep=", 0) == 0) {
+      o.sweeps.push_back(a.substr(8));
+    } else if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--collect") {
+      o.collect = true;
+    } else if (a == "--jobs") {
+      o.jobs = static_cast<unsigned>(number_of(a, value()));
+      if (o.jobs == 0) throw InputError(a, "must be at least 1");
+    } else if (a == "--out") {
+      o.out = value();
+    } else if (a == "--emit") {
+      o.emit = value();
+      if (o.emit != "slurm") throw InputError(a, "unknown target \"" + o.emit + "\" (slurm)");
+    } else if (a == "--point") {
+      o.point = number_of(a, value());
+    } else if (!a.empty() && a[0] == '-') {
+      throw InputError(a, "unknown option (rmai sweep --help)");
+    } else if (o.target.empty()) {
+      o.target = a;
+    } else {
+      throw InputError(a, "unexpected argument (one experiment file)");
+    }
+  }
+  if (o.target.empty() && !(o.collect && !o.out.empty())) throw InputError("", "no experiment file given (rmai sweep --help)");
+  if (!o.emit.empty() && (o.point || o.collect)) throw InputError("--emit", "goes with neither --point nor --collect");
+  return o;
+}
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Written under a temporary name and renamed, so a reader never sees half a file. The name holds the
+// pid because Slurm tasks of one sweep may write the same file at the same time.
+void write_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
+    if (!out.flush()) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+std::string joined(const std::vector<std::string>& items, const char* separator = ", ") {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
+  return out;
+}
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+std::string clock_text(double seconds) {
+  const long s = std::lround(std::max(0.0, seconds));
+  char text[32];
+  if (s >= 3600)
+    std::snprintf(text, sizeof text, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+  else
+    std::snprintf(text, sizeof text, "%ld:%02ld", s / 60, s % 60);
+  return text;
+}
+
+// --- sweep.json: what the directory holds, to resume it and to collect it -------------------------
+
+struct PointRecord {
+  std::string name;
+  std::vector<std::string> assignments;
+};
+
+json sweep_doc(const fs::path& experiment, bool quick, const std::vector<std::string>& sets,
+               const std::vector<models::SweepPoint>& points) {
+  json doc;
+  doc["schema"] = 1;
+  doc["experiment"] = experiment.string();
+  doc["quick"] = quick;
+  doc["sets"] = sets;  // the quick block's and --set overrides, applied before each point's own
+  doc["points"] = json::array();
+  for (const auto& p : points) doc["points"].push_back({{"name", p.name}, {"set", p.assignments}});
+  return doc;
+}
+
+json read_doc(const fs::path& dir) {
+  const fs::path file = dir / "sweep.json";
+  if (!fs::is_regular_file(file)) throw InputError(file.string(), "not found (not a sweep directory?)");
+  try {
+    return json::parse(slurp(file));
+  } catch (const json::exception& e) {
+    throw InputError(file.string(), std::string("malformed: ") + e.what());
+  }
+}
+
+std::vector<PointRecord> points_of(const json& doc, const fs::path& dir) {
+  std::vector<PointRecord> points;
+  try {
+    for (const auto& p : doc.at("points"))
+      points.push_back({p.at("name").get<std::string>(), p.at("set").get<std::vector<std::string>>()});
+  } catch (const json::exception& e) {
+    throw InputError((dir / "sweep.json").string(), std::string("malformed: ") + e.what());
+  }
+  return points;
+}
+
+// Records the sweep in DIR, or checks that DIR already holds this very sweep (then it is resumed).
+void claim(const fs::path& dir, const json& doc) {
+  const fs::path file = dir / "sweep.json";
+  if (fs::exists(file)) {
+    json old;
+    try {
+      old = json::parse(slurp(file));
+    } catch (const json::exception&) {
+    }
+    if (old != doc) throw InputError("", dir.string() + " holds a different sweep; use another --out");
+    return;
+  }
+  fs::create_directories(dir);
+  write_atomic(file, doc.dump(2) + "\n");
+}
+
+// --- results.csv ---------------------------------------------------------------------------------
+
+void flatten(const json& j, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) {
+  if (j.is_object()) {
+    for (const auto& [key, value] : j.items()) flatten(value, prefix.empty() ? key : prefix + "." + key, out);
+  } else if (j.is_array()) {
+    for (std::size_t i = 0; i < j.size(); ++i) flatten(j[i], prefix + "." + std::to_string(i), out);
+  } else if (j.is_string()) {
+    out.emplace_back(prefix, j.get<std::string>());
+  } else {
+    out.emplace_back(prefix, j.is_null() ? "" : j.dump());  // numbers as summary.json writes them
+  }
+}
+
+// The line of error.log that says what went wrong: rmai's own message, else the first line.
+std::string first_error(const fs::path& log) {
+  std::ifstream in(log);
+  std::string first;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("rmai: error: ", 0) == 0 || line.rfind("rmai: failed: ", 0) == 0) return line.substr(6);
+    if (first.empty() && line.find_first_not_of(" \t\r") != std::string::npos) first = line;
+  }
+  return first.empty() ? "failed without a message" : first;
+}
+
+// Joins DIR/sweep.json and the point directories into DIR/results.csv; reports failed and missing
+// points on stderr. Returns the exit code: 1 if a point failed or is missing.
+int collect(const fs::path& dir) {
+  const auto points = points_of(read_doc(dir), dir);
+  struct Row {
+    std::string status;
+    std::vector<std::pair<std::string, std::string>> metrics;
+  };
+  std::vector<Row> rows;
+  std::vector<std::string> params, metrics;
+  std::set<std::string> seen_params, seen_metrics;
+  std::vector<std::string> problems;
+  std::size_t ok = 0, failed = 0, missing = 0;
+  for (const auto& p : points) {
+    for (const auto& a : p.assignments)
+      if (const std::string key = a.substr(0, a.find('=')); seen_params.insert(key).second) params.push_back(key);
+    const fs::path pdir = dir / p.name;
+    Row row;
+    std::string problem;
+    if (fs::exists(pdir / "summary.json")) {
+      try {
+        flatten(json::parse(slurp(pdir / "summary.json")), "", row.metrics);
+        row.status = "ok";
+      } catch (const json::exception& e) {
+        row.metrics.clear();
+        problem = std::string("unreadable summary.json: ") + e.what();
+      }
+    } else if (fs::exists(pdir / "error.log")) {
+      problem = first_error(pdir / "error.log");
+    } else {
+      row.status = "missing";
+      problem = "missing (not run yet, or still running)";
+    }
+    if (row.status.empty()) row.status = "failed";
+    (row.status == "ok" ? ok : row.status == "failed" ? failed : missing)++;
+    if (!problem.empty()) problems.push_back(p.name + " (" + joined(p.assignments) + "): " + problem);
+    for (const auto& [key, value] : row.metrics)
+      if (seen_metrics.insert(key).second) metrics.push_back(key);
+    rows.push_back(std::move(row));
+  }
+
+  std::string csv = "point,status";
+  for (const auto& key : params) csv += "," + csv_field("param." + key);
+  for (const auto& key : metrics) csv += "," + csv_field(key);
+  csv += "\n";
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    std::map<std::string, std::string> values(rows[i].metrics.begin(), rows[i].metrics.end());
+    for (const auto& a : points[i].assignments) values["param." + a.substr(0, a.find('='))] = a.substr(a.find('=') + 1);
+    csv += points[i].name + "," + rows[i].status;
+    for (const auto& key : params) csv += "," + csv_field(values["param." + key]);
+    for (const auto& key : metrics) csv += "," + csv_field(values[key]);
+    csv += "\n";
+  }
+  write_atomic(dir / "results.csv", csv);
+
+  std::cerr << "rmai: sweep: " << points.size() << " points: " << ok << " ok, " << failed << " failed, " << missing
+            << " missing; results in " << (dir / "results.csv").string() << "\n";
+  for (const auto& problem : problems) std::cerr << "  " << problem << "\n";
+  return failed + missing > 0 ? 1 : 0;
+}
+
+// --- validation ------------------------------------------------------------------------------------
+
+// A bad value in the main part of the YAML (every point fails), or a swept value that no point
+// accepts (a typo in a value list), stops the sweep before hours of runs. A combination that alone
+// is invalid (say, a cache larger than one of the swept models) only fails its point.
+void refuse_hopeless(const models::SweepSpec& spec, const std::vector<models::SweepPoint>& points,
+                     const std::vector<std::string>& invalid) {
+  std::size_t bad = 0;
+  for (const auto& error : invalid) bad += !error.empty();
+  if (bad == 0) return;
+  if (bad == points.size()) throw InputError("", invalid[0]);
+  for (std::size_t d = 0; d < spec.dimensions.size(); ++d)
+    for (std::size_t step = 0; step < spec.dimensions[d].values.size(); ++step) {
+      std::string first;
+      bool all_bad = true;
+      for (std::size_t i = 0; i < points.size() && all_bad; ++i) {
+        if (points[i].steps[d] != step) continue;
+        all_bad = !invalid[i].empty();
+        if (first.empty()) first = invalid[i];
+      }
+      if (all_bad)
+        throw InputError(spec.dimensions[d].where,
+                         "value " + joined(spec.dimensions[d].values[step]) + " fails in every point: " + first);
+    }
+}
+
+// --- running ---------------------------------------------------------------------------------------
+
+// Progress on stderr: a bar redrawn in place on a terminal, else one line per finished point.
+class Progress {
+ public:
+  Progress(std::size_t total, std::size_t done, unsigned jobs)
+      : total_(total), done_(done), jobs_(jobs), tty_(::isatty(STDERR_FILENO)), start_(Clock::now()) {}
+
+  void finished(const models::SweepPoint& p, bool ok, std::optional<double> seconds) {
+    ++done_;
+    failed_ += !ok;
+    if (seconds) {  // validation failures took no time and would skew the ETA
+      run_seconds_ += *seconds;
+      ++runs_;
+    }
+    if (tty_) {
+      draw();
+    } else {
+      std::cerr << "rmai: sweep: " << p.name << (ok ? " ok" : " failed") << " (" << joined(p.assignments) << "); "
+                << status() << "\n";
+    }
+  }
+  void tick() {
+    if (tty_ && Clock::now() - last_draw_ > std::chrono::seconds(1)) draw();
+  }
+  void end() {
+    if (tty_ && drawn_) std::cerr << "\n";
+  }
+
+ private:
+  std::string status() const {
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
+    std::string eta = "-:--";
+    if (runs_ > 0) {  // the mean time of the points run so far, `jobs` of them at once
+      const double rounds = std::ceil(double(total_ - done_) / jobs_);
+      eta = clock_text(rounds * run_seconds_ / runs_);
+    }
+    return std::to_string(done_) + "/" + std::to_string(total_) + " points, " + std::to_string(failed_) +
+           " failed, " + clock_text(elapsed) + " elapsed, ETA " + eta;
+  }
+  void draw() {
+    constexpr std::size_t kWidth = 20;
+    const std::size_t filled = total_ ? done_ * kWidth / total_ : kWidth;
+    std::cerr << "\r[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] " << status() << "\033[K"
+              << std::flush;
+    last_draw_ = Clock::now();
+    drawn_ = true;
+  }
+
+  std::size_t total_, done_, failed_ = 0, runs_ = 0;
+  unsigned jobs_;
+  bool tty_, drawn_ = false;
+  double run_seconds_ = 0;
+  Clock::time_point start_, last_draw_;
+};
+
+// Starts `rmai run` for one point with its stdout and stderr in DIR/<point>/error.log (removed if it
+// succeeds). The rmai executable runs itself, so a sweep never mixes two builds.
+pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector<std::string>& sets) {
+  std::vector<std::string> args{"rmai", "run", experiment.string()};
+  for (const auto& set : sets) args.push_back("--set=" + set);
+  args.insert(args.end(), {"--out", pdir.string()});
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  const std::string log = (pdir / "error.log").string();
+  fs::create_directories(pdir);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int null = ::open("/dev/null", O_RDONLY);
+    if (fd < 0 || null < 0) ::_exit(127);
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Runs the points `todo`, at most `jobs` at once. Points that failed validation are not run: their
+// error goes to their error.log like a run's.
+void run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
+                const std::vector<models::SweepPoint>& points, const std::vector<std::string>& invalid,
+                const std::vector<std::size_t>& todo, Progress& progress, unsigned jobs) {
+  struct Running {
+    std::size_t index;
+    Clock::time_point start;
+  };
+  std::deque<std::size_t> queue(todo.begin(), todo.end());
+  std::map<pid_t, Running> running;
+  while (!queue.empty() || !running.empty()) {
+    while (!queue.empty() && running.size() < jobs) {
+      const std::size_t i = queue.front();
+      queue.pop_front();
+      const fs::path pdir = dir / points[i].name;
+      if (!invalid[i].empty()) {
+        fs::create_directories(pdir);
+        write_atomic(pdir / "error.log", "rmai: error: " + invalid[i] + "\n");
+        progress.finished(points[i], false, std::nullopt);
+        continue;
+      }
+      std::vector<std::string> sets = common;
+      sets.insert(sets.end(), points[i].assignments.begin(), points[i].assignments.end());
+      running[launch(experiment, pdir, sets)] = {i, Clock::now()};
+    }
+    bool reaped = false;
+    for (auto it = running.begin(); it != running.end();) {
+      int status = 0;
+      const pid_t got = ::waitpid(it->first, &status, WNOHANG);
+      if (got == 0 || (got < 0 && errno == EINTR)) {
+        ++it;
+        continue;
+      }
+      const auto& p = points[it->second.index];
+      const fs::path pdir = dir / p.name;
+      const bool ok = got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(pdir / "summary.json");
+      if (ok) {
+        fs::remove(pdir / "error.log");
+      } else if (got > 0 && WIFSIGNALED(status)) {
+        std::ofstream(pdir / "error.log", std::ios::app) << "rmai: failed: killed by signal " << WTERMSIG(status) << "\n";
+      }
+      progress.finished(p, ok, std::chrono::duration<double>(Clock::now() - it->second.start).count());
+      it = running.erase(it);
+      reaped = true;
+    }
+    if (!reaped) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      progress.tick();
+    }
+  }
+  progress.end();
+}
+
+int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::string& name, const Options& o,
+               std::size_t count) {
+  const fs::path rmai = fs::read_symlink("/proc/self/exe");
+  const fs::path abs_dir = fs::absolute(dir).lexically_normal();
+  std::string command = shell_quote(rmai.string()) + " sweep " + shell_quote(experiment.string()) + " --out " +
+                        shell_quote(abs_dir.string());
+  if (o.quick) command += " --quick";
+  for (const auto& set : o.sets) command += " --set " + shell_quote(set);
+  for (const auto& sweep : o.sweeps) command += " --sweep " + shell_quote(sweep);
+  command += " --point \"$SLURM_ARRAY_TASK_ID\"";
+  std::string job = "rmai-" + name;
+  for (char& c : job)
+    if (std::isspace(static_cast<unsigned char>(c))) c = '_';
+  const fs::path script = abs_dir / "sweep.slurm";
+  write_atomic(script, "#!/bin/bash\n"
+                       "# One array task per point of the sweep (written by rmai sweep --emit slurm).\n"
+                       "#SBATCH --job-name=" + job + "\n"
+                       "#SBATCH --array=0-" + std::to_string(count - 1) + "\n"
+                       "#SBATCH --output=" + abs_dir.string() + "/slurm-%A_%a.out\n"
+                       "#SBATCH --ntasks=1\n"
+                       "exec " + command + "\n");
+  std::cout << "wrote " << script.string() << " (" << count << " points)\n"
+            << "submit:  sbatch " << shell_quote(script.string()) << "\n"
+            << "collect: " << shell_quote(rmai.string()) << " sweep --collect " << shell_quote(abs_dir.string()) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int sweep(const std::vector<std::string>& args) {
+  for (const auto& a : args)
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+  const Options o = parse(args);
+  if (o.collect && (o.target.empty() || fs::is_directory(o.target))) return collect(o.target.empty() ? o.out : o.target);
+
+  const fs::path experiment = fs::absolute(o.target).lexically_normal();
+  const auto spec = models::load_sweep(experiment, o.quick, o.sweeps);
+  const auto points = models::expand(spec);
+  std::vector<std::string> common = spec.sets;
+  common.insert(common.end(), o.sets.begin(), o.sets.end());
+  if (o.point && *o.point >= points.size())
+    throw InputError("--point", std::to_string(*o.point) + " is beyond the " + std::to_string(points.size()) + " points");
+
+  // Every point is validated in-process first (milliseconds each), so that bad input fails before
+  // anything runs; a Slurm task checks only its own point.
+  std::vector<std::string> invalid(points.size());
+  std::string name;
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    if (o.point && i != *o.point) continue;
+    std::vector<std::string> sets = common;
+    sets.insert(sets.end(), points[i].assignments.begin(), points[i].assignments.end());
+    try {
+      const auto e = models::load_experiment(experiment, sets);
+      if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
+        throw InputError(e.values.child("cache").where("policy"),
+                         "unknown cache policy \"" + e.cache.policy + "\" (available: " +
+                             cache::PolicyRegistry::instance().names_joined() + ")");
+      if (name.empty()) name = e.name;
+    } catch (const InputError& error) {
+      invalid[i] = error.what();
+    }
+  }
+  if (!o.point) refuse_hopeless(spec, points, invalid);
+  for (std::size_t i = 0; i < points.size(); ++i)  // said now, not only hours later in the final report
+    if (!invalid[i].empty())
+      std::cerr << "rmai: sweep: " << points[i].name << " (" << joined(points[i].assignments)
+                << ") is invalid and will fail: " << invalid[i] << "\n";
+  if (name.empty()) name = experiment.stem().string();
+  const fs::path dir = o.out.empty() ? fs::path("results") / name : fs::path(o.out);
+  claim(dir, sweep_doc(experiment, o.quick, common, points));
+  if (o.collect) return collect(dir);
+  if (!o.emit.empty()) return emit_slurm(dir, experiment, name, o, points.size());
+
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < points.size(); ++i)
+    if ((!o.point || i == *o.point) && !fs::exists(dir / points[i].name / "summary.json")) todo.push_back(i);
+  const std::size_t total = o.point ? 1 : points.size();
+  const std::size_t done = total - todo.size();
+  const unsigned jobs = o.jobs ? o.jobs : std::max(1u, std::thread::hardware_concurrency());
+  if (!o.point)
+    std::cerr << "rmai: sweep: " << points.size() << " points into " << dir.string() << ", " << done
+              << " already done, " << todo.size() << " to run, " << std::min<std::size_t>(jobs, todo.size())
+              << " at once\n";
+  Progress progress(total, done, jobs);
+  run_points(experiment, dir, common, points, invalid, todo, progress, jobs);
+
+  if (o.point) {
+    const auto& p = points[*o.point];
+    if (fs::exists(dir / p.name / "summary.json")) return 0;
+    std::cerr << "rmai: sweep: " << p.name << " failed: " << first_error(dir / p.name / "error.log") << "\n";
+    return 1;
+  }
+  return collect(dir);
+}
+
+}  // namespace rmai::cli
