@@ -1,0 +1,252 @@
+"""Shared code of the figure scripts and the report: results.csv loading, units, style, saving.
+
+Each figure script is `python3 plots/<script>.py RESULTS_DIR FIG_DIR` and reads only
+RESULTS_DIR/<experiment>/results.csv, as written by `rmai sweep` (one row per point: point, status,
+param.<key>..., then the summary.json leaves flattened with dots).
+"""
+import csv
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+try:
+    import matplotlib
+except ImportError:  # another python3 (e.g. pyenv) first on PATH: use Debian's, which has matplotlib
+    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3", *sys.argv])
+    raise
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+# ---------------------------------------------------------------- results
+
+def _value(text):
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def read_rows(path):
+    """Every row of a results.csv (any status), numbers as floats, empty cells as None."""
+    with open(path, newline="") as f:
+        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def args():
+    """(RESULTS_DIR, FIG_DIR) from the command line."""
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: python3 {sys.argv[0]} RESULTS_DIR FIG_DIR")
+    return Path(sys.argv[1]), Path(sys.argv[2])
+
+
+def load(results_dir, experiment, required=True):
+    """The status-ok rows of RESULTS_DIR/<experiment>/results.csv. When the file is missing (or has no
+    ok point): exits 1 with a one-line message if required, else returns None."""
+    path = Path(results_dir) / experiment / "results.csv"
+    rows = [r for r in read_rows(path) if r.get("status") == "ok"] if path.is_file() else []
+    if rows or not required:
+        return rows or None
+    sys.exit(f"{Path(sys.argv[0]).stem}: {'no ok point in' if path.is_file() else 'missing'} {path}")
+
+
+def load_some(results_dir, *experiments):
+    """The ok rows of each experiment (None where missing) for a figure drawing several: exits 1 naming
+    the missing files if none has results; one line on stderr if some do not."""
+    got = {e: load(results_dir, e, required=False) for e in experiments}
+    missing = [str(Path(results_dir) / e / "results.csv") for e, rows in got.items() if rows is None]
+    if len(missing) == len(experiments):
+        sys.exit(f"{Path(sys.argv[0]).stem}: missing {' and '.join(missing)}")
+    if missing:
+        print(f"{Path(sys.argv[0]).stem}: missing {' and '.join(missing)}: drawn without it", file=sys.stderr)
+    return [got[e] for e in experiments]
+
+
+def get(row, key):
+    """A parameter or metric by name: the column param.<key>, else the summary column <key>, else the
+    swept column ending in .<key> (get(r, "region_chunk") reads param.memory.rmai.region_chunk)."""
+    for col in ("param." + key, key):
+        if col in row:
+            return row[col]
+    for col in row:
+        if col.startswith("param.") and col.endswith("." + key):
+            return row[col]
+    return None
+
+
+def where(rows, **match):
+    """Rows whose get(row, key) equals value for every key=value given."""
+    return [r for r in rows if all(get(r, k) == v for k, v in match.items())]
+
+
+def curve(rows, xkey, ykey, **match):
+    """(xs, ys) of ykey against xkey sorted by x, over the rows matching `match`; x is parsed by
+    xparse (e.g. gbps) when given."""
+    xparse = match.pop("xparse", lambda v: v)
+    pts = sorted((xparse(get(r, xkey)), r[ykey]) for r in where(rows, **match) if r.get(ykey) is not None)
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def per_switch(row, key):
+    n = row.get("expert_switches") or 0
+    return row[key] / n if n else None
+
+
+def expert_bytes(rows):
+    """Bytes of one expert, from the data: bytes moved over PCIe per expert switch."""
+    for r in rows:
+        if r.get("expert_switches") and r.get("bytes.pcie"):
+            return r["bytes.pcie"] / r["expert_switches"]
+    return None
+
+# ---------------------------------------------------------------- units
+
+_SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _split(text):
+    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([A-Za-z/]*)\s*", str(text))
+    if not m:
+        raise ValueError(f"not a quantity: {text!r}")
+    return float(m.group(1)), m.group(2)
+
+
+def gbps(text):
+    """A bandwidth ('200Gbps', '25GBps', '25GB/s', or a number of bits/s) in Gb/s."""
+    if isinstance(text, float):
+        return text / 1e9
+    n, u = _split(text)
+    m = re.fullmatch(r"([kKMGT]?)(bps|Bps|B/s|b/s)", u)
+    if not m:
+        raise ValueError(f"not a bandwidth: {text!r}")
+    return n * _SI[m.group(1)] * (8 if m.group(2)[0] == "B" else 1) / 1e9
+
+
+def usec(text):
+    """A time ('5us', '0.8us', '80ns', '1.5ms', '1s', or a number of seconds) in microseconds."""
+    if isinstance(text, float):
+        return text * 1e6
+    n, u = _split(text)
+    scale = {"ns": 1e-3, "us": 1, "ms": 1e3, "s": 1e6}
+    if u not in scale:
+        raise ValueError(f"not a time: {text!r}")
+    return n * scale[u]
+
+
+def nbytes(text, expert=None):
+    """A size ('32MiB', '64KiB', '352MB', '4096', or 'expert' = the `expert` argument) in bytes."""
+    if text == "expert":
+        return expert
+    if isinstance(text, float):
+        return text
+    n, u = _split(text)
+    m = re.fullmatch(r"([kKMGT]i?)?B?", u)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    p = m.group(1) or ""
+    return n * (_BIN[p] if p.endswith("i") else _SI[p])
+
+
+def fmt_bytes(b):
+    """Binary units for powers of two, decimal otherwise: 64 KiB, 32 MiB, 352 MB."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= scale and b % scale == 0:
+            return f"{b / scale:g} {unit}"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if b >= scale:
+            return f"{b / scale:.3g} {unit}"
+    return f"{b:g} B"
+
+
+def fmt_count(n):
+    return f"{n:,.0f}" if n >= 10 else f"{n:.3g}"
+
+
+def fmt_ms(seconds):
+    return f"{seconds * 1e3:.3g} ms" if seconds * 1e3 < 1000 else f"{seconds * 1e3:.0f} ms"
+
+
+def fmt_x(ratio):
+    return f"{ratio:.3g}x" if ratio < 100 else f"{ratio:,.0f}x"
+
+# ---------------------------------------------------------------- style
+
+TIERS = ["dram", "cxl", "rmai", "page4k", "disk-read", "disk-mmap"]
+TIER_COLORS = {
+    "dram": "#555555",       # grey: the local upper bound
+    "cxl": "#1f77b4",        # blue
+    "rmai": "#d62728",       # red
+    "page4k": "#ff7f0e",     # orange
+    "disk-read": "#2ca02c",  # green
+    "disk-mmap": "#9467bd",  # purple
+}
+TIER_LABELS = {"dram": "DRAM", "cxl": "CXL", "rmai": "RMAI", "page4k": "4 KiB paging",
+               "disk-read": "disk read()", "disk-mmap": "disk mmap"}
+MODEL_LABELS = {"mixtral-8x7b": "Mixtral-8x7B", "mixtral-8x22b": "Mixtral-8x22B", "deepseek-v2-lite": "DeepSeek-V2-Lite",
+                "deepseek-v3": "DeepSeek-V3", "olmoe-1b-7b": "OLMoE-1B-7B", "qwen3-30b-a3b": "Qwen3-30B-A3B",
+                "qwen1.5-moe-a2.7b": "Qwen1.5-MoE-A2.7B", "gpt-oss-120b": "gpt-oss-120b",
+                "switch-base-128": "Switch-Base-128"}
+# Variants of one tier (fault batches, servers, policies): shades, never another tier's colour.
+SHADES = plt.get_cmap("Reds")
+MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+
+plt.rcParams.update({
+    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "xtick.labelsize": 10,
+    "ytick.labelsize": 10, "legend.fontsize": 9.5, "legend.framealpha": 0.9, "axes.grid": True,
+    "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False, "lines.linewidth": 1.8,
+    "lines.markersize": 5.5, "savefig.bbox": "tight", "pdf.fonttype": 42,
+})
+
+
+def tier_order(tiers):
+    return sorted(set(tiers), key=lambda t: TIERS.index(t) if t in TIERS else len(TIERS))
+
+
+def tier_color(tier):
+    return TIER_COLORS.get(tier, "black")
+
+
+def shade(i, n):
+    """The i-th of n shades of the RMAI red, light to dark."""
+    return SHADES(0.4 + 0.55 * (i / max(n - 1, 1)))
+
+
+def model_label(model):
+    return MODEL_LABELS.get(model, str(model))
+
+
+def plain_log(ax, axis="y", dense=False):
+    """Log axis with plain numbers (0.1, 1, 10, 1,000) instead of powers of ten; dense also labels
+    2x and 5x (for ranges of two or three decades)."""
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    if dense:
+        target.set_major_locator(LogLocator(subs=(1, 2, 5)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}" if v >= 1 else f"{v:.10g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def floor_decade(ax, values, axis="y"):
+    """Starts a log axis at the power of ten below the smallest value, so that one is labelled."""
+    low = 10 ** math.floor(math.log10(min(values)))
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(low, None)
+
+
+def no_results(ax, what):
+    ax.text(0.5, 0.5, f"no results\n({what})", ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.axis("off")
+
+
+def save(fig, figdir, name):
+    """Writes FIG_DIR/name.png (150 dpi) and name.pdf."""
+    figdir = Path(figdir)
+    figdir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figdir / f"{name}.png", dpi=150)
+    fig.savefig(figdir / f"{name}.pdf")
+    plt.close(fig)
+    print(f"wrote {figdir / name}.png and .pdf", file=sys.stderr)
