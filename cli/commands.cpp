@@ -12,6 +12,7 @@
 
 #include "errors.hpp"
 #include "expert_cache.hpp"
+#include "prefetcher.hpp"
 #include "replay.hpp"
 #include "results.hpp"
 #include "schemas.hpp"
@@ -154,7 +155,10 @@ int list(const std::vector<std::string>& args) {
   std::cout << "cache policies (cache.policy):\n";
   for (const auto& [name, entry] : cache::PolicyRegistry::instance().entries())
     std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
-  std::cout << "prefetchers: none yet\ntransports: none yet (the emulator is not built)\n";
+  std::cout << "prefetchers (cache.prefetch):\n";
+  for (const auto& [name, entry] : cache::PrefetcherRegistry::instance().entries())
+    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
+  std::cout << "transports: none yet (the emulator is not built)\n";
   std::cout << "\nparameters (kind, default; no default = required):\n";
   for (const auto* schema : models::schema::all()) {
     std::cout << "  " << schema->name << ": " << schema->description << "\n";

@@ -51,8 +51,10 @@ std::string summary_json(const RunResult& r) {
                           {"p99", latency.p99},   {"max", latency.max}};
   j["token_latency_s"] = {{"mean", tokens.mean}, {"p50", tokens.p50}, {"p95", tokens.p95}, {"p99", tokens.p99}};
   j["tokens_per_s"] = r.simulated_time_s > 0 ? double(r.tokens) / r.simulated_time_s : 0.0;
-  j["cache_hit_rate"] =
-      r.expert_accesses ? 1.0 - double(r.switches.size()) / double(r.expert_accesses) : 0.0;
+  // Accesses served without a switch on demand: a prefetched expert counts as a hit (waiting for a
+  // prefetch still in flight shows in the token latency, not here).
+  const double demand_switches = double(r.switches.size() - r.prefetches);
+  j["cache_hit_rate"] = r.expert_accesses ? 1.0 - demand_switches / double(r.expert_accesses) : 0.0;
   j["page_faults"] = r.page_faults;
   j["user_kernel_transitions"] = r.user_kernel_transitions;
   j["bytes"] = {{"remote", r.bytes.remote}, {"disk", r.bytes.disk}, {"cxl", r.bytes.cxl}, {"pcie", r.bytes.pcie}};
@@ -62,6 +64,10 @@ std::string summary_json(const RunResult& r) {
   j["cache_policy"] = r.policy;
   j["gpu_experts"] = r.gpu_experts;
   j["pool_bytes"] = r.pool_bytes;
+  j["prefetch"] = r.prefetch;
+  j["prefetches"] = r.prefetches;
+  j["prefetch_hits"] = r.prefetch_hits;
+  j["prefetch_wasted_bytes"] = r.prefetch_wasted_bytes;
   return j.dump(2) + "\n";
 }
 

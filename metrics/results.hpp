@@ -25,6 +25,9 @@ struct SwitchRecord {
   double start_s = 0, end_s = 0;
   double bytes = 0;
   std::uint64_t faults = 0;
+  // Brought in by the prefetcher for this token and layer rather than on demand. Not a column of
+  // switches.csv, whose format INTERFACES.md fixes: summary.json counts the prefetches.
+  bool prefetch = false;
 };
 
 struct TierBytes {
@@ -36,7 +39,7 @@ struct TierBytes {
 };
 
 struct RunResult {
-  std::string mode, model, tier, policy;
+  std::string mode, model, tier, policy, prefetch;
   std::uint32_t nodes = 0;
   std::uint64_t gpu_experts = 0;
   std::uint64_t tokens = 0;            // over all nodes
@@ -45,6 +48,10 @@ struct RunResult {
   std::uint64_t user_kernel_transitions = 0;
   TierBytes bytes;
   double pool_bytes = 0;               // memory holding the experts: once for the pool, per node otherwise
+  // Prefetching: switches started by the prefetcher (they are in `switches` too), those the layer
+  // they were predicted for used, and the bytes of the others.
+  std::uint64_t prefetches = 0, prefetch_hits = 0;
+  double prefetch_wasted_bytes = 0;
   double simulated_time_s = 0;
   double wall_time_s = 0;
   std::vector<double> token_latencies;

@@ -3,10 +3,13 @@
 #include <simgrid/s4u.hpp>
 
 #include <algorithm>
+#include <deque>
+#include <mutex>
 
 #include "cluster.hpp"
 #include "errors.hpp"
 #include "expert_cache.hpp"
+#include "prefetcher.hpp"
 #include "tier.hpp"
 
 namespace rmai::sim {
@@ -62,8 +65,74 @@ struct NodeOutcome {
   std::vector<metrics::SwitchRecord> switches;
   std::vector<double> token_latencies;
   std::uint64_t accesses = 0, faults = 0, transitions = 0;
+  std::uint64_t prefetches = 0, prefetch_hits = 0;
   metrics::TierBytes bytes;
+  double finish = 0;  // when the node's last token ended
+
+  void add_switch(const SwitchPlan& plan, metrics::SwitchRecord record) {
+    switches.push_back(record);
+    faults += plan.faults;
+    transitions += plan.transitions;
+    bytes += plan.bytes;
+  }
 };
+
+bool contains(const auto& keys, cache::ExpertKey key) { return std::find(keys.begin(), keys.end(), key) != keys.end(); }
+
+// One node's prefetching, shared by its replay actor and its prefetch actors. Once a layer's own
+// switches are done, the replay actor hands the experts predicted for the next layer to the
+// prefetch actors, which switch them in through the same tier while the layer computes, each in the
+// background like a second faulting thread: they share links with every other transfer. There are
+// `depth` prefetch actors and a layer's predictions take only the free ones, so at most `depth`
+// prefetches are in flight per node (SimGrid 3.32 slows down with thousands of activities).
+// Actors run one at a time: the mutex is held around every use of these fields and released only
+// while switching, sleeping or waiting, so the condition variable loses no wake-up.
+struct Prefetching {
+  sg4::MutexPtr mutex = sg4::Mutex::create();
+  sg4::ConditionVariablePtr changed = sg4::ConditionVariable::create();  // work came, or a prefetch completed
+  std::size_t token = 0;                  // the token and layer the predictions below are for
+  std::uint32_t layer = 0;
+  std::deque<cache::ExpertKey> queue;     // handed over, not started yet
+  std::vector<cache::ExpertKey> started;  // started for (token, layer): in flight or resident
+  std::vector<cache::ExpertKey> running;  // in flight, possibly for an earlier layer
+  bool stop = false;
+};
+
+// A prefetch actor: switches handed-over experts in until the replay stops it. A completed prefetch
+// takes a cache slot at once (through the policy, which sees it as a use), never evicting the
+// replay's current layer or the other prefetches started for the same layer; these number at most
+// top_k + depth - 1 besides it, which check_consistency guarantees the cache can spare.
+void prefetch_node(std::uint32_t node, const models::Experiment& e, const Tier& tier, cache::ExpertCache& cache,
+                   const std::vector<cache::ExpertKey>& current_layer, Prefetching& p, NodeOutcome& out) {
+  Executor exec;
+  std::vector<cache::ExpertKey> protect;
+  std::unique_lock lock(*p.mutex);
+  for (;;) {
+    p.changed->wait(lock, [&] { return p.stop || !p.queue.empty(); });
+    if (p.stop) return;
+    const cache::ExpertKey key = p.queue.front();
+    p.queue.pop_front();
+    p.running.push_back(key);
+    p.started.push_back(key);
+    const std::size_t token = p.token;
+    const std::uint32_t layer = p.layer;
+    lock.unlock();
+    const SwitchPlan plan = tier.plan(node, key);
+    const double start = exec.now();
+    exec.run(plan);
+    exec.flush();  // the expert is in HBM now
+    lock.lock();
+    protect.assign(current_layer.begin(), current_layer.end());
+    for (const auto k : p.started)
+      if (!contains(protect, k)) protect.push_back(k);
+    if (cache.access(key, protect).hit) throw std::logic_error("prefetched an expert that was already resident");
+    std::erase(p.running, key);
+    ++out.prefetches;
+    out.add_switch(plan, {node, token, layer, key - layer * e.model.experts, start, exec.now(), e.model.expert_bytes(),
+                          plan.faults, true});
+    p.changed->notify_all();
+  }
+}
 
 void replay_node(std::uint32_t node, const models::Experiment& e, const traces::RoutingTrace& trace,
                  const Tier& tier, NodeOutcome& out) {
@@ -77,29 +146,97 @@ void replay_node(std::uint32_t node, const models::Experiment& e, const traces::
   Executor exec;
   std::vector<cache::ExpertKey> layer_keys(model.top_k);
   out.token_latencies.reserve(tokens);
+
+  // Demand switch of layer_keys[k]: the layer waits for it.
+  const auto switch_in = [&](std::size_t token, std::uint32_t layer, std::uint16_t expert, cache::ExpertKey key) {
+    const SwitchPlan plan = tier.plan(node, key);
+    const double start = exec.now();
+    exec.run(plan);
+    out.add_switch(plan, {node, token, layer, expert, start, exec.now(), model.expert_bytes(), plan.faults});
+  };
+
+  if (e.cache.prefetch == cache::kNoPrefetch) {
+    for (std::size_t step = 0; step < tokens; ++step) {
+      const std::size_t token = (offset + step) % tokens;
+      const double token_start = exec.now();
+      exec.compute(dense_time);
+      for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
+        const auto experts = trace.experts(token, layer);
+        for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
+        for (std::size_t k = 0; k < experts.size(); ++k) {
+          ++out.accesses;
+          if (cache.access(layer_keys[k], layer_keys).hit) continue;
+          switch_in(token, layer, experts[k], layer_keys[k]);
+        }
+        exec.compute(layer_time);
+      }
+      out.token_latencies.push_back(exec.now() - token_start);
+    }
+    exec.flush();
+    out.finish = sg4::Engine::get_clock();
+    return;
+  }
+
+  // With a prefetcher: the same replay, plus prefetch actors beside this one. This actor sleeps its
+  // pending compute before it looks at the prefetches, so that all of them see the same clock.
+  const std::size_t depth = e.cache.prefetch_depth;
+  const auto prefetcher = cache::PrefetcherRegistry::instance().make(
+      e.cache.prefetch, {model.moe_layers, model.experts, static_cast<std::uint32_t>(depth),
+                         [&trace](std::size_t t, std::uint32_t l) { return trace.experts(t, l); }});
+  Prefetching p;
+  std::vector<sg4::ActorPtr> prefetch_actors;
+  for (std::size_t i = 0; i < depth; ++i)
+    prefetch_actors.push_back(sg4::Actor::create("prefetch-" + std::to_string(node) + "-" + std::to_string(i),
+                                                 sg4::this_actor::get_host(),
+                                                 [&] { prefetch_node(node, e, tier, cache, layer_keys, p, out); }));
+  std::vector<cache::ExpertKey> predicted;
   for (std::size_t step = 0; step < tokens; ++step) {
     const std::size_t token = (offset + step) % tokens;
     const double token_start = exec.now();
     exec.compute(dense_time);
     for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
+      exec.flush();
+      std::unique_lock lock(*p.mutex);
+      p.queue.clear();  // a prefetch not started before its layer routes is no prefetch
       const auto experts = trace.experts(token, layer);
       for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
       for (std::size_t k = 0; k < experts.size(); ++k) {
         ++out.accesses;
-        if (cache.access(layer_keys[k], layer_keys).hit) continue;
-        const SwitchPlan plan = tier.plan(node, layer_keys[k]);
-        const double start = exec.now();
-        exec.run(plan);
-        out.switches.push_back({node, token, layer, experts[k], start, exec.now(), model.expert_bytes(), plan.faults});
-        out.faults += plan.faults;
-        out.transitions += plan.transitions;
-        out.bytes += plan.bytes;
+        const cache::ExpertKey key = layer_keys[k];
+        if (contains(p.started, key)) ++out.prefetch_hits;
+        // An expert on its way waits for its prefetch: the wait is part of the token's latency; the
+        // switch is recorded once, as the prefetch, with its own start and end.
+        if (contains(p.running, key)) p.changed->wait(lock, [&] { return cache.resident(key); });
+        if (cache.access(key, layer_keys).hit) continue;
+        lock.unlock();
+        switch_in(token, layer, experts[k], key);
+        exec.flush();
+        lock.lock();
       }
+      // Hand the next layer's predictions that are neither resident nor on their way to the free
+      // prefetch actors; they start now, as the layer starts computing.
+      p.started.clear();
+      prefetcher->routed(token, layer, layer_keys, predicted);
+      p.token = token;
+      p.layer = layer + 1;
+      for (const auto key : predicted)
+        if (p.running.size() + p.queue.size() < depth && !cache.resident(key) && !contains(p.running, key))
+          p.queue.push_back(key);
+      if (!p.queue.empty()) p.changed->notify_all();
+      lock.unlock();
       exec.compute(layer_time);
     }
     out.token_latencies.push_back(exec.now() - token_start);
   }
   exec.flush();
+  out.finish = sg4::Engine::get_clock();
+  {
+    std::unique_lock lock(*p.mutex);
+    p.stop = true;  // prefetches in flight complete; none starts any more
+    p.queue.clear();
+    p.changed->notify_all();
+  }
+  for (const auto& actor : prefetch_actors) actor->join();  // they use this frame's cache and state
 }
 
 }  // namespace
@@ -126,6 +263,10 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
     throw InputError(e.values.child("cache").where("policy"),
                      "unknown cache policy \"" + e.cache.policy + "\" (available: " +
                          cache::PolicyRegistry::instance().names_joined() + ")");
+  if (!cache::PrefetcherRegistry::instance().contains(e.cache.prefetch))
+    throw InputError(e.values.child("cache").where("prefetch"),
+                     "unknown prefetcher \"" + e.cache.prefetch + "\" (available: " +
+                         cache::PrefetcherRegistry::instance().names_joined() + ")");
   if (!TierRegistry::instance().contains(e.tier))
     throw InputError(e.values.child("memory").where("tier"), "tier \"" + e.tier + "\" has no simulator model");
 
@@ -159,18 +300,23 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
   r.nodes = e.nodes;
   r.gpu_experts = e.cache.gpu_experts;
   r.tokens = trace.tokens() * e.nodes;
-  r.simulated_time_s = sg4::Engine::get_clock();
+  r.prefetch = e.cache.prefetch;
+  r.simulated_time_s = 0;  // until the last token ends (a prefetch still in flight then does not count)
   const double experts_bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
   const bool pooled = e.tier == "rmai" || e.tier == "page4k";
   r.pool_bytes = pooled ? experts_bytes : experts_bytes * e.nodes;  // the pool holds one copy
   for (auto& o : outcomes) {
+    r.simulated_time_s = std::max(r.simulated_time_s, o.finish);
     r.expert_accesses += o.accesses;
+    r.prefetches += o.prefetches;
+    r.prefetch_hits += o.prefetch_hits;
     r.page_faults += o.faults;
     r.user_kernel_transitions += o.transitions;
     r.bytes += o.bytes;
     r.token_latencies.insert(r.token_latencies.end(), o.token_latencies.begin(), o.token_latencies.end());
     r.switches.insert(r.switches.end(), o.switches.begin(), o.switches.end());
   }
+  r.prefetch_wasted_bytes = double(r.prefetches - r.prefetch_hits) * e.model.expert_bytes();
   return r;
 }
 

@@ -221,6 +221,9 @@ const Schema& cache() {
   static const Schema s{"cache", "the GPU expert cache of each inference node", {
       required("gpu_experts", Kind::Count, "expert slots in each GPU's HBM"),
       optional("policy", Kind::Text, "replacement policy (see rmai list)", "lru"),
+      optional("prefetch", Kind::Text, "expert prefetcher (see rmai list)", "none"),
+      optional("prefetch_depth", Kind::Count,
+               "experts of the next layer prefetched per layer; 0 or absent: the model's top_k", "", Bound::NonNegative),
   }};
   return s;
 }

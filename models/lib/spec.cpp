@@ -186,7 +186,9 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.tier = memory.text("tier");
   e.tier_params = memory.child(e.tier);
   const auto& cache = v.child("cache");
-  e.cache = {cache.count("gpu_experts"), cache.text("policy")};
+  e.cache = {cache.count("gpu_experts"), cache.text("policy"), cache.text("prefetch"),
+             cache.has("prefetch_depth") ? cache.count("prefetch_depth") : 0};
+  if (e.cache.prefetch_depth == 0) e.cache.prefetch_depth = e.model.top_k;
   const auto& trace = v.child("trace");
   if (trace.has("file")) e.trace.file = find_file(trace.text("file"), trace.where("file"), file, "trace");
   e.trace.tokens = trace.count("tokens");
@@ -208,6 +210,17 @@ void check_consistency(const Experiment& e) {
   if (e.cache.gpu_experts < m.top_k)
     throw InputError(cache.where("gpu_experts"), "the cache must hold at least one layer's top-k (" +
                                                      std::to_string(m.top_k) + ") experts");
+  if (e.cache.prefetch != "none") {
+    // A completed prefetch may evict neither the current layer's experts nor the other prefetches
+    // waiting for the next layer: the cache needs top_k + depth slots.
+    if (e.cache.prefetch_depth > m.experts)
+      throw InputError(cache.where("prefetch_depth"), "more than the " + std::to_string(m.experts) +
+                                                          " experts of a layer");
+    if (e.cache.gpu_experts < m.top_k + e.cache.prefetch_depth)
+      throw InputError(cache.where("gpu_experts"), "prefetching " + std::to_string(e.cache.prefetch_depth) +
+                                                       " experts needs at least top_k + prefetch_depth = " +
+                                                       std::to_string(m.top_k + e.cache.prefetch_depth) + " slots");
+  }
   const auto& platform = e.values.child("platform");
   const double hbm_needed = m.resident_bytes() + double(e.cache.gpu_experts) * m.expert_bytes();
   if (hbm_needed > e.platform.gpu.hbm_capacity)

@@ -79,6 +79,8 @@ struct Platform {
 struct CacheSpec {
   std::uint64_t gpu_experts = 0;
   std::string policy;
+  std::string prefetch;             // a prefetcher's name, "none" for no prefetching
+  std::uint64_t prefetch_depth = 0;  // resolved: cache.prefetch_depth, or the model's top_k
 };
 
 struct TraceSpec {
