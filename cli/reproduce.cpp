@@ -20,8 +20,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Runs a program with the same stdout and stderr, and returns its exit code (128 + signal if killed).
-int spawn(const std::vector<std::string>& args) {
+// Starts a program with the same stdout and stderr.
+pid_t start_program(const std::vector<std::string>& args) {
   std::cout.flush();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
@@ -33,11 +33,18 @@ int spawn(const std::vector<std::string>& args) {
     std::perror(args[0].c_str());
     ::_exit(127);
   }
+  return pid;
+}
+
+// Waits for a started program: its exit code (128 + signal if killed).
+int finish(pid_t pid) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0) {
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+int spawn(const std::vector<std::string>& args) { return finish(start_program(args)); }
 
 // The reproduction's experiments: the YAMLs in experiments/ with a sweep block, by name.
 std::vector<fs::path> paper_experiments() {
@@ -50,6 +57,10 @@ std::vector<fs::path> paper_experiments() {
   std::sort(out.begin(), out.end());
   return out;
 }
+
+// Debian's interpreter, which has python3-matplotlib (scripts/setup.sh); a `python3` earlier on PATH
+// (pyenv, a virtualenv) may lack it.
+std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
 
 std::vector<fs::path> figure_scripts() {
   std::vector<fs::path> out;
@@ -78,6 +89,8 @@ int reproduce(const std::vector<std::string>& args) {
       quick = true;
     } else if (args[i] == "--jobs") {
       jobs = value();
+      if (jobs.empty() || jobs.find_first_not_of("0123456789") != std::string::npos || std::stoul(jobs) == 0)
+        throw InputError("--jobs", "'" + jobs + "' is not a positive number");
     } else if (args[i] == "--only") {
       only.push_back(value());
     } else {
@@ -103,11 +116,20 @@ int reproduce(const std::vector<std::string>& args) {
     if (code == 2) return 2;  // a bad experiment file: nothing else is worth running
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
   }
+  // The figure scripts are independent: run them `jobs` at a time (each spends a second importing
+  // matplotlib).
   fs::create_directories(out / "figures");
-  for (const auto& script : figure_scripts())
-    if (spawn({"python3", script.string(), out.string(), (out / "figures").string()}) != 0)
-      failed.push_back("figure " + script.stem().string());
-  if (spawn({"python3", (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
+  const auto scripts = figure_scripts();
+  const std::size_t parallel = std::max<std::size_t>(1, std::stoul(jobs));
+  for (std::size_t first = 0; first < scripts.size(); first += parallel) {
+    std::vector<std::pair<pid_t, std::string>> running;
+    for (std::size_t i = first; i < std::min(scripts.size(), first + parallel); ++i)
+      running.emplace_back(start_program({python(), scripts[i].string(), out.string(), (out / "figures").string()}),
+                           scripts[i].stem().string());
+    for (const auto& [pid, name] : running)
+      if (finish(pid) != 0) failed.push_back("figure " + name);
+  }
+  if (spawn({python(), (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
     failed.push_back("report");
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
