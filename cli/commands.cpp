@@ -142,7 +142,7 @@ int list(const std::vector<std::string>& args) {
   std::cout << "platforms (models/platforms): ";
   for (const auto& name : config::preset_names("platforms")) std::cout << name << " ";
   std::cout << "\nhardware presets (models/hardware):\n";
-  for (const char* kind : {"nic", "pcie", "gpu", "dram", "cxl", "nvme", "os"}) {
+  for (const char* kind : {"nic", "pcie", "gpu", "dram", "cxl", "nvme", "os", "prices"}) {
     std::cout << "  " << kind << ": ";
     for (const auto& name : config::preset_names(std::string("hardware/") + kind)) std::cout << name << " ";
     std::cout << "\n";

@@ -50,7 +50,7 @@ std::string summary_json(const RunResult& r) {
   j["expert_switch_s"] = {{"mean", latency.mean}, {"p50", latency.p50}, {"p95", latency.p95},
                           {"p99", latency.p99},   {"max", latency.max}};
   j["token_latency_s"] = {{"mean", tokens.mean}, {"p50", tokens.p50}, {"p95", tokens.p95}, {"p99", tokens.p99}};
-  j["tokens_per_s"] = r.simulated_time_s > 0 ? double(r.tokens) / r.simulated_time_s : 0.0;
+  j["tokens_per_s"] = r.tokens_per_s();
   // Accesses served without a switch on demand: a prefetched expert counts as a hit (waiting for a
   // prefetch still in flight shows in the token latency, not here).
   const double demand_switches = double(r.switches.size() - r.prefetches);
@@ -68,6 +68,11 @@ std::string summary_json(const RunResult& r) {
   j["prefetches"] = r.prefetches;
   j["prefetch_hits"] = r.prefetch_hits;
   j["prefetch_wasted_bytes"] = r.prefetch_wasted_bytes;
+  if (r.cost)
+    j["cost"] = {{"prices", r.cost->prices},
+                 {"node_usd", r.cost->node_usd},
+                 {"memory_usd_per_node", r.cost->memory_usd_per_node},
+                 {"usd_per_million_tokens", r.cost->usd_per_million_tokens}};
   return j.dump(2) + "\n";
 }
 

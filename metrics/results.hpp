@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,13 @@ struct TierBytes {
   }
 };
 
+// Capital cost of one inference node and of the memory holding its experts (a share of the pool
+// when the pool is shared), and what a million tokens cost over the amortization period.
+struct Cost {
+  std::string prices;  // the preset
+  double node_usd = 0, memory_usd_per_node = 0, usd_per_million_tokens = 0;
+};
+
 struct RunResult {
   std::string mode, model, tier, policy, prefetch;
   std::uint32_t nodes = 0;
@@ -54,8 +62,11 @@ struct RunResult {
   double prefetch_wasted_bytes = 0;
   double simulated_time_s = 0;
   double wall_time_s = 0;
+  std::optional<Cost> cost;
   std::vector<double> token_latencies;
   std::vector<SwitchRecord> switches;
+  // Tokens of all nodes per simulated second.
+  double tokens_per_s() const { return simulated_time_s > 0 ? double(tokens) / simulated_time_s : 0.0; }
 };
 
 // Writes the three result files into `dir` (created if needed). Each is written under a temporary

@@ -18,7 +18,8 @@ EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 FIGURES = [("fig1_switch_latency", ["switch-latency"], "switch-latency"), ("fig2a_faults", ["faults"], "faults"),
            ("fig2b_region_chunk", ["region-chunk"], "region-chunk"), ("fig3_decode", ["decode"], "decode"),
            ("fig4_sharing", ["sharing", "sharing-servers"], "sharing"),
-           ("fig5_nic", ["nic-bandwidth", "nic-latency"], "nic"), ("fig6_cache_policy", ["cache-policy"], "cache-policy")]
+           ("fig5_nic", ["nic-bandwidth", "nic-latency"], "nic"), ("fig6_cache_policy", ["cache-policy"], "cache-policy"),
+           ("fig7_cost", ["cost"], "cost")]
 
 
 def all_rows(name):
@@ -209,6 +210,29 @@ def claim_decode():
     return lines, "partly" if vs_disk >= 3 and vs_cxl <= 2.5 else "does not hold"
 
 
+def claim_cost():
+    rows = [r for r in (ok_rows("cost") or []) if r.get("cost.memory_usd_per_node") is not None]
+    if not rows:
+        return ["no results (cost)"], "no results"
+    n = max(r["nodes"] for r in rows)
+    at = {r["tier"]: r for r in rows if r["nodes"] == n}
+    if "rmai" not in at or "cxl" not in at:
+        return [f"no RMAI or CXL point at {n:g} nodes"], "no results"
+    memory = {t: r["cost.memory_usd_per_node"] for t, r in at.items()}
+    per_token = {t: r["cost.usd_per_million_tokens"] for t, r in at.items()}
+    lines = [f"expert memory per node at {n:g} nodes: " + ", ".join(
+                 f"{c.TIER_LABELS.get(t, t)} ${memory[t]:,.0f}" for t in c.tier_order(memory)),
+             "$ per million tokens: " + ", ".join(
+                 f"{c.TIER_LABELS.get(t, t)} {per_token[t]:,.3g}" for t in c.tier_order(per_token)),
+             f"prices: '{rows[0]['cost.prices']}' preset, illustrative (models/hardware/prices)"]
+    cheaper = memory["rmai"] < memory["cxl"]
+    per_token_ratio = per_token["rmai"] / per_token["cxl"]
+    lines.append(f"RMAI / CXL: memory {c.fmt_x(memory['rmai'] / memory['cxl'])}, per token {c.fmt_x(per_token_ratio)}")
+    if cheaper and per_token_ratio <= 1:
+        return lines, "holds"
+    return lines, "partly" if cheaper else "does not hold"
+
+
 CLAIMS = [
     ("Expert switching vs disk", "up to 10x faster than disk-based offloading", claim_disk),
     ("RMAI vs CXL-like memory", "comparable performance", claim_cxl),
@@ -216,6 +240,7 @@ CLAIMS = [
     ("User-kernel transitions", "fewer", claim_transitions),
     ("Sharing", "share expert memory across nodes at lower cost", claim_sharing),
     ("End to end", "faster switching carries over to decode: near CXL, well ahead of disk", claim_decode),
+    ("Cost", "comparable to CXL-like memory at lower cost", claim_cost),
 ]
 RULES = [
     "Expert switching vs disk: holds if the largest p50 disk mmap / RMAI ratio over the models is >= 8x, partly if >= 3x.",
@@ -225,6 +250,8 @@ RULES = [
     "Sharing: holds (for capacity) if the shared pool needs >= 10x less memory than private copies at the largest node count"
     " (partly if fewer than 10 nodes were run but the pool is held once).",
     "End to end: holds if RMAI's tokens/s is >= 8x disk mmap's and CXL's is <= 1.25x RMAI's (64 GPU slots); partly at >= 3x and <= 2.5x.",
+    "Cost: holds if, at the most nodes run, RMAI's expert memory per node costs less than CXL's and so does a million tokens;"
+    " partly if only the memory is cheaper.",
 ]
 
 # ---------------------------------------------------------------- the rest of the content

@@ -8,6 +8,7 @@
 
 #include "cluster.hpp"
 #include "errors.hpp"
+#include "cost.hpp"
 #include "expert_cache.hpp"
 #include "prefetcher.hpp"
 #include "tier.hpp"
@@ -303,7 +304,7 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
   r.prefetch = e.cache.prefetch;
   r.simulated_time_s = 0;  // until the last token ends (a prefetch still in flight then does not count)
   const double experts_bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
-  const bool pooled = e.tier == "rmai" || e.tier == "page4k";
+  const bool pooled = medium_of(e.tier) == Medium::RemotePool;
   r.pool_bytes = pooled ? experts_bytes : experts_bytes * e.nodes;  // the pool holds one copy
   for (auto& o : outcomes) {
     r.simulated_time_s = std::max(r.simulated_time_s, o.finish);
@@ -317,6 +318,7 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
     r.switches.insert(r.switches.end(), o.switches.begin(), o.switches.end());
   }
   r.prefetch_wasted_bytes = double(r.prefetches - r.prefetch_hits) * e.model.expert_bytes();
+  r.cost = capital_cost(e, r.tokens_per_s() / e.nodes);
   return r;
 }
 

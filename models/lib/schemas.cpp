@@ -134,6 +134,21 @@ const Schema& os() {
   return s;
 }
 
+const Schema& prices() {
+  static const Schema s{"prices", "capital costs in US dollars for the cost study (models/hardware/prices)", {
+      text("description", "what this preset is"),
+      required("dram_per_gb", Kind::Number, "host or memory-server DRAM, dollars per GB", Bound::NonNegative),
+      required("cxl_device", Kind::Number, "one CXL expander without its DRAM, dollars", Bound::NonNegative),
+      required("cxl_device_capacity", Kind::Bytes, "DRAM one CXL expander holds"),
+      required("rdma_nic", Kind::Number, "one RDMA NIC, dollars", Bound::NonNegative),
+      required("memory_server", Kind::Number, "one memory server without its DRAM and NIC, dollars", Bound::NonNegative),
+      required("nvme_per_gb", Kind::Number, "NVMe flash, dollars per GB", Bound::NonNegative),
+      required("gpu_node", Kind::Number, "one inference node (GPU and host) without expert memory, dollars", Bound::NonNegative),
+      required("amortization_years", Kind::Number, "years over which the hardware is written off"),
+  }};
+  return s;
+}
+
 const Schema& platform() {
   static const Schema s{"platform", "a cluster: inference nodes, memory servers and devices (models/platforms)", {
       text("description", "what this platform is"),
@@ -146,6 +161,7 @@ const Schema& platform() {
       component("cxl", cxl(), "hardware/cxl"),
       component("nvme", nvme(), "hardware/nvme"),
       component("os", os(), "hardware/os"),
+      component("prices", prices(), "hardware/prices", "default"),
   }};
   return s;
 }
@@ -257,7 +273,7 @@ const Schema& experiment() {
 std::vector<const Schema*> all() {
   std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(),
                                  &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &nvme(), &os(),
-                                 &moe_model()};
+                                 &prices(), &moe_model()};
   for (const auto& name : tier_names()) out.push_back(&tier(name));
   return out;
 }

@@ -21,6 +21,7 @@ const config::Schema& dram();
 const config::Schema& cxl();
 const config::Schema& nvme();
 const config::Schema& os();
+const config::Schema& prices();
 const config::Schema& moe_model();
 // Parameters of one tier's paging path, e.g. tier("rmai").
 const config::Schema& tier(const std::string& name);

@@ -94,6 +94,16 @@ Platform platform_of(const config::Values& v) {
   p.os = {os.number("page_size"),   os.number("fault_trap"),        os.number("fault_handler"),
           os.number("region_lookup"), os.number("pte_install"),     os.number("syscall"),
           os.number("page_cache_insert"), os.number("tlb_shootdown")};
+  const auto& prices = v.child("prices");
+  p.prices = {prices.preset(),
+              prices.number("dram_per_gb"),
+              prices.number("cxl_device"),
+              prices.number("cxl_device_capacity"),
+              prices.number("rdma_nic"),
+              prices.number("memory_server"),
+              prices.number("nvme_per_gb"),
+              prices.number("gpu_node"),
+              prices.number("amortization_years")};
   return p;
 }
 

@@ -65,6 +65,13 @@ struct OsCosts {
          syscall = 0, page_cache_insert = 0, tlb_shootdown = 0;
 };
 
+// Capital costs in US dollars (models/hardware/prices).
+struct Prices {
+  std::string preset;
+  double dram_per_gb = 0, cxl_device = 0, cxl_device_capacity = 0, rdma_nic = 0, memory_server = 0,
+         nvme_per_gb = 0, gpu_node = 0, amortization_years = 0;
+};
+
 struct Platform {
   std::string preset;
   std::uint32_t memory_servers = 0;
@@ -74,6 +81,7 @@ struct Platform {
   Gpu gpu;
   Device cxl, nvme;
   OsCosts os;
+  Prices prices;
 };
 
 struct CacheSpec {
