@@ -98,10 +98,7 @@ YAML::Node resolved_config(const models::Experiment& e) {
 int check(const std::vector<std::string>& args) {
   const Options o = parse(args, false);
   const auto e = models::load_experiment(o.experiment, o.sets);
-  if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
-    throw InputError(e.values.child("cache").where("policy"),
-                     "unknown cache policy \"" + e.cache.policy + "\" (available: " +
-                         cache::PolicyRegistry::instance().names_joined() + ")");
+  sim::check_registered(e);
   if (e.trace.file)
     traces::experiment_trace(e);  // validates the whole trace against the model
   else

@@ -23,7 +23,7 @@
 
 #include "commands.hpp"
 #include "errors.hpp"
-#include "expert_cache.hpp"
+#include "replay.hpp"
 #include "spec.hpp"
 #include "sweep.hpp"
 
@@ -516,10 +516,7 @@ int sweep(const std::vector<std::string>& args) {
     sets.insert(sets.end(), points[i].assignments.begin(), points[i].assignments.end());
     try {
       const auto e = models::load_experiment(experiment, sets);
-      if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
-        throw InputError(e.values.child("cache").where("policy"),
-                         "unknown cache policy \"" + e.cache.policy + "\" (available: " +
-                             cache::PolicyRegistry::instance().names_joined() + ")");
+      sim::check_registered(e);
       if (name.empty()) name = e.name;
     } catch (const InputError& error) {
       invalid[i] = error.what();

@@ -258,8 +258,7 @@ double dense_layers_compute_time(const models::Experiment& e) {
   return bytes > 0 ? roofline(e, bytes) : 0.0;
 }
 
-metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTrace& trace,
-                            const std::vector<std::string>& simgrid_args) {
+void check_registered(const models::Experiment& e) {
   if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
     throw InputError(e.values.child("cache").where("policy"),
                      "unknown cache policy \"" + e.cache.policy + "\" (available: " +
@@ -270,6 +269,11 @@ metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTr
                          cache::PrefetcherRegistry::instance().names_joined() + ")");
   if (!TierRegistry::instance().contains(e.tier))
     throw InputError(e.values.child("memory").where("tier"), "tier \"" + e.tier + "\" has no simulator model");
+}
+
+metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTrace& trace,
+                            const std::vector<std::string>& simgrid_args) {
+  check_registered(e);
 
   std::vector<std::string> args{"rmai"};
   args.insert(args.end(), default_simgrid_options().begin(), default_simgrid_options().end());

@@ -14,6 +14,10 @@ namespace rmai::sim {
 // `--cfg=` options given by the user come after these and override them.
 const std::vector<std::string>& default_simgrid_options();
 
+// Checks that the cache policy, the prefetcher and the tier the experiment names are registered
+// (load_experiment cannot: the registries live above the models library). Throws InputError.
+void check_registered(const models::Experiment& experiment);
+
 // Replays `trace` on every inference node of the experiment (node i starts at token
 // i * tokens / nodes and wraps around, so nodes are busy with different tokens), and returns the
 // metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. One call per process:

@@ -146,6 +146,8 @@ std::vector<Case> cases() {
        {"{file}:2: cache.gpu_experts:", "HBM", "250"}},
       {"unknown_key_check", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\nnode: 2\n", {},
        {"{file}:3: node: unknown key"}, {}, "check"},
+      {"unknown_prefetcher_check", "model: mixtral-8x7b\ncache: {gpu_experts: 64, prefetch: psychic}\n", {},
+       {"{file}:2: cache.prefetch:", "unknown prefetcher \"psychic\"", "next-layer"}, {}, "check"},
       {"nonexistent_experiment", "", {}, {"missing.yaml", "cannot open"}},
   };
   return c;
