@@ -18,6 +18,8 @@ namespace rmai::testing {
 namespace fs = std::filesystem;
 
 inline const fs::path kRmai = RMAI_BIN;
+inline const fs::path kSourceDir = RMAI_SOURCE_DIR;
+inline const fs::path kQuickstart = kSourceDir / "experiments" / "quickstart.yaml";
 
 struct Result {
   int exit_code = -1;  // the exit status, or 128 + signal when killed

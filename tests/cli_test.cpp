@@ -24,8 +24,8 @@ namespace {
 using rmai::testing::Result;
 using rmai::testing::run;
 
-const fs::path kSourceDir = fs::path(RMAI_TEST_DATA).parent_path().parent_path();
-const fs::path kQuickstart = kSourceDir / "experiments" / "quickstart.yaml";
+using rmai::testing::kQuickstart;
+using rmai::testing::kSourceDir;
 constexpr double kMixtralExpertBytes = 352321536;  // 3 * 4096 * 14336 * 2 bytes
 constexpr int kMixtralMoeLayers = 32;
 constexpr int kMixtralTopK = 2;

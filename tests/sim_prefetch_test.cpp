@@ -45,44 +45,8 @@ struct Run {
 };
 
 Run run(const models::Experiment& e, const traces::RoutingTrace& trace) {
-  using testing::detail::read_all;
-  using testing::detail::write_all;
-  int fds[2];
-  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    metrics::RunResult r;
-    try {
-      r = sim::simulate(e, trace, {});
-    } catch (...) {
-      _exit(2);
-    }
-    const std::string summary = metrics::summary_json(r);
-    const std::size_t n = summary.size();
-    write_all(fds[1], &n, sizeof n);
-    write_all(fds[1], summary.data(), n);
-    testing::detail::send_vector(fds[1], r.switches);
-    testing::detail::send_vector(fds[1], r.token_latencies);
-    ::close(fds[1]);
-    _exit(0);
-  }
-  ::close(fds[1]);
-  Run out;
-  std::size_t n = 0;
-  std::string summary;
-  bool ok = read_all(fds[0], &n, sizeof n);
-  if (ok) {
-    summary.resize(n);
-    ok = read_all(fds[0], summary.data(), n) && testing::detail::receive_vector(fds[0], out.switches) &&
-         testing::detail::receive_vector(fds[0], out.token_latencies);
-  }
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("simulation child failed");
-  out.summary = nlohmann::json::parse(summary);
-  return out;
+  auto outcome = testing::simulate_in_child(e, trace);
+  return {nlohmann::json::parse(outcome.summary), std::move(outcome.switches), std::move(outcome.token_latencies)};
 }
 
 // Uniform experts at layer 0, then each layer a fixed permutation of the one before (affinity 1,

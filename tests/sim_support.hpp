@@ -20,6 +20,7 @@ struct SimOutcome {
   std::uint64_t accesses = 0, faults = 0, transitions = 0;
   metrics::TierBytes bytes;
   double simulated_time = 0;
+  std::string summary;  // summary.json's text
 };
 
 namespace detail {
@@ -73,6 +74,8 @@ inline SimOutcome simulate_in_child(const models::Experiment& e, const traces::R
     detail::write_all(fds[1], &r.simulated_time_s, sizeof r.simulated_time_s);
     detail::send_vector(fds[1], r.switches);
     detail::send_vector(fds[1], r.token_latencies);
+    const std::string summary = metrics::summary_json(r);
+    detail::send_vector(fds[1], std::vector<char>(summary.begin(), summary.end()));
     ::close(fds[1]);
     _exit(0);
   }
@@ -82,10 +85,13 @@ inline SimOutcome simulate_in_child(const models::Experiment& e, const traces::R
   const bool ok = detail::read_all(fds[0], counts, sizeof counts) && detail::read_all(fds[0], &out.bytes, sizeof out.bytes) &&
                   detail::read_all(fds[0], &out.simulated_time, sizeof out.simulated_time) &&
                   detail::receive_vector(fds[0], out.switches) && detail::receive_vector(fds[0], out.token_latencies);
+  std::vector<char> summary;
+  const bool got_summary = ok && detail::receive_vector(fds[0], summary);
+  out.summary.assign(summary.begin(), summary.end());
   ::close(fds[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
-  if (!ok || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("simulation child failed");
+  if (!got_summary || !WIFEXITED(status) || WEXITSTATUS(status) != 0) throw std::runtime_error("simulation child failed");
   out.accesses = counts[0];
   out.faults = counts[1];
   out.transitions = counts[2];

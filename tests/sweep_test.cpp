@@ -24,8 +24,8 @@ namespace {
 using rmai::testing::Result;
 using rmai::testing::run;
 
-const fs::path kSourceDir = fs::path(RMAI_TEST_DATA).parent_path().parent_path();
-const fs::path kQuickstart = kSourceDir / "experiments" / "quickstart.yaml";
+using rmai::testing::kQuickstart;
+using rmai::testing::kSourceDir;
 
 // A small experiment with room for sweep blocks below it (the blocks start at line 6).
 const std::string kBase = "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {tokens: 32}\nseed: 1\n"
