@@ -10,6 +10,8 @@ int check(const std::vector<std::string>& args);
 int list(const std::vector<std::string>& args);
 int sweep(const std::vector<std::string>& args);  // cli/sweep.cpp
 int reproduce(const std::vector<std::string>& args);  // cli/reproduce.cpp
+int memd(const std::vector<std::string>& args);       // cli/memd.cpp
+int validate(const std::vector<std::string>& args);   // cli/validate.cpp
 
 // `rmai trace <tool> ...`: dispatches to the trace tools below (cli/trace_*.cpp).
 int trace(const std::vector<std::string>& args);

@@ -25,6 +25,12 @@ commands:
   reproduce [--out DIR] [--quick] [--jobs N] [--only NAME]...
                        every paper experiment (experiments/ with a sweep), the figures and the
                        report (default DIR results/reproduce)
+  memd EXP.yaml [--set key=value]... [--listen HOST:PORT] [--secret-file F] [--ready-fd N]
+                       the emulator's memory server: serves the experiment's expert objects
+                       (rmai memd --help)
+  validate EXP.yaml --out DIR [--set key=value]...
+                       run the emulator and the simulator on the same experiment per tier and
+                       write DIR/validation.csv
   trace import|convert|gen|fit|stats ...
                        routing-trace tools (rmai trace --help)
 )";
@@ -46,6 +52,8 @@ int main(int argc, char** argv) {
     if (command == "sweep") return rmai::cli::sweep(rest);
     if (command == "reproduce") return rmai::cli::reproduce(rest);
     if (command == "trace") return rmai::cli::trace(rest);
+    if (command == "memd") return rmai::cli::memd(rest);
+    if (command == "validate") return rmai::cli::validate(rest);
     std::cerr << "rmai: unknown command \"" << command << "\"\n" << kUsage;
     return 2;
   } catch (const rmai::InputError& e) {

@@ -12,6 +12,8 @@ packages=(
   nlohmann-json3-dev      # summary.json
   libgtest-dev libgmock-dev
   libbenchmark-dev
+  libfabric-dev           # emul/: the memory server's one-sided RMA reads (tcp, shm, verbs providers)
+  liburing-dev            # emul/: the disk-read baseline at queue depth > 1
   clang libclang-rt-14-dev  # tests/fuzz: libFuzzer with ASan/UBSan (skipped when missing)
   python3-matplotlib      # plots/
 )

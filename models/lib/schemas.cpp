@@ -255,6 +255,25 @@ const Schema& trace() {
   return s;
 }
 
+const Schema& emul() {
+  static const Schema s{"emul", "the emulator (mode: emul): the real region code on this machine", {
+      optional("scale", Kind::Number,
+               "fraction of each expert's bytes served (0 < scale <= 1), so the experts fit this machine", "0.015625"),
+      optional("layers", Kind::Text, "MoE layers replayed and served, e.g. '0-3,8'; 'all' for every layer", "all"),
+      choice("granularity", "bytes served per fault: auto (rmai: region, page4k: page), page (4 KiB), batch, region",
+             {"auto", "page", "batch", "region"}, "auto"),
+      optional("batch_pages", Kind::Count, "4 KiB pages served per fault at granularity batch", "64"),
+      choice("layout", "how faults are served: auto (twin if possible), twin (memfd mapped twice, UFFDIO_CONTINUE), "
+             "copy (anonymous memory, UFFDIO_COPY)", {"auto", "twin", "copy"}, "auto"),
+      choice("provider", "libfabric provider of the RMA reads", {"tcp", "shm", "verbs"}, "tcp"),
+      text("server", "host:port of a running rmai memd; absent: rmai run starts one on loopback"),
+      text("secret_file", "file holding the memd shared secret; absent: a fresh secret for the memd rmai run starts"),
+      optional("timeout", Kind::Time, "a read not completed in this time fails the run", "2s"),
+      text("scratch_dir", "directory for the disk tiers' expert file (a real disk, not tmpfs); absent: /var/tmp"),
+  }};
+  return s;
+}
+
 const Schema& experiment() {
   static const Schema s{"experiment", "one run: a model on a platform with a memory tier and a trace", {
       text("name", "experiment name (default: the file name)"),
@@ -266,12 +285,13 @@ const Schema& experiment() {
       component("memory", memory(), ""),
       component("cache", cache(), ""),
       component("trace", trace(), ""),
+      component("emul", emul(), ""),
   }};
   return s;
 }
 
 std::vector<const Schema*> all() {
-  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(),
+  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &emul(),
                                  &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &nvme(), &os(),
                                  &prices(), &moe_model()};
   for (const auto& name : tier_names()) out.push_back(&tier(name));

@@ -23,6 +23,7 @@ const config::Schema& nvme();
 const config::Schema& os();
 const config::Schema& prices();
 const config::Schema& moe_model();
+const config::Schema& emul();
 // Parameters of one tier's paging path, e.g. tier("rmai").
 const config::Schema& tier(const std::string& name);
 // Every schema, for `rmai list`.

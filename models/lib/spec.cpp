@@ -196,6 +196,18 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.tier = memory.text("tier");
   e.tier_params = memory.child(e.tier);
   const auto& cache = v.child("cache");
+  const auto& emul = v.child("emul");
+  e.emul.scale = emul.number("scale");
+  if (e.emul.scale > 1) throw InputError(emul.where("scale"), "must be at most 1 (a fraction of each expert)");
+  e.emul.layers = emul.text("layers");
+  e.emul.granularity = emul.text("granularity");
+  e.emul.batch_pages = emul.count("batch_pages");
+  e.emul.layout = emul.text("layout");
+  e.emul.provider = emul.text("provider");
+  if (emul.has("server")) e.emul.server = emul.text("server");
+  if (emul.has("secret_file")) e.emul.secret_file = emul.text("secret_file");
+  e.emul.timeout_s = emul.number("timeout");
+  e.emul.scratch_dir = emul.has("scratch_dir") ? emul.text("scratch_dir") : "/var/tmp";
   e.cache = {cache.count("gpu_experts"), cache.text("policy"), cache.text("prefetch"),
              cache.has("prefetch_depth") ? cache.count("prefetch_depth") : 0};
   if (e.cache.prefetch_depth == 0) e.cache.prefetch_depth = e.model.top_k;

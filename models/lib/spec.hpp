@@ -99,6 +99,20 @@ struct TraceSpec {
   std::filesystem::path generator;            // resolved generator file (traces/generator.hpp)
 };
 
+// The emulator's settings (schema::emul); ignored by the simulator.
+struct EmulSpec {
+  double scale = 1;
+  std::string layers;       // as written: "all" or a list such as "0-3,8"
+  std::string granularity;  // auto | page | batch | region
+  std::uint64_t batch_pages = 0;
+  std::string layout;       // auto | twin | copy
+  std::string provider;     // tcp | shm | verbs
+  std::optional<std::string> server;  // host:port of a running memd
+  std::optional<std::filesystem::path> secret_file;
+  double timeout_s = 0;
+  std::filesystem::path scratch_dir;
+};
+
 struct Experiment {
   std::string name;
   std::string source;  // the YAML file
@@ -111,6 +125,7 @@ struct Experiment {
   config::Values tier_params;  // parameters of the selected tier (schema::tier(tier))
   CacheSpec cache;
   TraceSpec trace;
+  EmulSpec emul;
   config::Values values;  // the whole validated tree (for config.resolved.yaml and late errors)
 };
 

@@ -1,0 +1,57 @@
+#pragma once
+// An emulated memory tier: how a switch brings an expert's bytes to the consumer (the stand-in for
+// the GPU copy). One implementation per tier, registered by name (StoreRegistry), the emulator's
+// counterpart of sim/tier.hpp.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "objects.hpp"
+#include "registry.hpp"
+#include "spec.hpp"
+
+namespace rmai::emul {
+
+// What a tier did, summed over its switches.
+struct Counters {
+  std::uint64_t faults = 0;           // page faults taken (served by a handler or by the kernel)
+  std::uint64_t pages_mapped = 0;     // 4 KiB pages installed by the fault path
+  std::uint64_t bytes_fetched = 0;    // bytes moved from the backing tier (remote, disk) into local memory
+  std::uint64_t transitions = 0;      // user-kernel transitions: each syscall/ioctl and each wake
+  std::vector<double> fault_latency_s;  // per fault served by user space (empty where the kernel serves)
+  Counters& operator+=(const Counters& o);
+};
+
+class ExpertStore {
+ public:
+  virtual ~ExpertStore() = default;
+  // Makes every byte of `object` available and copies it into `device` (object-sized), as the GPU
+  // copy of a switch would. Throws TransportError (source.hpp) or std::system_error on failure.
+  virtual void load(std::uint32_t object, std::span<std::byte> device) = 0;
+  // The cache evicted `object`: release its local copy so that the next load pays again.
+  virtual void evict(std::uint32_t object) = 0;
+  // Counters since construction (thread-safe snapshot).
+  virtual Counters counters() const = 0;
+  virtual std::string describe() const = 0;
+};
+
+// Everything a store is built from.
+struct StoreContext {
+  const models::Experiment& experiment;
+  const Catalog& catalog;
+  // The remote source for the region tiers (nullptr for the local tiers).
+  class ObjectSource* source = nullptr;
+  std::string scratch_dir;  // where disk tiers write their expert file
+};
+
+using StoreRegistry = Registry<ExpertStore, const StoreContext&>;
+
+// Wall-clock seconds since `start` (steady clock).
+inline double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace rmai::emul
