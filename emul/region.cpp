@@ -1,0 +1,355 @@
+#include "region.hpp"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include "errors.hpp"
+
+namespace rmai::emul {
+namespace {
+
+// Slots are aligned to 2 MiB (the x86-64 huge page) so that a slot never shares a huge page or a
+// page-table leaf with its neighbour.
+constexpr std::uint64_t kSlotAlign = 2ull << 20;
+
+std::uint64_t round_up(std::uint64_t value, std::uint64_t to) { return (value + to - 1) / to * to; }
+
+[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+
+// A userfaultfd, through the syscall or, where that is refused, /dev/userfaultfd. Never in
+// user-mode-only mode: the transport's kernel-side writes must be able to fault too.
+int open_userfaultfd() {
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK));
+  if (fd >= 0) return fd;
+  const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+  if (dev >= 0) {
+    fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+    close(dev);
+    if (fd >= 0) return fd;
+  }
+  throw_errno("userfaultfd (needs root, access to /dev/userfaultfd, or vm.unprivileged_userfaultfd=1)");
+}
+
+// Opens a userfaultfd and negotiates `features`; -1 when the kernel lacks them.
+int userfaultfd_with(std::uint64_t features) {
+  const int fd = open_userfaultfd();
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = features;
+  if (ioctl(fd, UFFDIO_API, &api) == 0 && (api.features & features) == features) return fd;
+  close(fd);
+  return -1;
+}
+
+}  // namespace
+
+Granularity parse_granularity(const std::string& name) {
+  if (name == "page") return Granularity::Page;
+  if (name == "batch") return Granularity::Batch;
+  if (name == "region") return Granularity::Region;
+  throw InputError("emul.granularity", "unknown granularity '" + name + "' (page, batch, region)");
+}
+
+const char* name_of(Granularity g) {
+  switch (g) {
+    case Granularity::Page: return "page";
+    case Granularity::Batch: return "batch";
+    case Granularity::Region: return "region";
+  }
+  return "?";
+}
+
+const char* name_of(Layout layout) { return layout == Layout::Twin ? "twin" : "copy"; }
+
+std::string userfaultfd_unavailable_reason() {
+  try {
+    close(open_userfaultfd());
+    return "";
+  } catch (const std::system_error& e) {
+    return e.what();
+  }
+}
+
+Region::Region(ObjectSource& source, RegionOptions options)
+    : source_(source), options_(options), layout_(options.layout) {
+  const Catalog& catalog = source.catalog();
+  object_bytes_ = catalog.object_bytes();
+  slot_bytes_ = round_up(object_bytes_, kSlotAlign);
+  total_bytes_ = slot_bytes_ * catalog.objects().size();
+  if (options_.granularity == Granularity::Batch && options_.batch_pages == 0)
+    throw InputError("emul.batch_pages", "must be at least 1");
+  if (options_.region_chunk % kPageSize != 0)
+    throw InputError("memory.rmai.region_chunk", "must be a multiple of 4 KiB");
+  mapped_.assign(catalog.objects().size(), std::vector<bool>((object_bytes_ + granule_bytes() - 1) / granule_bytes()));
+
+  if (layout_ == Layout::Twin) {
+    uffd_ = userfaultfd_with(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM);
+    if (uffd_ < 0) {
+      if (!options_.fallback) throw std::runtime_error("this kernel has no userfaultfd minor faults on shmem (twin layout)");
+      layout_ = Layout::Copy;
+    }
+  }
+  if (layout_ == Layout::Copy) {
+    uffd_ = userfaultfd_with(0);
+    if (uffd_ < 0) throw std::runtime_error("userfaultfd refused its API handshake");
+  }
+  layout_ == Layout::Twin ? setup_twin() : setup_copy();
+  stop_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (stop_fd_ < 0) throw_errno("eventfd");
+  handler_ = std::thread([this] { handle_faults(); });
+}
+
+Region::~Region() {
+  if (handler_.joinable()) {
+    const std::uint64_t one = 1;
+    if (write(stop_fd_, &one, sizeof one) != sizeof one) std::terminate();  // the handler would never end
+    handler_.join();
+  }
+  if (app_) munmap(app_, total_bytes_);
+  if (fill_) munmap(fill_, total_bytes_);
+  if (staging_) munmap(staging_, granule_bytes());
+  for (const int fd : {uffd_, memfd_, stop_fd_})
+    if (fd >= 0) close(fd);
+}
+
+void Region::setup_twin() {
+  memfd_ = memfd_create("rmai-region", MFD_CLOEXEC);
+  if (memfd_ < 0) throw_errno("memfd_create");
+  if (ftruncate(memfd_, static_cast<off_t>(total_bytes_)) != 0) throw_errno("ftruncate of the region memfd");
+  void* a = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (a == MAP_FAILED) throw_errno("mmap of the region");
+  app_ = static_cast<std::byte*>(a);
+  void* f = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (f == MAP_FAILED) throw_errno("mmap of the region's fill mapping");
+  fill_ = static_cast<std::byte*>(f);
+  // MISSING and MINOR both: with MINOR alone, a hole would be silently zero-filled (REFERENCE.md).
+  register_range(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR);
+  // The transport writes into the fill mapping, never into the registered one.
+  source_.register_buffer({fill_, total_bytes_});
+}
+
+void Region::setup_copy() {
+  void* a = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (a == MAP_FAILED) throw_errno("mmap of the region");
+  app_ = static_cast<std::byte*>(a);
+  void* s = mmap(nullptr, granule_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (s == MAP_FAILED) throw_errno("mmap of the staging buffer");
+  staging_ = static_cast<std::byte*>(s);
+  register_range(UFFDIO_REGISTER_MODE_MISSING);
+  source_.register_buffer({staging_, granule_bytes()});
+}
+
+void Region::register_range(std::uint64_t mode) {
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<std::uintptr_t>(app_);
+  reg.range.len = total_bytes_;
+  reg.mode = mode;
+  ioctl_or_throw(UFFDIO_REGISTER, &reg, "UFFDIO_REGISTER");
+}
+
+std::uint64_t Region::granule_bytes() const {
+  switch (options_.granularity) {
+    case Granularity::Page: return kPageSize;
+    case Granularity::Batch: return std::min(options_.batch_pages * kPageSize, object_bytes_);
+    case Granularity::Region:
+      return options_.region_chunk > 0 ? std::min(options_.region_chunk, object_bytes_) : object_bytes_;
+  }
+  return kPageSize;
+}
+
+std::span<const std::byte> Region::object(std::uint32_t id) const {
+  if (id >= mapped_.size()) throw std::out_of_range("object " + std::to_string(id) + " is not in the region");
+  return {app(id), object_bytes_};
+}
+
+Region::Granule Region::granule_at(std::uintptr_t address) const {
+  const std::uint64_t at = address - reinterpret_cast<std::uintptr_t>(app_);
+  const auto object = static_cast<std::uint32_t>(at / slot_bytes_);
+  const std::uint64_t in_object = at % slot_bytes_;
+  if (in_object >= object_bytes_)  // the padding after an object: nothing to fetch, map zeros
+    return {object, in_object / kPageSize * kPageSize, kPageSize};
+  const std::uint64_t g = granule_bytes();
+  const std::uint64_t offset = in_object / g * g;
+  return {object, offset, std::min(g, object_bytes_ - offset)};
+}
+
+void Region::evict(std::uint32_t id) {
+  if (id >= mapped_.size()) throw std::out_of_range("object " + std::to_string(id) + " is not in the region");
+  // After the fault in service, if any, is booked: its waker may have returned before it was.
+  std::lock_guard serving(serving_);
+  const std::uint64_t start = std::uint64_t(id) * slot_bytes_;
+  if (layout_ == Layout::Twin) {
+    // Punching the hole frees the page frames and zaps the PTEs of both mappings: the next access
+    // is a MISSING fault again, and the bytes must come from the source again.
+    if (fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(start),
+                  static_cast<off_t>(slot_bytes_)) != 0)
+      throw_errno("fallocate(PUNCH_HOLE) on the region memfd");
+  } else if (madvise(app_ + start, slot_bytes_, MADV_DONTNEED) != 0) {
+    throw_errno("madvise(MADV_DONTNEED) on the region");
+  }
+  std::lock_guard lock(mutex_);
+  std::fill(mapped_[id].begin(), mapped_[id].end(), false);
+  ++counters_.transitions;
+}
+
+void Region::check() const {
+  std::lock_guard serving(serving_);
+  if (!failed_.load()) return;
+  std::lock_guard lock(mutex_);
+  throw TransportError(error_);
+}
+
+Counters Region::counters() const {
+  std::lock_guard serving(serving_);
+  std::lock_guard lock(mutex_);
+  return counters_;
+}
+
+void Region::ioctl_or_throw(unsigned long request, void* argument, const char* name) {
+  if (ioctl(uffd_, request, argument) != 0) throw_errno(name);
+}
+
+void Region::handle_faults() {
+  // One thread serves every fault of the region, in arrival order: faults of several threads on
+  // the same granule queue up behind the first, which maps it for all of them.
+  uffd_msg messages[16];
+  pollfd fds[2] = {{uffd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      std::terminate();  // cannot happen with valid descriptors; a silent exit would hang faulters
+    }
+    if (fds[1].revents) return;
+    const ssize_t n = read(uffd_, messages, sizeof messages);
+    {
+      std::lock_guard lock(mutex_);
+      counters_.transitions += 2;  // the handler's poll and read
+    }
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      std::terminate();
+    }
+    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i)
+      if (messages[i].event == UFFD_EVENT_PAGEFAULT) serve(messages[i].arg.pagefault.address);
+  }
+}
+
+void Region::serve(std::uintptr_t address) {
+  std::lock_guard serving(serving_);
+  const auto start = std::chrono::steady_clock::now();
+  const Granule g = granule_at(address & ~std::uintptr_t(kPageSize - 1));
+  const std::size_t index = g.offset / granule_bytes();
+  bool late = false;
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.transitions;  // the faulting thread's trap
+    late = g.offset < object_bytes_ && mapped_[g.object][index];
+  }
+  if (late) {
+    wake(g);  // served while this fault waited in the queue
+    return;
+  }
+  std::uint64_t fetched = 0;
+  if (failed_.load() || g.offset >= object_bytes_) {
+    resolve_with_zeros(g);
+  } else {
+    try {
+      layout_ == Layout::Twin ? serve_twin(g) : serve_copy(g);
+      fetched = g.bytes;
+    } catch (const std::exception& e) {  // the transport's failure, or a refused ioctl
+      {
+        std::lock_guard lock(mutex_);
+        if (error_.empty()) error_ = e.what();
+      }
+      failed_ = true;
+      resolve_with_zeros(g);
+    }
+  }
+  std::lock_guard lock(mutex_);
+  if (g.offset < object_bytes_) mapped_[g.object][index] = true;
+  ++counters_.faults;
+  counters_.pages_mapped += g.bytes / kPageSize;
+  counters_.bytes_fetched += fetched;
+  counters_.fault_latency_s.push_back(seconds_since(start));
+}
+
+void Region::serve_twin(const Granule& g) {
+  std::byte* target = fill(g.object) + g.offset;
+  source_.read(g.object, g.offset, {target, g.bytes});
+  uffdio_continue c{};
+  c.range.start = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset);
+  c.range.len = g.bytes;
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.transitions;
+  }
+  if (ioctl(uffd_, UFFDIO_CONTINUE, &c) == 0) return;
+  if (errno != EEXIST) throw_errno("UFFDIO_CONTINUE");
+  wake(g);  // a page was mapped already: just wake the waiters
+}
+
+void Region::serve_copy(const Granule& g) {
+  source_.read(g.object, g.offset, {staging_, g.bytes});
+  std::uint64_t done = 0;
+  while (done < g.bytes) {
+    uffdio_copy c{};
+    c.dst = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset + done);
+    c.src = reinterpret_cast<std::uintptr_t>(staging_ + done);
+    c.len = g.bytes - done;
+    {
+      std::lock_guard lock(mutex_);
+      ++counters_.transitions;
+    }
+    if (ioctl(uffd_, UFFDIO_COPY, &c) == 0) break;
+    if (errno == EEXIST) {
+      wake(g);
+      break;
+    }
+    if (errno != EAGAIN) throw_errno("UFFDIO_COPY");
+    done += c.copy > 0 ? static_cast<std::uint64_t>(c.copy) : 0;  // interrupted part way: go on
+  }
+}
+
+void Region::resolve_with_zeros(const Granule& g) {
+  // After a transport failure the bytes cannot come; mapping zeros releases the faulting threads,
+  // and check() reports the failure to whoever reads.
+  if (layout_ == Layout::Twin) {
+    std::memset(fill(g.object) + g.offset, 0, g.bytes);
+    uffdio_continue c{};
+    c.range.start = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset);
+    c.range.len = g.bytes;
+    if (ioctl(uffd_, UFFDIO_CONTINUE, &c) != 0 && errno != EEXIST) throw_errno("UFFDIO_CONTINUE");
+  } else {
+    uffdio_zeropage z{};
+    z.range.start = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset);
+    z.range.len = g.bytes;
+    if (ioctl(uffd_, UFFDIO_ZEROPAGE, &z) != 0 && errno != EEXIST) throw_errno("UFFDIO_ZEROPAGE");
+  }
+  wake(g);
+}
+
+void Region::wake(const Granule& g) {
+  uffdio_range r{};
+  r.start = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset);
+  r.len = g.bytes;
+  {
+    std::lock_guard lock(mutex_);
+    ++counters_.transitions;
+  }
+  ioctl_or_throw(UFFDIO_WAKE, &r, "UFFDIO_WAKE");
+}
+
+}  // namespace rmai::emul
