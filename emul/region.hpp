@@ -38,6 +38,9 @@ struct RegionOptions {
   std::uint64_t region_chunk = 0;    // bytes per fault at Region (a multiple of 4 KiB); 0: the whole object
   Layout layout = Layout::Twin;
   bool fallback = true;              // when twin is not possible here, use copy instead of failing
+  // Twin at region granularity with whole 2 MiB granules: back the memfd with hugetlb pages (they
+  // must be free: see huge_pages.hpp), falling back to 4 KiB shmem pages when they cannot be had.
+  bool huge_pages = false;
 };
 
 // Whether this process can use userfaultfd at all, and if not, why (for skips and errors).
@@ -62,14 +65,17 @@ class Region {
   void check() const;
 
   Counters counters() const;
+  std::uint64_t faults() const;  // counters().faults without copying the latencies
   Layout layout() const { return layout_; }
+  bool huge_pages() const { return huge_; }
   const RegionOptions& options() const { return options_; }
   std::uint64_t granule_bytes() const;  // bytes one fault maps (at most: the object's end cuts it)
 
  private:
   struct Granule {
     std::uint32_t object;
-    std::uint64_t offset, bytes;  // within the object
+    std::uint64_t offset, bytes;  // the object's bytes: [offset, offset + bytes)
+    std::uint64_t map_bytes;      // mapped from offset: bytes rounded up to the mapping's page
   };
   Granule granule_at(std::uintptr_t address) const;
   std::byte* app(std::uint32_t object) const { return app_ + std::uint64_t(object) * slot_bytes_; }
@@ -88,6 +94,7 @@ class Region {
   ObjectSource& source_;
   RegionOptions options_;
   Layout layout_;
+  bool huge_ = false;
   std::uint64_t object_bytes_ = 0, slot_bytes_ = 0, total_bytes_ = 0;
   int uffd_ = -1;
   int memfd_ = -1;      // twin only

@@ -35,6 +35,8 @@ class ExpertStore {
   virtual void evict(std::uint32_t object) = 0;
   // Counters since construction (thread-safe snapshot).
   virtual Counters counters() const = 0;
+  // counters().faults without copying the latencies (called once per switch).
+  virtual std::uint64_t faults() const { return counters().faults; }
   virtual std::string describe() const = 0;
 };
 

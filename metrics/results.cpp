@@ -68,6 +68,13 @@ std::string summary_json(const RunResult& r) {
   j["prefetches"] = r.prefetches;
   j["prefetch_hits"] = r.prefetch_hits;
   j["prefetch_wasted_bytes"] = r.prefetch_wasted_bytes;
+  if (r.emul) {
+    const auto& e = *r.emul;
+    const auto& f = e.fault_latency_s;
+    j["emul"] = {{"layout", e.layout}, {"granularity", e.granularity}, {"source", e.source}, {"scale", e.scale},
+                 {"object_bytes", e.object_bytes}, {"objects", e.objects}, {"reads_issued", e.reads_issued},
+                 {"fault_latency_s", {{"mean", f.mean}, {"p50", f.p50}, {"p95", f.p95}, {"p99", f.p99}, {"max", f.max}}}};
+  }
   if (r.cost)
     j["cost"] = {{"prices", r.cost->prices},
                  {"node_usd", r.cost->node_usd},

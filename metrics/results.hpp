@@ -46,6 +46,18 @@ struct Cost {
   double node_usd = 0, memory_usd_per_node = 0, usd_per_million_tokens = 0;
 };
 
+// What the emulator ran and measured besides the common metrics (summary.json "emul").
+struct EmulInfo {
+  std::string layout;       // how faults were served, e.g. "twin-hugetlb", "copy"; "" for the local tiers
+  std::string granularity;  // page | batch | region, or "" for the local tiers
+  std::string source;       // the transport, e.g. "memd 127.0.0.1:40123 via tcp"
+  double scale = 1;
+  std::uint64_t object_bytes = 0;  // one expert as served
+  std::uint64_t objects = 0;
+  std::uint64_t reads_issued = 0;  // transport reads
+  Distribution fault_latency_s;    // per fault served in user space
+};
+
 struct RunResult {
   std::string mode, model, tier, policy, prefetch;
   std::uint32_t nodes = 0;
@@ -63,6 +75,7 @@ struct RunResult {
   double simulated_time_s = 0;
   double wall_time_s = 0;
   std::optional<Cost> cost;
+  std::optional<EmulInfo> emul;
   std::vector<double> token_latencies;
   std::vector<SwitchRecord> switches;
   // Tokens of all nodes per simulated second.

@@ -1,0 +1,17 @@
+#pragma once
+// Trace replay through an emulated tier: the emulator's counterpart of sim::simulate. One node:
+// the trace's tokens in order, each layer's routed experts looked up in an expert cache of the
+// configured size; a miss evicts per the policy (the store drops the victim) and loads the expert
+// through the store, timed on the wall clock. Layers the catalog does not keep are skipped.
+#include "objects.hpp"
+#include "results.hpp"
+#include "spec.hpp"
+#include "store.hpp"
+#include "trace.hpp"
+
+namespace rmai::emul {
+
+metrics::RunResult replay(const models::Experiment& experiment, const traces::RoutingTrace& trace,
+                          const Catalog& catalog, ExpertStore& store);
+
+}  // namespace rmai::emul
