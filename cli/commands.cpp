@@ -14,6 +14,7 @@
 #include "expert_cache.hpp"
 #include "prefetcher.hpp"
 #include "replay.hpp"
+#include "emulation.hpp"
 #include "results.hpp"
 #include "schemas.hpp"
 #include "spec.hpp"
@@ -112,18 +113,15 @@ int check(const std::vector<std::string>& args) {
 int run(const std::vector<std::string>& args) {
   const Options o = parse(args, true);
   const auto e = models::load_experiment(o.experiment, o.sets);
-  if (e.mode == "emul") {
-    std::cerr << "rmai: the emulator (mode: emul) is not built yet\n";
-    return 1;
-  }
   const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   const auto wall_start = std::chrono::steady_clock::now();
-  auto result = sim::simulate(e, trace, o.simgrid);
+  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment, o.sets}) : sim::simulate(e, trace, o.simgrid);
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   metrics::write_results(out, result, resolved_config(e));
   std::cerr << "rmai: " << e.name << ": " << result.tokens << " tokens, " << result.switches.size()
-            << " expert switches, " << result.simulated_time_s << " s simulated in " << result.wall_time_s
+            << " expert switches, " << result.simulated_time_s << (e.mode == "emul" ? " s replayed" : " s simulated")
+            << " in " << result.wall_time_s
             << " s; results in " << out.string() << "\n";
   return 0;
 }

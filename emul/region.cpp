@@ -147,10 +147,12 @@ void Region::setup_twin() {
   if (memfd_ < 0) memfd_ = memfd_create("rmai-region", MFD_CLOEXEC);
   if (memfd_ < 0) throw_errno("memfd_create");
   if (ftruncate(memfd_, static_cast<off_t>(total_bytes_)) != 0) throw_errno("ftruncate of the region memfd");
-  void* a = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  // NORESERVE: hugetlb would otherwise reserve huge pages for the whole range at mmap time, while
+  // only the resident experts ever hold any.
+  void* a = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd_, 0);
   if (a == MAP_FAILED) throw_errno("mmap of the region");
   app_ = static_cast<std::byte*>(a);
-  void* f = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  void* f = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd_, 0);
   if (f == MAP_FAILED) throw_errno("mmap of the region's fill mapping");
   fill_ = static_cast<std::byte*>(f);
   // MISSING and MINOR both: with MINOR alone, a hole would be silently zero-filled (REFERENCE.md).

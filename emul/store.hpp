@@ -38,6 +38,8 @@ class ExpertStore {
   // counters().faults without copying the latencies (called once per switch).
   virtual std::uint64_t faults() const { return counters().faults; }
   virtual std::string describe() const = 0;
+  // Bytes per fault served in user space ("page", "batch", "region"); "" where the kernel pages.
+  virtual std::string granularity() const { return ""; }
 };
 
 // Everything a store is built from.

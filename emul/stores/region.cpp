@@ -67,6 +67,7 @@ class RegionStore final : public ExpertStore {
   Counters counters() const override { return region_->counters(); }
   std::uint64_t faults() const override { return region_->faults(); }
   std::string describe() const override { return describe_; }
+  std::string granularity() const override { return name_of(region_->options().granularity); }
   const Region& region() const { return *region_; }
 
  private:

@@ -1,4 +1,4 @@
-#include "replay.hpp"
+#include "emul_replay.hpp"
 
 #include <chrono>
 #include <cstdlib>

@@ -1,0 +1,106 @@
+#include "emulation.hpp"
+
+#include <unistd.h>
+
+#include <memory>
+#include <optional>
+
+#include "control.hpp"
+#include "errors.hpp"
+#include "memd_process.hpp"
+#include "remote.hpp"
+#include "emul_replay.hpp"
+#include "store.hpp"
+
+namespace rmai::emul {
+namespace fs = std::filesystem;
+
+namespace {
+
+// A private directory for this run's secret file, removed afterwards.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "rmai-emul-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+// The transport reads of the tier's paging path: RMAI's batched reads (fault_batch pages each,
+// queue_depth in flight), or one read per fault for classic paging.
+RemoteOptions remote_options(const models::Experiment& e, const std::string& server, const std::string& secret) {
+  RemoteOptions o;
+  o.provider = e.emul.provider;
+  o.server = server;
+  o.secret = secret;
+  o.timeout_s = e.emul.timeout_s;
+  if (e.tier == "rmai") {
+    o.read_size = e.tier_params.count("fault_batch") * kPageSize;
+    o.queue_depth = static_cast<std::uint32_t>(e.tier_params.count("queue_depth"));
+  } else {
+    o.read_size = kPageSize;
+    o.queue_depth = 1;
+  }
+  return o;
+}
+
+}  // namespace
+
+Catalog catalog_of(const models::Experiment& e) {
+  return Catalog({e.model.name, e.model.moe_layers, e.model.experts, e.model.expert_bytes(), e.emul.scale,
+                  parse_layer_list(e.emul.layers, e.model.moe_layers, "emul.layers"), e.seed});
+}
+
+bool emulated(const std::string& tier) { return tier != "cxl"; }
+
+metrics::RunResult run_emulation(const models::Experiment& e, const traces::RoutingTrace& trace, const Launch& launch) {
+  if (!emulated(e.tier))
+    throw InputError("memory.tier", "'" + e.tier + "' has no emulation: this machine has no CXL-like memory (use mode: sim)");
+  if (!StoreRegistry::instance().contains(e.tier))
+    throw InputError("memory.tier", "no emulated tier '" + e.tier + "' (" + StoreRegistry::instance().names_joined() + ")");
+  const Catalog catalog = catalog_of(e);
+  const bool remote = e.tier == "rmai" || e.tier == "page4k";
+
+  std::optional<TempDir> private_dir;
+  std::unique_ptr<MemdProcess> memd;
+  std::unique_ptr<RemoteSource> source;
+  if (remote) {
+    std::string server;
+    std::string secret;
+    if (e.emul.server) {
+      if (!e.emul.secret_file) throw InputError("emul.secret_file", "needed with emul.server (the memd's shared secret)");
+      server = *e.emul.server;
+      secret = read_secret_file(*e.emul.secret_file);
+    } else {
+      private_dir.emplace();
+      MemdProcessOptions m;
+      m.experiment = launch.experiment_file;
+      m.sets = launch.sets;
+      m.secret_file = e.emul.secret_file ? *e.emul.secret_file : write_secret_file(private_dir->path());
+      memd = std::make_unique<MemdProcess>(m);
+      server = memd->address();
+      secret = read_secret_file(m.secret_file);
+    }
+    source = std::make_unique<RemoteSource>(catalog, remote_options(e, server, secret));
+  }
+  const auto store = StoreRegistry::instance().make(e.tier, {e, catalog, source.get(), e.emul.scratch_dir.string()});
+  metrics::RunResult r = replay(e, trace, catalog, *store);
+  r.emul->layout = store->describe();
+  r.emul->granularity = store->granularity();
+  if (source) {
+    r.emul->source = source->describe();
+    r.emul->reads_issued = source->reads_issued();
+  }
+  return r;
+}
+
+}  // namespace rmai::emul

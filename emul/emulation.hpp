@@ -1,0 +1,32 @@
+#pragma once
+// `rmai run --mode emul`: builds the experiment's catalog, connects the tier to its backing (a memd
+// on loopback that this run starts and stops, or the one emul.server names; a file for the disk
+// tiers; DRAM), replays the trace and returns the same metrics the simulator does.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "objects.hpp"
+#include "results.hpp"
+#include "spec.hpp"
+#include "trace.hpp"
+
+namespace rmai::emul {
+
+// How to start a memd that serves the same catalog: the experiment file and --set list it was
+// loaded with (memd loads them itself).
+struct Launch {
+  std::filesystem::path experiment_file;
+  std::vector<std::string> sets;
+};
+
+// The catalog an experiment's emulation serves (emul.scale, emul.layers, the seed).
+Catalog catalog_of(const models::Experiment& experiment);
+
+// The tiers the emulator has (those of the simulator except cxl: no CXL memory here).
+bool emulated(const std::string& tier);
+
+metrics::RunResult run_emulation(const models::Experiment& experiment, const traces::RoutingTrace& trace,
+                                 const Launch& launch);
+
+}  // namespace rmai::emul
