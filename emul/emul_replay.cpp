@@ -48,7 +48,7 @@ metrics::RunResult replay(const models::Experiment& e, const traces::RoutingTrac
   for (std::size_t token = 0; token < trace.tokens(); ++token) {
     const auto token_start = std::chrono::steady_clock::now();
     for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
-      if (!catalog.keeps_layer(layer)) continue;
+      if (!catalog.keeps_layer(layer)) continue;  // emul.layers: the same layers as e.replays_layer()
       const auto experts = trace.experts(token, layer);
       for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
       for (std::size_t k = 0; k < experts.size(); ++k) {

@@ -56,8 +56,9 @@ RemoteOptions remote_options(const models::Experiment& e, const std::string& ser
 }  // namespace
 
 Catalog catalog_of(const models::Experiment& e) {
-  return Catalog({e.model.name, e.model.moe_layers, e.model.experts, e.model.expert_bytes(), e.emul.scale,
-                  parse_layer_list(e.emul.layers, e.model.moe_layers, "emul.layers"), e.seed});
+  // The model's own expert size: emul.scale applies here, whatever the simulator's `experts` says.
+  return Catalog({e.model.name, e.model.moe_layers, e.model.experts, e.model.expert_bytes() / e.model.expert_scale,
+                  e.emul.scale, e.emul.layer_list, e.seed});
 }
 
 bool emulated(const std::string& tier) { return tier != "cxl"; }

@@ -100,31 +100,4 @@ std::optional<std::uint64_t> first_mismatch(const ObjectInfo& object, std::uint6
   return std::nullopt;
 }
 
-std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t moe_layers, const std::string& where) {
-  std::vector<std::uint32_t> out;
-  if (text.empty() || text == "all") return out;
-  const auto number = [&](const std::string& s) -> std::uint32_t {
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 9)
-      throw InputError(where, "'" + text + "' is not a layer list such as '0-3,8'");
-    const auto v = static_cast<std::uint32_t>(std::stoul(s));
-    if (v >= moe_layers)
-      throw InputError(where, "layer " + s + " is outside the model's " + std::to_string(moe_layers) + " MoE layers");
-    return v;
-  };
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, comma - start);
-    const std::size_t dash = item.find('-');
-    const std::uint32_t lo = number(item.substr(0, dash));
-    const std::uint32_t hi = dash == std::string::npos ? lo : number(item.substr(dash + 1));
-    if (hi < lo) throw InputError(where, "range '" + item + "' is reversed");
-    for (std::uint32_t l = lo; l <= hi; ++l) out.push_back(l);
-    start = comma + 1;
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
 }  // namespace rmai::emul

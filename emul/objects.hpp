@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "spec.hpp"
+
 namespace rmai::emul {
 
 inline constexpr std::uint64_t kPageSize = 4096;
@@ -62,7 +64,10 @@ void generate(const ObjectInfo& object, std::uint64_t offset, std::span<std::byt
 std::optional<std::uint64_t> first_mismatch(const ObjectInfo& object, std::uint64_t offset,
                                             std::span<const std::byte> bytes);
 
-// "0-3,8,12-13" -> {0,1,2,3,8,12,13}; "" or "all" -> {}. Throws InputError naming `where`.
-std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t moe_layers, const std::string& where);
+// emul.layers as written: "all" (every layer: {}) or a list (models::parse_layer_list).
+inline std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t moe_layers,
+                                                   const std::string& where) {
+  return text == "all" ? std::vector<std::uint32_t>{} : models::parse_layer_list(text, moe_layers, where);
+}
 
 }  // namespace rmai::emul

@@ -162,6 +162,7 @@ void replay_node(std::uint32_t node, const models::Experiment& e, const traces::
       const double token_start = exec.now();
       exec.compute(dense_time);
       for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
+        if (!e.replays_layer(layer)) continue;
         const auto experts = trace.experts(token, layer);
         for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
         for (std::size_t k = 0; k < experts.size(); ++k) {

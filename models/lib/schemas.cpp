@@ -286,6 +286,8 @@ const Schema& experiment() {
       component("cache", cache(), ""),
       component("trace", trace(), ""),
       component("emul", emul(), ""),
+      choice("experts", "experts the simulator replays: full, or emulated (scaled and restricted as emul.scale and "
+             "emul.layers say, as rmai validate compares)", {"full", "emulated"}, "full"),
   }};
   return s;
 }

@@ -33,9 +33,6 @@ std::uint32_t MoeModel::moe_layer_index(std::uint32_t i) const {
   return layer;
 }
 
-namespace {
-
-// "none", or comma-separated indices and inclusive ranges: "0-2", "0,2,4".
 std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t layers, const std::string& where) {
   std::vector<std::uint32_t> out;
   if (text == "none") return out;
@@ -59,6 +56,8 @@ std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32
   if (std::adjacent_find(out.begin(), out.end()) != out.end()) throw InputError(where, "a layer is listed twice");
   return out;
 }
+
+namespace {
 
 double dtype_bytes(const std::string& dtype) {
   if (dtype == "fp8") return 1.0;
@@ -200,6 +199,7 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.emul.scale = emul.number("scale");
   if (e.emul.scale > 1) throw InputError(emul.where("scale"), "must be at most 1 (a fraction of each expert)");
   e.emul.layers = emul.text("layers");
+  if (e.emul.layers != "all") e.emul.layer_list = parse_layer_list(e.emul.layers, e.model.moe_layers, emul.where("layers"));
   e.emul.granularity = emul.text("granularity");
   e.emul.batch_pages = emul.count("batch_pages");
   e.emul.layout = emul.text("layout");
@@ -208,6 +208,10 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   if (emul.has("secret_file")) e.emul.secret_file = emul.text("secret_file");
   e.emul.timeout_s = emul.number("timeout");
   e.emul.scratch_dir = emul.has("scratch_dir") ? emul.text("scratch_dir") : "/var/tmp";
+  e.simulate_emulated = v.text("experts") == "emulated";
+  if (e.simulate_emulated && e.mode == "sim") e.model.expert_scale = e.emul.scale;  // emul scales its own objects
+  if (e.simulate_emulated && !e.emul.layer_list.empty() && cache.text("prefetch") != "none")
+    throw InputError(v.where("experts"), "a prefetcher needs every layer: experts: emulated with emul.layers takes cache.prefetch: none");
   e.cache = {cache.count("gpu_experts"), cache.text("policy"), cache.text("prefetch"),
              cache.has("prefetch_depth") ? cache.count("prefetch_depth") : 0};
   if (e.cache.prefetch_depth == 0) e.cache.prefetch_depth = e.model.top_k;
@@ -261,6 +265,11 @@ void check_consistency(const Experiment& e) {
   if (e.tier == "cxl") need(e.platform.cxl.capacity, platform.child("cxl").where("capacity"), "CXL expander");
   if (e.tier == "disk-mmap" || e.tier == "disk-read")
     need(e.platform.nvme.capacity, platform.child("nvme").where("capacity"), "NVMe drive");
+}
+
+bool Experiment::replays_layer(std::uint32_t layer) const {
+  if (mode == "sim" && !simulate_emulated) return true;
+  return emul.layer_list.empty() || std::binary_search(emul.layer_list.begin(), emul.layer_list.end(), layer);
 }
 
 }  // namespace rmai::models

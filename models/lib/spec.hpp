@@ -26,7 +26,9 @@ struct MoeModel {
   double attention_params = 0;  // per layer
   std::uint64_t dense_ffn_size = 0;
 
-  double expert_params() const { return double(expert_matrices) * hidden_size * expert_ffn_size; }
+  double expert_scale = 1;  // < 1 only when simulating the emulator's scaled experts (experiment `experts`)
+
+  double expert_params() const { return expert_scale * expert_matrices * hidden_size * expert_ffn_size; }
   double expert_bytes() const { return expert_params() * bytes_per_param; }
   std::uint32_t routed_experts_total() const { return moe_layers * experts; }
   // Index of the i-th MoE layer among all layers (trace layer i is model layer moe_layer_index(i)).
@@ -103,6 +105,7 @@ struct TraceSpec {
 struct EmulSpec {
   double scale = 1;
   std::string layers;       // as written: "all" or a list such as "0-3,8"
+  std::vector<std::uint32_t> layer_list;  // resolved, ascending; empty: all
   std::string granularity;  // auto | page | batch | region
   std::uint64_t batch_pages = 0;
   std::string layout;       // auto | twin | copy
@@ -126,7 +129,13 @@ struct Experiment {
   CacheSpec cache;
   TraceSpec trace;
   EmulSpec emul;
-  config::Values values;  // the whole validated tree (for config.resolved.yaml and late errors)
+  // `experts: emulated`: the simulator replays the experts the emulator serves (emul.scale,
+  // emul.layers), so that rmai validate compares like with like.
+  bool simulate_emulated = false;
+  config::Values values;
+
+  // Whether replay visits MoE layer `layer` (all of them unless emul.layers restricts the run).
+  bool replays_layer(std::uint32_t layer) const;  // the whole validated tree (for config.resolved.yaml and late errors)
 };
 
 // A generator: a preset name (models/synthetic/<name>.yaml) or a GEN.yaml path, looked up beside
@@ -134,6 +143,10 @@ struct Experiment {
 // key or option for errors.
 std::filesystem::path find_generator(const std::string& given, const std::string& where,
                                      const std::filesystem::path& experiment = {});
+
+// Comma-separated indices and inclusive ranges below `layers`, "0-3,8" -> {0,1,2,3,8}, ascending;
+// "none" -> {}. Throws InputError naming `where` for anything else or a layer listed twice.
+std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t moe_layers, const std::string& where);
 
 // Loads, applies `--set` assignments, validates and cross-checks an experiment. Throws InputError.
 Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& sets);
