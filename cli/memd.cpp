@@ -1,13 +1,145 @@
-// Placeholder while the emulator is written (issue 5).
+// rmai memd: the emulator's memory server. Serves the expert objects of an experiment (its model,
+// emul.scale, emul.layers and seed) to `rmai run --mode emul` clients over libfabric until SIGTERM or
+// SIGINT.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "commands.hpp"
+#include "control.hpp"
+#include "errors.hpp"
+#include "memd.hpp"
+#include "objects.hpp"
+#include "spec.hpp"
 
 namespace rmai::cli {
+namespace {
 
-int memd(const std::vector<std::string>&) {
-  std::cerr << "rmai memd: not built yet\n";
-  return 1;
+constexpr const char* kUsage = R"(usage: rmai memd EXP.yaml [--set key=value]... [--seed N] [--listen HOST:PORT]
+                 [--secret-file F] [--ready-fd N]
+
+Serves the expert objects of EXP.yaml (model, emul.scale, emul.layers, seed) over libfabric
+(emul.provider) until SIGTERM or SIGINT. Clients must give the same experiment and --set options.
+
+  --listen HOST:PORT  control socket (and fabric endpoint) address; default emul.server if the
+                      experiment names one, else 127.0.0.1:0 (loopback, a free port)
+  --secret-file F     shared secret clients must present (at least 16 characters); default
+                      emul.secret_file. Required one way or the other.
+  --ready-fd N        write "HOST:PORT\n" to descriptor N once serving, then close it
+  --set key=value     override a key of the experiment (repeatable); --seed N is --set seed=N
+)";
+
+struct Options {
+  std::string experiment;
+  std::vector<std::string> sets;
+  std::optional<std::string> listen;
+  std::optional<std::string> secret_file;
+  int ready_fd = -1;
+  bool help = false;
+};
+
+Options parse(const std::vector<std::string>& args) {
+  Options o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto value = [&](const std::string& flag) {
+      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(flag, "needs a value");
+      return args[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      o.help = true;
+    } else if (a == "--set") {
+      o.sets.push_back(value(a));
+    } else if (a.rfind("--set=", 0) == 0) {
+      o.sets.push_back(a.substr(6));
+    } else if (a == "--seed") {
+      o.sets.push_back("seed=" + value(a));
+    } else if (a == "--listen") {
+      o.listen = value(a);
+    } else if (a == "--secret-file") {
+      o.secret_file = value(a);
+    } else if (a == "--ready-fd") {
+      const std::string v = value(a);
+      if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos)
+        throw InputError(a, "'" + v + "' is not a file descriptor number");
+      o.ready_fd = std::stoi(v);
+      if (::fcntl(o.ready_fd, F_GETFD) < 0) throw InputError(a, "descriptor " + v + " is not open");
+    } else if (!a.empty() && a[0] == '-') {
+      throw InputError(a, "unknown option (rmai memd --help)");
+    } else if (o.experiment.empty()) {
+      o.experiment = a;
+    } else {
+      throw InputError(a, "unexpected argument (one experiment file)");
+    }
+  }
+  if (o.experiment.empty() && !o.help) throw InputError("", "no experiment file given (rmai memd --help)");
+  return o;
+}
+
+}  // namespace
+
+int memd(const std::vector<std::string>& args) {
+  const Options o = parse(args);
+  if (o.help) {
+    std::cout << kUsage;
+    return 0;
+  }
+  const auto e = models::load_experiment(o.experiment, o.sets);
+  emul::CatalogSpec spec;
+  spec.model = e.model.name;
+  spec.moe_layers = e.model.moe_layers;
+  spec.experts = e.model.experts;
+  spec.expert_bytes = e.model.expert_bytes();
+  spec.scale = e.emul.scale;
+  spec.layers = emul::parse_layer_list(e.emul.layers, e.model.moe_layers, "emul.layers");
+  spec.seed = e.seed;
+  const emul::Catalog catalog(spec);
+
+  std::string secret_file;
+  if (o.secret_file)
+    secret_file = *o.secret_file;
+  else if (e.emul.secret_file)
+    secret_file = e.emul.secret_file->string();
+  else
+    throw InputError("--secret-file", "memd does not serve without a shared secret: give --secret-file F or emul.secret_file");
+  const auto [host, port] = emul::parse_host_port(o.listen.value_or(e.emul.server.value_or("127.0.0.1:0")),
+                                                  o.listen ? "--listen" : "emul.server");
+
+  emul::MemoryServerOptions options;
+  options.provider = e.emul.provider;
+  options.host = host;
+  options.port = port;
+  options.secret = emul::read_secret_file(secret_file);
+
+  // Every thread the server starts inherits this mask, so the signals wait for sigwait below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  emul::MemoryServer server(catalog, options);
+  std::fprintf(stderr, "rmai memd: serving %zu objects of %.1f MB (%.2f GB) of %s via %s on %s\n",
+               catalog.objects().size(), catalog.object_bytes() / 1e6, catalog.total_bytes() / 1e9,
+               spec.model.c_str(), options.provider.c_str(), server.address().c_str());
+  if (o.ready_fd >= 0) {
+    const std::string line = server.address() + "\n";
+    if (::write(o.ready_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      std::cerr << "rmai memd: could not write to --ready-fd " << o.ready_fd << "\n";
+    ::close(o.ready_fd);
+  }
+  int signal = 0;
+  while (sigwait(&stop_signals, &signal) != 0) {
+  }
+  server.stop();
+  std::fprintf(stderr, "rmai memd: stopped by %s after %llu clients (%llu refused)\n", strsignal(signal),
+               static_cast<unsigned long long>(server.clients_accepted()),
+               static_cast<unsigned long long>(server.clients_refused()));
+  return 0;
 }
 
 }  // namespace rmai::cli

@@ -1,0 +1,231 @@
+#include "remote.hpp"
+
+#include <rdma/fi_eq.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "errors.hpp"
+
+namespace rmai::emul {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the busy-poll loop looks at the control connection (one poll() syscall, ~1 us here):
+// a dead server is noticed within this, far below any timeout.
+constexpr auto kGoneCheckEvery = std::chrono::milliseconds(1);
+// After an error completion, how long to wait for the control connection to close before calling
+// it a refusal rather than the server's death: a killed server's sockets close together, but the
+// fabric's error may be read a moment before the control socket's EOF.
+constexpr double kGoneGraceS = 0.05;
+// Keys of the client's own registrations: unique in its domain, which holds nothing else. Temporary
+// registrations count up from kTemporaryKeyBase.
+constexpr std::uint64_t kBufferKeyBase = 1;
+constexpr std::uint64_t kTemporaryKeyBase = std::uint64_t(1) << 32;
+
+std::string range_text(std::uint64_t offset, std::uint64_t bytes) {
+  return "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) + ")";
+}
+
+}  // namespace
+
+// The fabric side of the client, dropped whole after a failed read. Member order matters: the
+// registrations are closed before the domain they belong to.
+struct RemoteSource::Endpoint {
+  explicit Endpoint(const FabricOptions& options) : fabric(options) {}
+  Fabric fabric;
+  fi_addr_t server = FI_ADDR_NOTAVAIL;
+  std::vector<MemoryRegion> buffers;  // parallel to RemoteSource::buffers_ (FI_MR_LOCAL only)
+  MemoryRegion temporary;             // the destination of the current read, when it is in no buffer
+  std::uint64_t temporary_keys = 0;
+};
+
+RemoteSource::RemoteSource(const Catalog& catalog, RemoteOptions options)
+    : catalog_(catalog), options_(std::move(options)) {
+  if (options_.read_size == 0) throw InputError("read_size", "must be at least 1 byte");
+  if (options_.queue_depth == 0) throw InputError("queue_depth", "must be at least 1");
+  if (!(options_.timeout_s > 0)) throw InputError("emul.timeout", "must be positive");
+  control_ = std::make_unique<ControlClient>(options_.server, options_.secret, options_.timeout_s);
+  const Welcome& welcome = control_->welcome();
+  if (welcome.provider != options_.provider)
+    throw InputError("emul.provider", "memd at " + options_.server + " serves via " + welcome.provider +
+                                          " but this run uses " + options_.provider);
+  check_catalog(welcome, catalog_, options_.server);
+  std::lock_guard lock(mutex_);
+  connect();
+  // One page now, not counted: connecting takes tens of ms with tcp;ofi_rxm (measured), which would
+  // otherwise land on the first fault; and it proves the keys work before anything depends on them.
+  if (!catalog_.objects().empty()) {
+    std::vector<std::byte> page(std::min(kPageSize, catalog_.object_bytes()));
+    transfer(0, 0, page, false);
+  }
+}
+
+RemoteSource::~RemoteSource() {
+  endpoint_.reset();
+  control_.reset();
+}
+
+void RemoteSource::connect() {
+  // tcp and verbs bind where the control connection leaves from, so a loopback server gets a
+  // loopback client (the provider would otherwise pick the first interface).
+  FabricOptions fabric_options{options_.provider, options_.provider == "shm" ? "" : control_->local_ip()};
+  auto endpoint = std::make_unique<Endpoint>(fabric_options);
+  endpoint->server = endpoint->fabric.insert(control_->welcome().fabric_address);
+  if (endpoint->fabric.needs_local_desc())
+    for (std::size_t i = 0; i < buffers_.size(); ++i)
+      endpoint->buffers.push_back(
+          endpoint->fabric.register_memory(buffers_[i].data(), buffers_[i].size(), FI_READ, kBufferKeyBase + i));
+  endpoint_ = std::move(endpoint);
+}
+
+void RemoteSource::register_buffer(std::span<std::byte> buffer) {
+  std::lock_guard lock(mutex_);
+  buffers_.push_back(buffer);
+  if (endpoint_ && endpoint_->fabric.needs_local_desc())
+    endpoint_->buffers.push_back(endpoint_->fabric.register_memory(buffer.data(), buffer.size(), FI_READ,
+                                                                   kBufferKeyBase + buffers_.size() - 1));
+}
+
+void RemoteSource::read(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst) {
+  if (object >= catalog_.objects().size())
+    throw TransportError("read of object " + std::to_string(object) + ": the catalog has " +
+                         std::to_string(catalog_.objects().size()) + " objects");
+  const std::uint64_t bytes = catalog_.object(object).bytes;
+  if (offset > bytes || dst.size() > bytes - offset)
+    throw TransportError("read of " + range_text(offset, dst.size()) + " is outside object " + std::to_string(object) +
+                         " (" + std::to_string(bytes) + " bytes)");
+  std::lock_guard lock(mutex_);
+  transfer(object, offset, dst, true);
+}
+
+void RemoteSource::read_unchecked(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst) {
+  if (object >= catalog_.objects().size()) throw TransportError("no object " + std::to_string(object));
+  std::lock_guard lock(mutex_);
+  transfer(object, offset, dst, true);
+}
+
+std::string RemoteSource::describe() const {
+  return "memd at " + options_.server + " via " + options_.provider + " (reads of " +
+         std::to_string(options_.read_size) + " bytes, " + std::to_string(options_.queue_depth) + " in flight)";
+}
+
+void RemoteSource::fail(const std::string& what, std::uint32_t object) {
+  endpoint_.reset();  // closes the endpoint: nothing still in flight can land after we return
+  if (control_->server_gone() || control_->wait_gone(kGoneGraceS)) {
+    gone_ = true;
+    throw TransportError("memd at " + options_.server + " is gone (control connection closed) while reading object " +
+                         std::to_string(object));
+  }
+  throw TransportError(what);
+}
+
+void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst, bool count) {
+  if (gone_)
+    throw TransportError("memd at " + options_.server + " is gone (control connection closed); cannot read object " +
+                         std::to_string(object));
+  if (!endpoint_) {
+    try {
+      connect();
+    } catch (const FabricError& e) {
+      fail("memd at " + options_.server + ": cannot re-create the endpoint: " + e.what(), object);
+    }
+    ++reconnects_;
+  }
+  // A read that completes in a few us (shm) would never reach the check in the poll loop below.
+  if (Clock::now() >= next_gone_check_) {
+    next_gone_check_ = Clock::now() + kGoneCheckEvery;
+    if (control_->server_gone()) fail("", object);
+  }
+  if (dst.empty()) return;
+  Endpoint& e = *endpoint_;
+  const ServedObject& served = control_->welcome().objects[object];
+
+  // The local descriptor, where the provider wants one.
+  void* desc = nullptr;
+  if (e.fabric.needs_local_desc()) {
+    for (const auto& b : e.buffers)
+      if (b.contains(dst.data(), dst.size())) desc = b.desc();
+    if (desc == nullptr) {
+      e.temporary = e.fabric.register_memory(dst.data(), dst.size(), FI_READ, kTemporaryKeyBase + e.temporary_keys++);
+      desc = e.temporary.desc();
+    }
+  }
+
+  const std::uint64_t piece = options_.read_size;
+  const std::uint64_t pieces = (dst.size() + piece - 1) / piece;
+  const std::uint32_t depth = static_cast<std::uint32_t>(std::min<std::uint64_t>(options_.queue_depth, pieces));
+  // One context per slot in flight; a completion's context says which slot (and so which piece) it was.
+  std::vector<fi_context2> contexts(depth);
+  std::vector<std::uint64_t> slot_piece(depth);
+  std::vector<std::uint32_t> free_slots(depth);
+  for (std::uint32_t s = 0; s < depth; ++s) free_slots[s] = depth - 1 - s;
+  fi_cq_entry entries[64];
+  fid_cq* cq = e.fabric.cq();
+  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.timeout_s));
+  auto last_progress = Clock::now();
+  const auto where = [&](std::uint64_t p) {
+    const std::uint64_t start = offset + p * piece;
+    return "object " + std::to_string(object) + " " + range_text(start, std::min<std::uint64_t>(piece, dst.size() - p * piece));
+  };
+
+  // Reads completions; returns how many slots were freed. Throws (via fail) on an error completion,
+  // a timeout or the server's death.
+  const auto poll = [&]() -> int {
+    const ssize_t n = fi_cq_read(cq, entries, std::min<std::size_t>(std::size(entries), depth));
+    if (n > 0) {
+      for (ssize_t i = 0; i < n; ++i)
+        free_slots.push_back(static_cast<std::uint32_t>(static_cast<fi_context2*>(entries[i].op_context) - contexts.data()));
+      last_progress = Clock::now();
+      return static_cast<int>(n);
+    }
+    if (n == -FI_EAVAIL) {
+      fi_cq_err_entry error{};
+      fi_cq_readerr(cq, &error, 0);
+      char provider_text[128] = "";
+      const char* detail = fi_cq_strerror(cq, error.prov_errno, error.err_data, provider_text, sizeof provider_text);
+      const auto slot = static_cast<std::uint32_t>(static_cast<fi_context2*>(error.op_context) - contexts.data());
+      const std::string piece_text = slot < depth ? where(slot_piece[slot]) : "object " + std::to_string(object);
+      fail("memd at " + options_.server + " refused or failed the read of " + piece_text + ": " +
+               fi_strerror(error.err) + " (provider: " + (detail ? detail : "?") + ")",
+           object);
+    }
+    if (n != -FI_EAGAIN) fail("memd at " + options_.server + ": fi_cq_read: " + fi_strerror(static_cast<int>(-n)), object);
+    const auto now = Clock::now();
+    if (now >= next_gone_check_) {
+      next_gone_check_ = now + kGoneCheckEvery;
+      if (control_->server_gone()) fail("", object);
+      if (now - last_progress > timeout) {
+        char seconds[32];
+        std::snprintf(seconds, sizeof seconds, "%g", options_.timeout_s);
+        fail("memd at " + options_.server + ": read of object " + std::to_string(object) + " (" +
+                 range_text(offset, dst.size()) + ") timed out after " + seconds + " s",
+             object);
+      }
+    }
+    return 0;
+  };
+
+  std::uint64_t next = 0;
+  while (next < pieces || free_slots.size() < depth) {
+    while (next < pieces && !free_slots.empty()) {
+      const std::uint32_t slot = free_slots.back();
+      const std::uint64_t start = next * piece;
+      const std::uint64_t length = std::min<std::uint64_t>(piece, dst.size() - start);
+      const ssize_t rc = fi_read(e.fabric.endpoint(), dst.data() + start, length, desc, e.server,
+                                 served.address + offset + start, served.key, &contexts[slot]);
+      if (rc == -FI_EAGAIN) break;  // the provider's queue is full: complete something first
+      if (rc != 0) fail("memd at " + options_.server + ": fi_read of " + where(next) + ": " + fi_strerror(static_cast<int>(-rc)), object);
+      free_slots.pop_back();
+      slot_piece[slot] = next++;
+      if (count) ++reads_;
+    }
+    poll();
+  }
+  e.temporary = MemoryRegion();
+}
+
+}  // namespace rmai::emul
