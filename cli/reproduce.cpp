@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "support.hpp"
 #include "config.hpp"
 #include "errors.hpp"
 
@@ -19,30 +20,6 @@ namespace rmai::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Starts a program with the same stdout and stderr.
-pid_t start_program(const std::vector<std::string>& args) {
-  std::cout.flush();
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    std::perror(args[0].c_str());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Waits for a started program: its exit code (128 + signal if killed).
-int finish(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 int spawn(const std::vector<std::string>& args) { return finish(start_program(args)); }
 

@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "commands.hpp"
+#include "support.hpp"
 #include "errors.hpp"
 #include "replay.hpp"
 #include "spec.hpp"
@@ -106,25 +107,6 @@ Options parse(const std::vector<std::string>& args) {
   if (o.target.empty() && !(o.collect && !o.out.empty())) throw InputError("", "no experiment file given (rmai sweep --help)");
   if (!o.emit.empty() && (o.point || o.collect)) throw InputError("--emit", "goes with neither --point nor --collect");
   return o;
-}
-
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-// Written under a temporary name and renamed, so a reader never sees half a file. The name holds the
-// pid because Slurm tasks of one sweep may write the same file at the same time.
-void write_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out.flush()) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, path);
 }
 
 std::string joined(const std::vector<std::string>& items, const char* separator = ", ") {

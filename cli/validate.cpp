@@ -1,13 +1,175 @@
-// Placeholder while the emulator is written (issue 5).
+// `rmai validate`: the emulator against the simulator on the same experiment, tier by tier. Each tier
+// runs twice as child processes of this executable: `--mode emul` on this machine, then `--mode sim`
+// with `experts: emulated` (the same scaled experts and layers) on the platform preset describing
+// this machine. The runs go one at a time so that no run disturbs the timing of another.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "commands.hpp"
+#include "emulation.hpp"
+#include "errors.hpp"
+#include "schemas.hpp"
+#include "spec.hpp"
+#include "support.hpp"
 
 namespace rmai::cli {
+namespace fs = std::filesystem;
+using nlohmann::json;
 
-int validate(const std::vector<std::string>&) {
-  std::cerr << "rmai validate: not built yet\n";
-  return 1;
+namespace {
+
+constexpr const char* kUsage = R"(usage: rmai validate EXP.yaml --out DIR [--set key=value]... [--tiers T1,T2,...]
+                     [--platform NAME]
+
+Runs EXP.yaml once per tier in the emulator (--mode emul) and in the simulator (--mode sim with
+experts: emulated, on platform NAME: default this-vm, the preset calibrated for this machine), and
+writes DIR/validation.csv with the columns tier,metric,emul,sim,rel_error, where
+rel_error = (sim - emul) / emul. The runs' own results stay in DIR/emul/<tier> and DIR/sim/<tier>.
+Exits 0 when every run ran, whatever the errors are.
+
+  --tiers T1,T2   tiers to compare (default: every tier the emulator has: dram, rmai, page4k,
+                  disk-read, disk-mmap)
+)";
+
+struct Options {
+  std::string experiment;
+  fs::path out;
+  std::vector<std::string> sets;
+  std::vector<std::string> tiers;
+  std::string platform = "this-vm";
+};
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+Options parse(const std::vector<std::string>& args) {
+  Options o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const auto value = [&] {
+      if (i + 1 >= args.size()) throw InputError(a, "needs a value");
+      return args[++i];
+    };
+    if (a == "--out") {
+      o.out = value();
+    } else if (a == "--set") {
+      o.sets.push_back(value());
+    } else if (a.rfind("--set=", 0) == 0) {
+      o.sets.push_back(a.substr(6));
+    } else if (a == "--tiers") {
+      o.tiers = split(value());
+    } else if (a == "--platform") {
+      o.platform = value();
+    } else if (!a.empty() && a[0] == '-') {
+      throw InputError(a, "unknown option (rmai validate --help)");
+    } else if (o.experiment.empty()) {
+      o.experiment = a;
+    } else {
+      throw InputError(a, "unexpected argument (one experiment file)");
+    }
+  }
+  if (o.experiment.empty()) throw InputError("", "no experiment file given (rmai validate --help)");
+  if (o.out.empty()) throw InputError("--out", "is required: the directory for validation.csv");
+  if (o.tiers.empty())
+    for (const auto& t : models::tier_names())
+      if (emul::emulated(t)) o.tiers.push_back(t);
+  for (const auto& t : o.tiers) {
+    const auto& names = models::tier_names();
+    if (std::find(names.begin(), names.end(), t) == names.end() || !emul::emulated(t))
+      throw InputError("--tiers", "'" + t + "' is not a tier the emulator has (dram, rmai, page4k, disk-read, disk-mmap)");
+  }
+  return o;
+}
+
+// The metrics compared, as paths into summary.json.
+struct Metric {
+  const char* name;
+  std::vector<const char*> path;
+};
+const std::vector<Metric>& metrics() {
+  static const std::vector<Metric> m{
+      {"switch_p50_s", {"expert_switch_s", "p50"}},
+      {"switch_p99_s", {"expert_switch_s", "p99"}},
+      {"switch_mean_s", {"expert_switch_s", "mean"}},
+      {"token_p50_s", {"token_latency_s", "p50"}},
+      {"replay_s", {"simulated_time_s"}},
+      {"expert_switches", {"expert_switches"}},
+      {"page_faults", {"page_faults"}},
+      {"user_kernel_transitions", {"user_kernel_transitions"}},
+  };
+  return m;
+}
+
+double value_at(const json& summary, const Metric& m) {
+  const json* node = &summary;
+  for (const char* key : m.path) node = &node->at(key);
+  return node->get<double>();
+}
+
+std::string number(double v) {
+  if (std::isnan(v)) return "nan";
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.6g", v);
+  return buffer;
+}
+
+// One child run; its output goes to DIR/run.log. Throws naming the log when the run fails.
+void run_child(const fs::path& self, const Options& o, const std::string& tier, const std::string& mode,
+               const fs::path& dir) {
+  std::vector<std::string> args{self.string(), "run", o.experiment};
+  for (const auto& s : o.sets) args.push_back("--set=" + s);
+  args.push_back("--set=memory.tier=" + tier);
+  args.push_back("--set=mode=" + mode);
+  if (mode == "sim") {
+    args.push_back("--set=experts=emulated");
+    args.push_back("--set=platform=" + o.platform);
+  }
+  args.insert(args.end(), {"--out", dir.string()});
+  std::cerr << "rmai validate: " << tier << " (" << mode << ")\n";
+  const int code = finish(start_program(args));
+  if (code != 0)
+    throw std::runtime_error("the " + mode + " run of tier " + tier + " failed (exit " + std::to_string(code) +
+                             "); its message is above");
+}
+
+}  // namespace
+
+int validate(const std::vector<std::string>& args) {
+  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
+    std::cout << kUsage;
+    return 0;
+  }
+  const Options o = parse(args);
+  // Loaded once here so that bad input fails before any run starts.
+  models::load_experiment(o.experiment, o.sets);
+  const fs::path self = fs::read_symlink("/proc/self/exe");
+  std::string csv = "tier,metric,emul,sim,rel_error\n";
+  for (const auto& tier : o.tiers) {
+    const fs::path emul_dir = o.out / "emul" / tier, sim_dir = o.out / "sim" / tier;
+    run_child(self, o, tier, "emul", emul_dir);
+    run_child(self, o, tier, "sim", sim_dir);
+    const json emul = json::parse(slurp(emul_dir / "summary.json"));
+    const json sim = json::parse(slurp(sim_dir / "summary.json"));
+    for (const auto& m : metrics()) {
+      const double a = value_at(emul, m), b = value_at(sim, m);
+      const double rel = a != 0 ? (b - a) / a : (b == 0 ? 0.0 : NAN);
+      csv += tier + "," + m.name + "," + number(a) + "," + number(b) + "," + number(rel) + "\n";
+    }
+  }
+  fs::create_directories(o.out);
+  write_atomic(o.out / "validation.csv", csv);
+  std::cout << csv;
+  return 0;
 }
 
 }  // namespace rmai::cli
