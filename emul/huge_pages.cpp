@@ -1,5 +1,9 @@
 #include "huge_pages.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 
@@ -35,22 +39,38 @@ std::uint64_t free_huge_pages() {
   return 0;
 }
 
+// Serializes changes of nr_hugepages between processes (held for the scope).
+class PoolLock {
+ public:
+  PoolLock() : fd_(::open("/run/lock/rmai-hugepages.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  }
+  ~PoolLock() {
+    if (fd_ >= 0) ::close(fd_);  // releases the lock
+  }
+  PoolLock(const PoolLock&) = delete;
+  PoolLock& operator=(const PoolLock&) = delete;
+
+ private:
+  int fd_;
+};
+
 HugePageReservation::HugePageReservation(std::uint64_t pages) {
-  const std::uint64_t free = free_huge_pages();
-  if (free >= pages) {
-    ok_ = true;
+  PoolLock lock;
+  const std::int64_t total = read_number(kNrHugePages);
+  if (total >= 0 && write_number(kNrHugePages, total + static_cast<std::int64_t>(pages))) {
+    added_ = read_number(kNrHugePages) - total;  // the kernel may find fewer free 2 MiB frames
+    ok_ = added_ >= static_cast<std::int64_t>(pages);
     return;
   }
-  const std::int64_t total = read_number(kNrHugePages);
-  if (total < 0) return;
-  const std::int64_t wanted = total + static_cast<std::int64_t>(pages - free);
-  if (!write_number(kNrHugePages, wanted)) return;  // not root: the caller uses 4 KiB pages
-  restore_to_ = total;
-  ok_ = free_huge_pages() >= pages;  // the kernel may find fewer free 2 MiB frames than asked
+  ok_ = free_huge_pages() >= pages;  // not root: only what an administrator reserved
 }
 
 HugePageReservation::~HugePageReservation() {
-  if (restore_to_ >= 0) write_number(kNrHugePages, restore_to_);
+  if (added_ <= 0) return;
+  PoolLock lock;
+  const std::int64_t total = read_number(kNrHugePages);
+  if (total >= added_) write_number(kNrHugePages, total - added_);
 }
 
 }  // namespace rmai::emul

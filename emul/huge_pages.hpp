@@ -12,9 +12,10 @@ inline constexpr std::uint64_t kHugePageSize = 2ull << 20;  // x86-64 PMD page
 // HugePages_Free from /proc/meminfo (0 when unreadable).
 std::uint64_t free_huge_pages();
 
-// Raises vm.nr_hugepages so that `pages` more are free, for the lifetime of the object, and puts
-// the old value back afterwards. Does nothing when enough are free already or when not root (then
-// ok() is false unless enough were free: the caller falls back to 4 KiB pages).
+// Adds `pages` to vm.nr_hugepages for the lifetime of the object and takes them away afterwards, so
+// that runs in parallel (clients of one memd) each get their own. The read-modify-write happens under
+// an flock, since other processes do the same. Not root: ok() only when `pages` are free already
+// (reserved by an administrator); otherwise the caller falls back to 4 KiB pages.
 class HugePageReservation {
  public:
   explicit HugePageReservation(std::uint64_t pages);
@@ -25,7 +26,7 @@ class HugePageReservation {
 
  private:
   bool ok_ = false;
-  std::int64_t restore_to_ = -1;  // the old nr_hugepages, when we changed it
+  std::int64_t added_ = 0;  // pages added to nr_hugepages, given back by the destructor
 };
 
 }  // namespace rmai::emul

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
@@ -362,6 +364,13 @@ void Region::resolve_with_zeros(const Granule& g) {
   // After a transport failure the bytes cannot come; mapping zeros releases the faulting threads,
   // and check() reports the failure to whoever reads.
   if (layout_ == Layout::Twin) {
+    if (madvise(fill(g.object) + g.offset, g.map_bytes, MADV_POPULATE_WRITE) != 0) {
+      // Not even a zero page can be had (the hugetlb pool ran dry): nothing can release the
+      // faulting thread, so end the process with the reason rather than hang or die of SIGBUS.
+      std::fprintf(stderr, "rmai: failed: no page to map in the region (%s%s); %s\n", std::strerror(errno),
+                   huge_ ? ", out of huge pages: try emul.layout=copy" : "", error_.c_str());
+      std::_Exit(1);
+    }
     std::memset(fill(g.object) + g.offset, 0, g.map_bytes);
     uffdio_continue c{};
     c.range.start = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset);

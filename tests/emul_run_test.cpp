@@ -1,0 +1,184 @@
+// `rmai run --mode emul` and `rmai validate` end to end: the emulator writes the simulator's result
+// files, its fault counts follow the granularity, a memd killed mid-run ends the run with a clear
+// error within 5 s and no results, a wrong secret is refused, and validate compares both halves.
+#include <signal.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "cli_support.hpp"
+#include "memd_process.hpp"
+#include "region.hpp"
+
+namespace rmai::testing {
+namespace {
+
+using nlohmann::json;
+
+// A small emulated experiment: Mixtral's experts at 1/256 (1.4 MB), two layers, 8 cache slots.
+const std::vector<std::string> kSmall = {"--mode",         "emul",          "--set", "emul.scale=0.00390625",
+                                         "--set",          "emul.layers=0-1", "--set", "cache.gpu_experts=8",
+                                         "--set",          "trace.tokens=48"};
+
+template <class... More>
+std::vector<std::string> cat(std::vector<std::string> head, const More&... more) {
+  (head.insert(head.end(), more.begin(), more.end()), ...);
+  return head;
+}
+using Args = std::vector<std::string>;
+
+json summary_of(const fs::path& dir) { return json::parse(std::ifstream(dir / "summary.json")); }
+
+std::size_t lines_of(const fs::path& file) {
+  std::ifstream in(file);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+class EmulRun : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    const std::string why = emul::userfaultfd_unavailable_reason();
+    if (!why.empty()) GTEST_SKIP() << why;
+  }
+};
+
+TEST_F(EmulRun, WritesTheSimulatorsResultFilesWithOneFaultPerRegion) {
+  const fs::path out = dir_ / "rmai";
+  const auto r = run(cat({"run", kQuickstart.string()}, kSmall, Args{"--out", out.string()}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = summary_of(out);
+  EXPECT_EQ(s["mode"], "emul");
+  EXPECT_EQ(s["tier"], "rmai");
+  EXPECT_EQ(s["tokens"], 48);
+  EXPECT_EQ(s["expert_accesses"], 48 * 2 * 2);  // tokens x layers kept x top-2
+  const std::uint64_t switches = s["expert_switches"];
+  EXPECT_GE(switches, 8u);  // at least the cold misses of 16 experts into 8 slots
+  EXPECT_EQ(lines_of(out / "switches.csv"), switches + 1);
+  EXPECT_EQ(s["page_faults"], switches);  // one fault brings in a whole expert
+  EXPECT_EQ(s["emul"]["granularity"], "region");
+  EXPECT_DOUBLE_EQ(s["bytes"]["remote"].get<double>(), double(switches) * s["emul"]["object_bytes"].get<double>());
+  EXPECT_GT(s["expert_switch_s"]["p50"].get<double>(), 0);
+  EXPECT_TRUE(fs::exists(out / "config.resolved.yaml"));
+}
+
+TEST_F(EmulRun, BatchGranularityFaultsOncePerBatch) {
+  const fs::path out = dir_ / "batch";
+  const auto r = run(cat({"run", kQuickstart.string()}, kSmall, Args{"--set", "emul.granularity=batch", "--set", "emul.batch_pages=16", "--out",
+                                              out.string()}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const json s = summary_of(out);
+  const std::uint64_t object = s["emul"]["object_bytes"], switches = s["expert_switches"];
+  const std::uint64_t per_switch = (object + 16 * 4096 - 1) / (16 * 4096);
+  EXPECT_EQ(s["page_faults"], switches * per_switch);
+  EXPECT_EQ(s["emul"]["layout"], "copy");  // huge pages only map whole regions
+}
+
+TEST_F(EmulRun, TheCxlTierHasNoEmulation) {
+  const auto r = run(cat({"run", kQuickstart.string()}, kSmall, Args{"--set", "memory.tier=cxl", "--out", (dir_ / "x").string()}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("memory.tier"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "x" / "summary.json"));
+}
+
+class EmulAgainstMemd : public EmulRun {
+ protected:
+  void SetUp() override {
+    EmulRun::SetUp();
+    if (IsSkipped()) return;
+    secret_ = emul::write_secret_file(dir_);
+    emul::MemdProcessOptions m;
+    m.binary = kRmai;
+    m.experiment = kQuickstart;
+    m.sets = {"mode=emul", "emul.scale=0.00390625", "emul.layers=0-1"};
+    m.secret_file = secret_;
+    memd_ = std::make_unique<emul::MemdProcess>(m);
+  }
+  std::vector<std::string> client(const fs::path& secret, const fs::path& out) const {
+    return cat({"run", kQuickstart.string()}, kSmall, Args{"--set", "emul.server=" + memd_->address(), "--set",
+                                    "emul.secret_file=" + secret.string(), "--out", out.string()});
+  }
+  fs::path secret_;
+  std::unique_ptr<emul::MemdProcess> memd_;
+};
+
+TEST_F(EmulAgainstMemd, SeveralClientsShareOneServer) {
+  auto a = std::async(std::launch::async, [&] { return run(client(secret_, dir_ / "a")); });
+  const auto b = run(client(secret_, dir_ / "b"));
+  const auto ra = a.get();
+  ASSERT_EQ(ra.exit_code, 0) << ra.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  // The same trace and cache: the same switches, served by the same memd.
+  EXPECT_EQ(summary_of(dir_ / "a")["expert_switches"], summary_of(dir_ / "b")["expert_switches"]);
+}
+
+TEST_F(EmulAgainstMemd, AWrongSecretIsRefused) {
+  const fs::path wrong = dir_ / "wrong.secret";
+  std::ofstream(wrong) << "0123456789abcdef0123456789abcdef\n";
+  const auto r = run(client(wrong, dir_ / "w"));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("refused"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "w" / "summary.json"));
+}
+
+TEST_F(EmulAgainstMemd, MemdKilledMidRunEndsTheRunWithinFiveSeconds) {
+  // 4 KiB faults make the replay long enough to kill the server in the middle of it.
+  std::vector<std::string> args = client(secret_, dir_ / "k");
+  args.insert(args.end(), {"--set", "memory.tier=page4k", "--set", "trace.tokens=2000"});
+  auto client_run = std::async(std::launch::async, [&] { return run(args); });
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_EQ(client_run.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "the run ended too soon";
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_EQ(::kill(memd_->pid(), SIGKILL), 0);
+  ASSERT_EQ(client_run.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "the client hangs";
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  const auto r = client_run.get();
+  EXPECT_LT(seconds, 5.0);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("memd"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "k" / "summary.json"));
+  EXPECT_FALSE(fs::exists(dir_ / "k" / "switches.csv"));
+}
+
+TEST_F(EmulRun, ValidateComparesBothHalvesOnTheSameSwitches) {
+  const fs::path out = dir_ / "val";
+  const auto r = run({"validate", kQuickstart.string(), "--out", out.string(), "--tiers", "dram,rmai", "--set",
+                      "emul.scale=0.00390625", "--set", "emul.layers=0-1", "--set", "cache.gpu_experts=8", "--set",
+                      "trace.tokens=48", "--platform", "default"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(out / "validation.csv");
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "tier,metric,emul,sim,rel_error");
+  std::map<std::string, std::vector<std::string>> rows;
+  std::size_t n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    std::vector<std::string> cells;
+    std::stringstream s(line);
+    for (std::string c; std::getline(s, c, ',');) cells.push_back(c);
+    ASSERT_EQ(cells.size(), 5u) << line;
+    rows[cells[0] + "/" + cells[1]] = cells;
+  }
+  for (const char* metric : {"switch_p50_s", "switch_p99_s", "replay_s", "page_faults", "user_kernel_transitions"}) {
+    EXPECT_TRUE(rows.count(std::string("rmai/") + metric)) << metric;
+    EXPECT_TRUE(rows.count(std::string("dram/") + metric)) << metric;
+  }
+  // Same trace, same cache, same layers kept: both halves switch the same experts.
+  EXPECT_EQ(rows["rmai/expert_switches"][2], rows["rmai/expert_switches"][3]);
+  EXPECT_EQ(rows["rmai/expert_switches"][4], "0");
+  EXPECT_TRUE(fs::exists(out / "emul" / "rmai" / "summary.json"));
+  EXPECT_TRUE(fs::exists(out / "sim" / "rmai" / "summary.json"));
+}
+
+}  // namespace
+}  // namespace rmai::testing
