@@ -1,8 +1,9 @@
 #pragma once
 // The disk tiers' expert file: every object of a catalog written once into a scratch file, object
 // `id` at offset id * object_bytes, then flushed and dropped from the page cache so that the first
-// read of each object goes to the device. The file lives on a real disk file system (emul.scratch_dir,
-// default /var/tmp): tmpfs would keep the "disk" in memory, and O_DIRECT needs a block device.
+// read of each object goes to the device. The file lives on a real disk file system
+// (emul.scratch_dir, default /var/tmp): tmpfs would keep the "disk" in memory, and O_DIRECT needs a
+// block device.
 //
 // The file is unlinked as soon as it is created and opened: it is reached through its descriptors
 // only, so a crashed or killed run leaves nothing behind in the scratch directory (an emulated
@@ -18,8 +19,8 @@ namespace rmai::emul {
 class ExpertFile {
  public:
   // Writes the catalog's objects into a fresh file in `dir`, fsyncs it and drops its pages from the
-  // page cache. Throws InputError (key emul.scratch_dir) when `dir` is missing, is not a directory, is
-  // tmpfs or ramfs, or refuses O_DIRECT; std::system_error naming the file for any other failure
+  // page cache. Throws InputError (key emul.scratch_dir) when `dir` is missing, is not a directory,
+  // is tmpfs or ramfs, or refuses O_DIRECT; std::system_error naming the file for any other failure
   // (ENOSPC, EACCES, EIO). No half-written file survives a failure.
   ExpertFile(const Catalog& catalog, const std::filesystem::path& dir);
   ~ExpertFile();
@@ -34,10 +35,10 @@ class ExpertFile {
   std::uint64_t offset(std::uint32_t object) const { return std::uint64_t(object) * object_bytes_; }
 
   // Drops the clean, unmapped page-cache pages of [offset, offset + bytes) (posix_fadvise
-  // POSIX_FADV_DONTNEED): the next buffered or mapped read of them goes to the device again. The page
-  // cache drops large folios only whole, so the range is widened to 2 MiB boundaries: unmapped pages
-  // of the neighbouring objects within them go too (they only cost a re-read). Pages still mapped
-  // somewhere, and folios across the ends that are, stay.
+  // POSIX_FADV_DONTNEED): the next buffered or mapped read of them goes to the device again. The
+  // page cache drops large folios only whole, so the range is widened to 2 MiB boundaries: unmapped
+  // pages of the neighbouring objects within them go too (they only cost a re-read). Pages still
+  // mapped somewhere, and folios across the ends that are, stay.
   void drop(std::uint64_t offset, std::uint64_t bytes) const;
   // Bytes of [offset, offset + bytes) now in the page cache (mincore on a temporary mapping).
   // offset must be a multiple of kPageSize.
@@ -57,7 +58,8 @@ class ExpertFile {
 // whether the page is in the page cache, mapped here or not). address must be page-aligned.
 std::uint64_t resident_bytes(const void* address, std::uint64_t bytes);
 
-// The directory of the disk tiers' expert file: the context's, else the experiment's emul.scratch_dir.
+// The directory of the disk tiers' expert file: the context's, else the experiment's
+// emul.scratch_dir.
 std::filesystem::path scratch_dir_of(const StoreContext& context);
 
 }  // namespace rmai::emul

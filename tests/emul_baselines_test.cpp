@@ -4,11 +4,12 @@
 // after an eviction); the expert file really leaves the page cache and the scratch directory; a bad
 // scratch directory or parameter is a clear error.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <csignal>
@@ -44,7 +45,10 @@ class ScratchDir {
   }
   ~ScratchDir() { fs::remove_all(path_); }
   const fs::path& path() const { return path_; }
-  std::size_t entries() const { return static_cast<std::size_t>(std::distance(fs::directory_iterator(path_), fs::directory_iterator{})); }
+  std::size_t entries() const {
+    return static_cast<std::size_t>(
+        std::distance(fs::directory_iterator(path_), fs::directory_iterator{}));
+  }
 
  private:
   fs::path path_;
@@ -59,7 +63,8 @@ models::Experiment experiment_for(const std::string& tier, std::vector<std::stri
 
 // A page-aligned object-sized buffer: the stand-in for the GPU slot (O_DIRECT lands in it).
 struct Device {
-  explicit Device(std::uint64_t bytes) : bytes(static_cast<std::byte*>(std::aligned_alloc(kPageSize, bytes))), size(bytes) {
+  explicit Device(std::uint64_t bytes)
+      : bytes(static_cast<std::byte*>(std::aligned_alloc(kPageSize, bytes))), size(bytes) {
     if (!this->bytes) throw std::bad_alloc();
   }
   ~Device() { std::free(bytes); }
@@ -72,7 +77,8 @@ struct Fixture {
   Fixture(const std::string& tier, std::vector<std::string> sets = {})
       : experiment(experiment_for(tier, std::move(sets))), catalog(catalog_of(experiment)) {}
   std::unique_ptr<ExpertStore> make(const fs::path& dir) const {
-    return StoreRegistry::instance().make(experiment.tier, {experiment, catalog, nullptr, dir.string()});
+    return StoreRegistry::instance().make(experiment.tier,
+                                          {experiment, catalog, nullptr, dir.string()});
   }
   models::Experiment experiment;
   Catalog catalog;
@@ -94,8 +100,9 @@ TEST(ExpertFile, HoldsTheGeneratorsBytesOutOfThePageCacheAndWithoutAName) {
 
   std::vector<std::byte> buffer(s.catalog.object_bytes());
   for (const auto& object : s.catalog.objects()) {
-    ASSERT_EQ(pread(file.fd(), buffer.data(), buffer.size(), static_cast<off_t>(file.offset(object.id))),
-              static_cast<ssize_t>(buffer.size()));
+    ASSERT_EQ(
+        pread(file.fd(), buffer.data(), buffer.size(), static_cast<off_t>(file.offset(object.id))),
+        static_cast<ssize_t>(buffer.size()));
     EXPECT_EQ(first_mismatch(object, 0, buffer), std::nullopt) << "object " << object.id;
   }
   // The buffered reads cached it; drop() takes one object out again, with the large folios across
@@ -103,8 +110,10 @@ TEST(ExpertFile, HoldsTheGeneratorsBytesOutOfThePageCacheAndWithoutAName) {
   EXPECT_EQ(file.resident_bytes(0, file.bytes()), file.bytes());
   file.drop(file.offset(5), s.catalog.object_bytes());
   EXPECT_EQ(file.resident_bytes(file.offset(5), s.catalog.object_bytes()), 0u);
-  EXPECT_EQ(file.resident_bytes(file.offset(8), s.catalog.object_bytes()), s.catalog.object_bytes());
-  EXPECT_EQ(file.resident_bytes(file.offset(2), s.catalog.object_bytes()), s.catalog.object_bytes());
+  EXPECT_EQ(file.resident_bytes(file.offset(8), s.catalog.object_bytes()),
+            s.catalog.object_bytes());
+  EXPECT_EQ(file.resident_bytes(file.offset(2), s.catalog.object_bytes()),
+            s.catalog.object_bytes());
 }
 
 TEST(ExpertFile, BadDirectoriesAreInputErrorsNamingThem) {
@@ -117,7 +126,8 @@ TEST(ExpertFile, BadDirectoriesAreInputErrorsNamingThem) {
     }
     return "no error";
   };
-  EXPECT_NE(message("/nonexistent/rmai").find("emul.scratch_dir: directory '/nonexistent/rmai' does not exist"),
+  EXPECT_NE(message("/nonexistent/rmai")
+                .find("emul.scratch_dir: directory '/nonexistent/rmai' does not exist"),
             std::string::npos)
       << message("/nonexistent/rmai");
   EXPECT_NE(message("/etc/hostname").find("'/etc/hostname' is not a directory"), std::string::npos);
@@ -130,8 +140,8 @@ TEST(ExpertFile, BadDirectoriesAreInputErrorsNamingThem) {
 }
 
 TEST(ExpertFile, AFailedWriteLeavesNothingBehind) {
-  // A file-size limit below the file's size makes the reservation fail (EFBIG), as a full disk would
-  // (ENOSPC): the error names the file, and the directory stays empty.
+  // A file-size limit below the file's size makes the reservation fail (EFBIG), as a full disk
+  // would (ENOSPC): the error names the file, and the directory stays empty.
   ScratchDir dir;
   const Fixture s("disk-read");
   rlimit old{};
@@ -173,13 +183,15 @@ TEST_P(BaselineTest, LoadsGiveTheGeneratorsBytesBeforeAndAfterEviction) {
   for (const std::uint32_t id : {0u, 5u, 15u, 7u, 5u}) {
     std::memset(device.bytes, 0xa5, device.size);
     store->load(id, device.span());
-    EXPECT_EQ(first_mismatch(catalog.object(id), 0, device.span()), std::nullopt) << "object " << id;
+    EXPECT_EQ(first_mismatch(catalog.object(id), 0, device.span()), std::nullopt)
+        << "object " << id;
   }
   for (const std::uint32_t id : {5u, 15u}) {
     store->evict(id);
     std::memset(device.bytes, 0x5a, device.size);
     store->load(id, device.span());
-    EXPECT_EQ(first_mismatch(catalog.object(id), 0, device.span()), std::nullopt) << "object " << id << " again";
+    EXPECT_EQ(first_mismatch(catalog.object(id), 0, device.span()), std::nullopt)
+        << "object " << id << " again";
   }
   EXPECT_FALSE(store->describe().empty());
 }
@@ -202,16 +214,19 @@ TEST_P(BaselineTest, TwoThreadsLoadingAtOnceGetTheRightBytes) {
   EXPECT_EQ(bad[0] + bad[1], 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(, BaselineTest,
-                         ::testing::Values(Case{"dram", "dram", {}},
-                                           Case{"disk_read_pread", "disk-read",
-                                                {"memory.disk-read.queue_depth=1", "memory.disk-read.read_chunk=100KiB"}},
-                                           Case{"disk_read_io_uring", "disk-read",
-                                                {"memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=100KiB"}},
-                                           Case{"disk_read_preset", "disk-read", {}},
-                                           Case{"disk_mmap", "disk-mmap", {}},
-                                           Case{"disk_mmap_no_readahead", "disk-mmap", {"memory.disk-mmap.readahead=4KiB"}}),
-                         [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    , BaselineTest,
+    ::testing::Values(
+        Case{"dram", "dram", {}},
+        Case{"disk_read_pread",
+             "disk-read",
+             {"memory.disk-read.queue_depth=1", "memory.disk-read.read_chunk=100KiB"}},
+        Case{"disk_read_io_uring",
+             "disk-read",
+             {"memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=100KiB"}},
+        Case{"disk_read_preset", "disk-read", {}}, Case{"disk_mmap", "disk-mmap", {}},
+        Case{"disk_mmap_no_readahead", "disk-mmap", {"memory.disk-mmap.readahead=4KiB"}}),
+    [](const auto& info) { return info.param.name; });
 
 TEST(Dram, CountsNothing) {
   const Fixture s("dram");
@@ -224,11 +239,14 @@ TEST(Dram, CountsNothing) {
   EXPECT_EQ(c.faults + c.transitions + c.bytes_fetched + c.pages_mapped, 0u);
 }
 
-std::uint64_t pieces(std::uint64_t bytes, std::uint64_t chunk) { return (bytes + chunk - 1) / chunk; }
+std::uint64_t pieces(std::uint64_t bytes, std::uint64_t chunk) {
+  return (bytes + chunk - 1) / chunk;
+}
 
 TEST(DiskRead, PreadReadsEveryByteFromTheFileOnePieceAtATime) {
   ScratchDir dir;
-  const Fixture s("disk-read", {"memory.disk-read.queue_depth=1", "memory.disk-read.read_chunk=100KiB"});
+  const Fixture s("disk-read",
+                  {"memory.disk-read.queue_depth=1", "memory.disk-read.read_chunk=100KiB"});
   const auto store = s.make(dir.path());
   Device device(s.catalog.object_bytes());
   const std::uint64_t per_load = pieces(s.catalog.object_bytes(), 100 * 1024);
@@ -245,18 +263,21 @@ TEST(DiskRead, PreadReadsEveryByteFromTheFileOnePieceAtATime) {
 
 TEST(DiskRead, IoUringKeepsSeveralPiecesInFlight) {
   ScratchDir dir;
-  const Fixture s("disk-read", {"memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=100KiB"});
+  const Fixture s("disk-read",
+                  {"memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=100KiB"});
   const auto store = s.make(dir.path());
   Device device(s.catalog.object_bytes());
   const std::uint64_t per_load = pieces(s.catalog.object_bytes(), 100 * 1024);
   for (const std::uint32_t id : {1u, 2u, 1u}) store->load(id, device.span());
   const Counters c = store->counters();
   EXPECT_EQ(c.bytes_fetched, 3 * s.catalog.object_bytes());
-  // At least one io_uring_enter per load; at most one per piece and one more per load (a last wait).
+  // At least one io_uring_enter per load; at most one per piece and one more per load (a last
+  // wait).
   EXPECT_GE(c.transitions, 3u);
   EXPECT_LE(c.transitions, 3 * (per_load + 1));
   EXPECT_EQ(c.faults, 0u);
-  EXPECT_NE(store->describe().find("io_uring, queue depth 8"), std::string::npos) << store->describe();
+  EXPECT_NE(store->describe().find("io_uring, queue depth 8"), std::string::npos)
+      << store->describe();
 }
 
 TEST(DiskRead, RejectsAMisalignedBufferAndAReadChunkOfNoWholePages) {
@@ -264,8 +285,10 @@ TEST(DiskRead, RejectsAMisalignedBufferAndAReadChunkOfNoWholePages) {
   const Fixture s("disk-read");
   const auto store = s.make(dir.path());
   Device device(s.catalog.object_bytes() + kPageSize);
-  EXPECT_THROW(store->load(0, {device.bytes + 512, s.catalog.object_bytes()}), std::invalid_argument);
-  EXPECT_THROW(store->load(0, {device.bytes, s.catalog.object_bytes() - kPageSize}), std::invalid_argument);
+  EXPECT_THROW(store->load(0, {device.bytes + 512, s.catalog.object_bytes()}),
+               std::invalid_argument);
+  EXPECT_THROW(store->load(0, {device.bytes, s.catalog.object_bytes() - kPageSize}),
+               std::invalid_argument);
   const Fixture odd("disk-read", {"memory.disk-read.read_chunk=6KiB"});
   try {
     odd.make(dir.path());
@@ -340,17 +363,36 @@ TEST(DiskMmap, OnlyQueueDepthOneAndABadScratchDirIsAClearError) {
   }
 }
 
-// Not a check: prints load times per store, cold (after an eviction) and warm. Run with
-// --gtest_also_run_disabled_tests --gtest_filter='*Timings*' (RMAI_TIMING_SCALE=0.0113 for 4 MiB objects).
+// Bytes read from the block device under `dir` so far (field 3 of its sysfs stat: 512-byte sectors,
+// Documentation/block/stat.rst), or 0 when there is none: what really reached the (virtual) disk.
+std::uint64_t device_bytes_read(const fs::path& dir) {
+  struct stat st {};
+  if (stat(dir.c_str(), &st) != 0) return 0;
+  const std::string dev =
+      "/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev));
+  std::ifstream in(dev + "/stat");
+  std::uint64_t reads = 0, merged = 0, sectors = 0;
+  in >> reads >> merged >> sectors;
+  return sectors * 512;
+}
+
+// Not a check: prints load times per store, cold (right after an eviction) and warm (the same
+// object again), and what reached the block device. Run with --gtest_also_run_disabled_tests
+// --gtest_filter='*Timings*'; RMAI_TIMING_SCALE sets emul.scale (default 0.0113: 3.8 MiB objects).
 TEST(Baselines, DISABLED_Timings) {
   const char* scale = std::getenv("RMAI_TIMING_SCALE");
   const std::string scale_set = std::string("emul.scale=") + (scale ? scale : "0.0113");
-  const std::vector<Case> cases{{"dram", "dram", {}},
-                                {"disk-read QD1 1MiB", "disk-read", {}},
-                                {"disk-read QD8 256KiB", "disk-read", {"memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=256KiB"}},
-                                {"disk-read QD32 128KiB", "disk-read", {"memory.disk-read.queue_depth=32", "memory.disk-read.read_chunk=128KiB"}},
-                                {"disk-mmap", "disk-mmap", {}},
-                                {"disk-mmap no readahead", "disk-mmap", {"memory.disk-mmap.readahead=4KiB"}}};
+  const std::vector<Case> cases{
+      {"dram", "dram", {}},
+      {"disk-read QD1 1MiB", "disk-read", {}},
+      {"disk-read QD8 256KiB",
+       "disk-read",
+       {"memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=256KiB"}},
+      {"disk-read QD32 128KiB",
+       "disk-read",
+       {"memory.disk-read.queue_depth=32", "memory.disk-read.read_chunk=128KiB"}},
+      {"disk-mmap", "disk-mmap", {}},
+      {"disk-mmap no readahead", "disk-mmap", {"memory.disk-mmap.readahead=4KiB"}}};
   ScratchDir dir;
   for (const auto& c : cases) {
     auto sets = c.sets;
@@ -358,25 +400,39 @@ TEST(Baselines, DISABLED_Timings) {
     const Fixture s(c.tier, sets);
     const auto store = s.make(dir.path());
     Device device(s.catalog.object_bytes());
-    const auto time = [&](std::uint32_t id) {
+    std::memset(device.bytes, 0, device.size);  // its first touch is not the tier's
+    const std::uint32_t n = static_cast<std::uint32_t>(s.catalog.objects().size());
+    const double mib = double(s.catalog.object_bytes()) / (1 << 20);
+    struct Phase {
+      double ms = 0, device_mib = 0;
+      Counters counters;
+    } cold, warm;
+    const auto timed = [&](std::uint32_t id, Phase& phase) {
+      const Counters before = store->counters();
+      const std::uint64_t device_before = device_bytes_read(dir.path());
       const auto start = std::chrono::steady_clock::now();
       store->load(id, device.span());
-      return seconds_since(start) * 1e3;
+      phase.ms += seconds_since(start) * 1e3 / n;
+      phase.device_mib += double(device_bytes_read(dir.path()) - device_before) / (1 << 20) / n;
+      const Counters after = store->counters();
+      phase.counters.faults += after.faults - before.faults;
+      phase.counters.transitions += after.transitions - before.transitions;
+      phase.counters.bytes_fetched += after.bytes_fetched - before.bytes_fetched;
     };
-    double cold = 0, warm = 0;
-    const std::uint32_t n = static_cast<std::uint32_t>(s.catalog.objects().size());
     for (std::uint32_t id = 0; id < n; ++id) {
       store->evict(id);
-      cold += time(id);
-      warm += time(id);
+      timed(id, cold);
+      timed(id, warm);
     }
-    const Counters k = store->counters();
-    std::printf("%-24s %.2f MiB objects: cold %.3f ms, warm %.3f ms (%.2f / %.2f GB/s); per load: %.0f faults, "
-                "%.0f transitions, %.2f MiB fetched  [%s]\n",
-                c.name.c_str(), double(s.catalog.object_bytes()) / (1 << 20), cold / n, warm / n,
-                double(s.catalog.object_bytes()) / (cold / n) / 1e6, double(s.catalog.object_bytes()) / (warm / n) / 1e6,
-                double(k.faults) / (2 * n), double(k.transitions) / (2 * n),
-                double(k.bytes_fetched) / (2 * n) / (1 << 20), store->describe().c_str());
+    std::printf("%-22s %.2f MiB objects  [%s]\n", c.name.c_str(), mib, store->describe().c_str());
+    for (const auto& [name, p] : {std::pair{"cold", &cold}, std::pair{"warm", &warm}})
+      std::printf(
+          "  %s: %8.3f ms/load %6.2f GB/s; per load %6.1f faults %6.1f transitions, %.2f MiB "
+          "fetched, "
+          "%.2f MiB read by the device\n",
+          name, p->ms, double(s.catalog.object_bytes()) / p->ms / 1e6,
+          double(p->counters.faults) / n, double(p->counters.transitions) / n,
+          double(p->counters.bytes_fetched) / n / (1 << 20), p->device_mib);
   }
 }
 

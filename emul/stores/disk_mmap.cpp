@@ -1,26 +1,30 @@
 // disk-mmap: the paper's disk baseline. The expert file (expert_file.hpp) is mapped read-only and
 // shared; a switch memcpy()s the object out of the mapping into the device buffer, and the kernel
 // does the rest: page faults, page-cache lookups, readahead, fault-around. Eviction unmaps the
-// object's pages (MADV_DONTNEED) and drops them from the page cache (POSIX_FADV_DONTNEED), so the
-// next load of it faults and reads the disk again.
+// object's pages (MADV_DONTNEED) and drops them from the page cache (POSIX_FADV_DONTNEED, widened
+// to whole large folios: ExpertFile::drop), so the next load of it faults and reads the disk again.
 //
 // What of the tier's parameters the kernel lets a process set, and what it does instead:
-// - readahead: the window of a major fault is the device's read_ahead_kb, a system-wide setting left
+// - readahead: the window of a major fault is the device's read_ahead_kb, a system-wide setting
+// left
 //   alone here (/sys/dev/block/MAJ:MIN/queue/read_ahead_kb; 8 MiB on the test VM, 128 KiB by Linux
 //   default). A process chooses only among: no readahead (MADV_RANDOM: one page per major fault),
 //   the device's window read around the fault (MADV_NORMAL), or twice it (POSIX_FADV_SEQUENTIAL on
 //   the mapped file). readahead <= 4 KiB selects the first, readahead >= twice the device's window
 //   the last, anything else the device's window; describe() says which and what it is.
-// - fault_around: debugfs fault_around_bytes, system-wide (Linux default 64 KiB): reported, not set.
+// - fault_around: debugfs fault_around_bytes, system-wide (Linux default 64 KiB): reported, not
+// set.
 // - queue_depth: the fault path is synchronous, one read in flight per faulting thread (plus the
 //   kernel's own asynchronous readahead); only 1 can be emulated, anything else is an InputError.
 //
 // Counters, per load: faults = minor + major faults of the copying thread during the copy
-// (getrusage(RUSAGE_THREAD)), each a kernel entry, so transitions = faults, plus the two system calls
-// of each evict; bytes_fetched = bytes of the object not in the page cache before the copy (mincore):
-// what the disk had to supply for it (readahead spilling into neighbouring objects is booked to them:
-// they find those pages cached); pages_mapped = pages of the object whose page-table entry the copy
-// installed (present bits of /proc/self/pagemap before and after; 0 when pagemap is unreadable).
+// (getrusage(RUSAGE_THREAD)), each a kernel entry, so transitions = faults, plus the two system
+// calls of each evict; bytes_fetched = bytes of the object not in the page cache before the copy
+// (mincore): what the disk had to supply for it. Readahead that spills into neighbouring objects is
+// counted nowhere: they find those pages cached later (on the test VM a cold 3.8 MiB load with the
+// 8 MiB window made the device read ~6.7 MiB). pages_mapped = pages of the object whose page-table
+// entry the copy installed (present bits of /proc/self/pagemap before and after; 0 when it is
+// unreadable).
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -46,7 +50,9 @@
 namespace rmai::emul {
 namespace {
 
-[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+[[noreturn]] void throw_errno(const std::string& what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
 
 // A number in a sysfs or debugfs file, or nothing when it cannot be read.
 std::optional<std::uint64_t> read_number(const std::string& path) {
@@ -81,9 +87,11 @@ class DiskMmapStore final : public ExpertStore {
   explicit DiskMmapStore(const StoreContext& c) : catalog_(c.catalog) {
     const auto& params = c.experiment.tier_params;
     if (params.count("queue_depth") != 1)
-      throw InputError(params.where("queue_depth"), "must be 1 in mode: emul (the mmap fault path is synchronous)");
+      throw InputError(params.where("queue_depth"),
+                       "must be 1 in mode: emul (the mmap fault path is synchronous)");
     file_ = std::make_unique<ExpertFile>(c.catalog, scratch_dir_of(c));
-    map_ = static_cast<std::byte*>(mmap(nullptr, file_->bytes(), PROT_READ, MAP_SHARED, file_->fd(), 0));
+    map_ = static_cast<std::byte*>(
+        mmap(nullptr, file_->bytes(), PROT_READ, MAP_SHARED, file_->fd(), 0));
     if (map_ == MAP_FAILED) throw_errno(file_->path().string() + ": mmap");
     try {
       apply_readahead(params.number("readahead"));
@@ -93,8 +101,10 @@ class DiskMmapStore final : public ExpertStore {
     }
     const std::uint64_t fault_around = static_cast<std::uint64_t>(params.number("fault_around"));
     const auto kernel_around = read_number("/sys/kernel/debug/fault_around_bytes");
-    describe_ += ", fault-around " + (kernel_around ? kib(*kernel_around) : std::string("unknown (no debugfs; Linux: 64 KiB)")) +
-                 " (" + kib(fault_around) + " asked)";
+    describe_ +=
+        ", fault-around " +
+        (kernel_around ? kib(*kernel_around) : std::string("unknown (no debugfs; Linux: 64 KiB)")) +
+        " (" + kib(fault_around) + " asked)";
     pagemap_ = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     if (pagemap_ < 0) describe_ += ", pages_mapped not counted (no /proc/self/pagemap)";
   }
@@ -106,7 +116,8 @@ class DiskMmapStore final : public ExpertStore {
 
   void load(std::uint32_t object, std::span<std::byte> device) override {
     const ObjectInfo& info = catalog_.object(object);
-    if (device.size() != info.bytes) throw std::invalid_argument("disk-mmap: the device buffer is not object-sized");
+    if (device.size() != info.bytes)
+      throw std::invalid_argument("disk-mmap: the device buffer is not object-sized");
     const std::byte* source = map_ + file_->offset(object);
     // Everything measured is read outside the counted window: the bookkeeping's own allocations and
     // system calls must not show up as the tier's faults.
@@ -131,7 +142,8 @@ class DiskMmapStore final : public ExpertStore {
     const std::uint64_t offset = file_->offset(object);
     const std::uint64_t bytes = catalog_.object(object).bytes;
     // Unmapped first: the page cache keeps pages that some process still maps.
-    if (madvise(map_ + offset, bytes, MADV_DONTNEED) != 0) throw_errno(file_->path().string() + ": madvise(MADV_DONTNEED)");
+    if (madvise(map_ + offset, bytes, MADV_DONTNEED) != 0)
+      throw_errno(file_->path().string() + ": madvise(MADV_DONTNEED)");
     file_->drop(offset, bytes);
     std::lock_guard lock(mutex_);
     counters_.transitions += 2;
@@ -153,13 +165,16 @@ class DiskMmapStore final : public ExpertStore {
     const auto device = device_readahead(file_->fd());
     const std::string window = device ? kib(*device) : std::string("unknown");
     if (asked <= kPageSize) {
-      if (madvise(map_, file_->bytes(), MADV_RANDOM) != 0) throw_errno(file_->path().string() + ": madvise(MADV_RANDOM)");
+      if (madvise(map_, file_->bytes(), MADV_RANDOM) != 0)
+        throw_errno(file_->path().string() + ": madvise(MADV_RANDOM)");
       describe_ = "mmap, no readahead: MADV_RANDOM";
     } else if (device && asked >= 2 * *device) {
       // The mapped file's window becomes twice the device's: the largest a process may ask for.
       if (const int error = posix_fadvise(file_->fd(), 0, 0, POSIX_FADV_SEQUENTIAL); error != 0)
-        throw std::system_error(error, std::generic_category(), file_->path().string() + ": posix_fadvise(SEQUENTIAL)");
-      describe_ = "mmap, readahead " + kib(2 * *device) + ": twice the device's read_ahead_kb, POSIX_FADV_SEQUENTIAL";
+        throw std::system_error(error, std::generic_category(),
+                                file_->path().string() + ": posix_fadvise(SEQUENTIAL)");
+      describe_ = "mmap, readahead " + kib(2 * *device) +
+                  ": twice the device's read_ahead_kb, POSIX_FADV_SEQUENTIAL";
     } else {
       describe_ = "mmap, readahead " + window + ": the device's read_ahead_kb";
     }

@@ -5,7 +5,8 @@
 // device into the buffer, so eviction has nothing to release and every load reads the disk again.
 //
 // Counters: bytes_fetched = bytes read from the file; transitions = system calls on the read path
-// (each pread, each io_uring_enter: a submit, a submit-and-wait or a wait); faults and pages_mapped 0.
+// (each pread, each io_uring_enter: a submit, a submit-and-wait or a wait); faults and pages_mapped
+// 0.
 #include <fcntl.h>
 #include <liburing.h>
 #include <unistd.h>
@@ -41,7 +42,8 @@ class Ring {
   Ring(unsigned entries, const config::Values& params) {
     const int error = io_uring_queue_init(entries, &ring_, 0);
     if (error == -EINVAL)
-      throw InputError(params.where("queue_depth"), "io_uring refused a ring of " + std::to_string(entries) + " entries");
+      throw InputError(params.where("queue_depth"),
+                       "io_uring refused a ring of " + std::to_string(entries) + " entries");
     if (error < 0) throw std::system_error(-error, std::generic_category(), "io_uring_queue_init");
   }
   ~Ring() { io_uring_queue_exit(&ring_); }
@@ -61,7 +63,8 @@ class DiskReadStore final : public ExpertStore {
     // O_DIRECT offsets and lengths must be multiples of the device's logical block size; 4 KiB is
     // one for every common device (512 B or 4 KiB sectors).
     if (chunk < double(kPageSize) || std::fmod(chunk, double(kPageSize)) != 0)
-      throw InputError(params.where("read_chunk"), "must be a multiple of 4 KiB in mode: emul (O_DIRECT reads)");
+      throw InputError(params.where("read_chunk"),
+                       "must be a multiple of 4 KiB in mode: emul (O_DIRECT reads)");
     read_chunk_ = std::min(static_cast<std::uint64_t>(chunk), kMaxRead);
     queue_depth_ = params.count("queue_depth");
     if (queue_depth_ > 1) {
@@ -77,7 +80,8 @@ class DiskReadStore final : public ExpertStore {
 
   void load(std::uint32_t object, std::span<std::byte> device) override {
     const ObjectInfo& info = catalog_.object(object);
-    if (device.size() != info.bytes) throw std::invalid_argument("disk-read: the device buffer is not object-sized");
+    if (device.size() != info.bytes)
+      throw std::invalid_argument("disk-read: the device buffer is not object-sized");
     if (reinterpret_cast<std::uintptr_t>(device.data()) % kPageSize != 0)
       throw std::invalid_argument("disk-read: the device buffer is not 4 KiB-aligned (O_DIRECT)");
     Counters c;
@@ -102,7 +106,8 @@ class DiskReadStore final : public ExpertStore {
   }
 
   std::string describe() const override {
-    return std::string(ring_ ? "O_DIRECT io_uring, queue depth " + std::to_string(queue_depth_) : "O_DIRECT pread") +
+    return std::string(ring_ ? "O_DIRECT io_uring, queue depth " + std::to_string(queue_depth_)
+                             : "O_DIRECT pread") +
            ", " + std::to_string(read_chunk_ / 1024) + " KiB reads";
   }
 
@@ -113,7 +118,8 @@ class DiskReadStore final : public ExpertStore {
   }
 
   [[noreturn]] void read_failed(int error, std::uint64_t at) const {
-    const std::string where = file_->path().string() + ": O_DIRECT read at offset " + std::to_string(at);
+    const std::string where =
+        file_->path().string() + ": O_DIRECT read at offset " + std::to_string(at);
     if (error == 0) throw std::runtime_error(where + ": unexpected end of file");
     throw std::system_error(error, std::generic_category(), where);
   }
@@ -122,7 +128,8 @@ class DiskReadStore final : public ExpertStore {
   void read_sync(std::uint64_t offset, std::span<std::byte> out, Counters& c) const {
     for (std::uint64_t done = 0; done < out.size();) {
       const std::uint64_t want = std::min<std::uint64_t>(read_chunk_, out.size() - done);
-      const ssize_t n = pread(file_->direct_fd(), out.data() + done, want, static_cast<off_t>(offset + done));
+      const ssize_t n =
+          pread(file_->direct_fd(), out.data() + done, want, static_cast<off_t>(offset + done));
       ++c.transitions;
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) read_failed(n < 0 ? errno : 0, offset + done);
@@ -131,9 +138,9 @@ class DiskReadStore final : public ExpertStore {
     }
   }
 
-  // Queue depth > 1: the pieces go through the ring, queue_depth in flight. Every pass over the loop
-  // enters the kernel at most once: to submit what was queued and wait for one completion together,
-  // or only to wait when nothing is queued and no completion is ready yet.
+  // Queue depth > 1: the pieces go through the ring, queue_depth in flight. Every pass over the
+  // loop enters the kernel at most once: to submit what was queued and wait for one completion
+  // together, or only to wait when nothing is queued and no completion is ready yet.
   void read_ring(std::uint64_t offset, std::span<std::byte> out, Counters& c) {
     struct Piece {
       std::uint64_t at, bytes;  // within the object: what is still to read of this piece
@@ -150,12 +157,13 @@ class DiskReadStore final : public ExpertStore {
     int error = -1;  // the first failure (an errno, 0 for end of file), -1 for none
     std::uint64_t error_at = 0;
     for (;;) {
-      // After a failure nothing more is queued, but the reads in flight still write into `out`: they
-      // are waited for before throwing.
+      // After a failure nothing more is queued, but the reads in flight still write into `out`:
+      // they are waited for before throwing.
       while (error < 0 && in_flight < queue_depth_ && !todo.empty()) {
         const Piece& p = pieces[todo.back()];
         io_uring_sqe* sqe = io_uring_get_sqe(ring);  // never null: in_flight < the ring's entries
-        io_uring_prep_read(sqe, file_->direct_fd(), out.data() + p.at, static_cast<unsigned>(p.bytes), offset + p.at);
+        io_uring_prep_read(sqe, file_->direct_fd(), out.data() + p.at,
+                           static_cast<unsigned>(p.bytes), offset + p.at);
         io_uring_sqe_set_data64(sqe, todo.back());
         todo.pop_back();
         ++in_flight;
@@ -163,12 +171,14 @@ class DiskReadStore final : public ExpertStore {
       if (in_flight == 0) break;
       if (io_uring_sq_ready(ring) > 0 || io_uring_cq_ready(ring) == 0) {
         io_uring_cqe* ignored = nullptr;
-        const int r = io_uring_sq_ready(ring) > 0 ? io_uring_submit_and_wait(ring, 1) : io_uring_wait_cqe(ring, &ignored);
+        const int r = io_uring_sq_ready(ring) > 0 ? io_uring_submit_and_wait(ring, 1)
+                                                  : io_uring_wait_cqe(ring, &ignored);
         ++c.transitions;
-        // EINTR, EAGAIN, EBUSY: nothing lost, the next pass enters again. Anything else leaves reads
-        // in flight into the caller's buffer with no way to wait for them: unsafe to return.
+        // EINTR, EAGAIN, EBUSY: nothing lost, the next pass enters again. Anything else leaves
+        // reads in flight into the caller's buffer with no way to wait for them: unsafe to return.
         if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
-          std::fprintf(stderr, "disk-read: io_uring_enter failed with reads in flight: %s\n", std::strerror(-r));
+          std::fprintf(stderr, "disk-read: io_uring_enter failed with reads in flight: %s\n",
+                       std::strerror(-r));
           std::abort();
         }
       }
@@ -205,9 +215,10 @@ class DiskReadStore final : public ExpertStore {
   Counters counters_;
 };
 
-RMAI_REGISTER(StoreRegistry, "disk-read",
-              "expert file read with O_DIRECT into the device buffer: pread at queue depth 1, io_uring above",
-              [](const StoreContext& c) { return std::make_unique<DiskReadStore>(c); });
+RMAI_REGISTER(
+    StoreRegistry, "disk-read",
+    "expert file read with O_DIRECT into the device buffer: pread at queue depth 1, io_uring above",
+    [](const StoreContext& c) { return std::make_unique<DiskReadStore>(c); });
 
 }  // namespace
 }  // namespace rmai::emul

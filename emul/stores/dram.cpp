@@ -17,12 +17,14 @@ class DramStore final : public ExpertStore {
   explicit DramStore(const StoreContext& c) : catalog_(c.catalog) {
     // No value-initialisation: every byte is generated right after.
     bytes_ = std::make_unique_for_overwrite<std::byte[]>(catalog_.total_bytes());
-    for (const ObjectInfo& object : catalog_.objects()) generate(object, 0, {at(object.id), object.bytes});
+    for (const ObjectInfo& object : catalog_.objects())
+      generate(object, 0, {at(object.id), object.bytes});
   }
 
   void load(std::uint32_t object, std::span<std::byte> device) override {
     const ObjectInfo& info = catalog_.object(object);
-    if (device.size() != info.bytes) throw std::invalid_argument("dram: the device buffer is not object-sized");
+    if (device.size() != info.bytes)
+      throw std::invalid_argument("dram: the device buffer is not object-sized");
     std::memcpy(device.data(), at(object), info.bytes);
   }
   // The weights stay in DRAM; the cache dropping its GPU copy frees nothing here.
@@ -31,13 +33,16 @@ class DramStore final : public ExpertStore {
   std::string describe() const override { return "dram copy"; }
 
  private:
-  std::byte* at(std::uint32_t object) const { return bytes_.get() + std::uint64_t(object) * catalog_.object_bytes(); }
+  std::byte* at(std::uint32_t object) const {
+    return bytes_.get() + std::uint64_t(object) * catalog_.object_bytes();
+  }
 
   const Catalog& catalog_;
   std::unique_ptr<std::byte[]> bytes_;
 };
 
-RMAI_REGISTER(StoreRegistry, "dram", "every expert in local DRAM: one memcpy per switch (the PCIe copy's stand-in)",
+RMAI_REGISTER(StoreRegistry, "dram",
+              "every expert in local DRAM: one memcpy per switch (the PCIe copy's stand-in)",
               [](const StoreContext& c) { return std::make_unique<DramStore>(c); });
 
 }  // namespace
