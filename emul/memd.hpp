@@ -28,9 +28,12 @@ struct MemoryServerOptions {
   std::uint16_t port = 0;          // control port; 0 picks one (port() says which)
   std::string secret;              // required (at least kMinSecretChars)
   unsigned generate_threads = 2;   // threads writing the objects' bytes at start (this machine has 2 cores)
-  // After the progress thread sees activity, it polls the CQ for this long before blocking again.
-  // Blocking alone roughly doubles 4 KiB read latency; polling alone takes a core (REFERENCE.md).
-  std::uint32_t spin_us = 200;
+  // After the progress thread sees traffic, it polls the CQ for this long before blocking again in
+  // fi_cq_sread (which serves reads on every wake-up). 0: always block. Measured on this 2-core VM
+  // with tcp;ofi_rxm (bench_emul, in-process server): blocking only 43 us per 4 KiB read, 2.9-3.1
+  // GB/s at 8 MiB; 200 us of polling 37 us but 1.2 GB/s at queue depth 4; 2 ms 83 us and 0.55 GB/s;
+  // polling only 266 us and 0.2 GB/s: a polling server takes the core the polling client needs.
+  std::uint32_t spin_us = 0;
   std::ostream* log = nullptr;  // where handshakes are logged (refusals, clients); nullptr: std::cerr
 };
 

@@ -174,7 +174,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
 
   // Reads completions; returns how many slots were freed. Throws (via fail) on an error completion,
   // a timeout or the server's death.
-  const auto poll = [&]() -> int {
+  const auto complete = [&]() -> int {
     const ssize_t n = fi_cq_read(cq, entries, std::min<std::size_t>(std::size(entries), depth));
     if (n > 0) {
       for (ssize_t i = 0; i < n; ++i)
@@ -223,7 +223,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
       slot_piece[slot] = next++;
       if (count) ++reads_;
     }
-    poll();
+    complete();
   }
   e.temporary = MemoryRegion();
 }
