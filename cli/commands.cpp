@@ -15,6 +15,8 @@
 #include "prefetcher.hpp"
 #include "replay.hpp"
 #include "emulation.hpp"
+#include "fabric.hpp"
+#include "store.hpp"
 #include "results.hpp"
 #include "schemas.hpp"
 #include "spec.hpp"
@@ -153,7 +155,15 @@ int list(const std::vector<std::string>& args) {
   std::cout << "prefetchers (cache.prefetch):\n";
   for (const auto& [name, entry] : cache::PrefetcherRegistry::instance().entries())
     std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
-  std::cout << "transports: none yet (the emulator is not built)\n";
+  std::cout << "emulated tiers (mode: emul):\n";
+  for (const auto& [name, entry] : emul::StoreRegistry::instance().entries())
+    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
+  std::cout << "transports (emul.provider, libfabric):\n";
+  for (const char* provider : {"tcp", "shm", "verbs"}) {
+    const std::string why = emul::provider_unavailable_reason(provider);
+    std::printf("  %-10s %-14s %s\n", provider, emul::provider_string(provider).c_str(),
+                why.empty() ? "available here" : ("not available here: " + why).c_str());
+  }
   std::cout << "\nparameters (kind, default; no default = required):\n";
   for (const auto* schema : models::schema::all()) {
     std::cout << "  " << schema->name << ": " << schema->description << "\n";
