@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "control.hpp"
+#include "emulation.hpp"
 #include "errors.hpp"
 #include "memd.hpp"
 #include "objects.hpp"
@@ -89,15 +90,7 @@ int memd(const std::vector<std::string>& args) {
     return 0;
   }
   const auto e = models::load_experiment(o.experiment, o.sets);
-  emul::CatalogSpec spec;
-  spec.model = e.model.name;
-  spec.moe_layers = e.model.moe_layers;
-  spec.experts = e.model.experts;
-  spec.expert_bytes = e.model.expert_bytes();
-  spec.scale = e.emul.scale;
-  spec.layers = emul::parse_layer_list(e.emul.layers, e.model.moe_layers, "emul.layers");
-  spec.seed = e.seed;
-  const emul::Catalog catalog(spec);
+  const emul::Catalog catalog = emul::catalog_of(e);  // the one rmai run --mode emul expects
 
   std::string secret_file;
   if (o.secret_file)
@@ -125,7 +118,7 @@ int memd(const std::vector<std::string>& args) {
   emul::MemoryServer server(catalog, options);
   std::fprintf(stderr, "rmai memd: serving %zu objects of %.1f MB (%.2f GB) of %s via %s on %s\n",
                catalog.objects().size(), catalog.object_bytes() / 1e6, catalog.total_bytes() / 1e9,
-               spec.model.c_str(), options.provider.c_str(), server.address().c_str());
+               catalog.spec().model.c_str(), options.provider.c_str(), server.address().c_str());
   if (o.ready_fd >= 0) {
     const std::string line = server.address() + "\n";
     if (::write(o.ready_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))

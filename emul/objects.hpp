@@ -9,8 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "spec.hpp"
-
 namespace rmai::emul {
 
 inline constexpr std::uint64_t kPageSize = 4096;
@@ -64,10 +62,5 @@ void generate(const ObjectInfo& object, std::uint64_t offset, std::span<std::byt
 std::optional<std::uint64_t> first_mismatch(const ObjectInfo& object, std::uint64_t offset,
                                             std::span<const std::byte> bytes);
 
-// emul.layers as written: "all" (every layer: {}) or a list (models::parse_layer_list).
-inline std::vector<std::uint32_t> parse_layer_list(const std::string& text, std::uint32_t moe_layers,
-                                                   const std::string& where) {
-  return text == "all" ? std::vector<std::uint32_t>{} : models::parse_layer_list(text, moe_layers, where);
-}
 
 }  // namespace rmai::emul

@@ -16,6 +16,7 @@
 #include "cli_support.hpp"
 #include "control.hpp"
 #include "errors.hpp"
+#include "emulation.hpp"
 #include "fabric.hpp"
 #include "memd.hpp"
 #include "memd_process.hpp"
@@ -266,19 +267,6 @@ class MemdProcessTest : public TempDirTest {
                         "model: mixtral-8x7b\ncache: {gpu_experts: 8}\ntrace: {tokens: 8}\n"
                         "emul: {scale: 0.015625, layers: '0-1'}\n");
     secret_file_ = write_secret_file(dir_);
-  }
-
-  // The catalog the client builds from the same experiment, as rmai run does.
-  static Catalog catalog_of(const models::Experiment& e) {
-    CatalogSpec spec;
-    spec.model = e.model.name;
-    spec.moe_layers = e.model.moe_layers;
-    spec.experts = e.model.experts;
-    spec.expert_bytes = e.model.expert_bytes();
-    spec.scale = e.emul.scale;
-    spec.layers = parse_layer_list(e.emul.layers, e.model.moe_layers, "emul.layers");
-    spec.seed = e.seed;
-    return Catalog(spec);
   }
 
   MemdProcessOptions process_options() const {
