@@ -360,42 +360,44 @@ ControlListener::~ControlListener() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-bool serve_handshake(int fd, const std::string& secret, const Welcome& welcome, double timeout_s, std::string& why) {
-  const auto deadline = deadline_after(timeout_s);
-  const auto hello = recv_frame(fd, kMaxHello, deadline);
+Hello read_hello(int fd, const std::string& secret, double timeout_s, std::string& why) {
+  const auto hello = recv_frame(fd, kMaxHello, deadline_after(timeout_s));
   if (!hello) {
     why = "no hello (closed, too long, or not within " + std::to_string(timeout_s) + " s)";
-    return false;
+    return Hello::Broken;
   }
   std::string given;
   try {
     Reader in(*hello);
     if (in.u32() != kMagic) {
       why = "not an rmai client";
-      return false;
+      return Hello::Broken;
     }
     if (const auto v = in.u32(); v != kVersion) {
       why = "protocol version " + std::to_string(v) + " (memd speaks " + std::to_string(kVersion) + ")";
-      return false;
+      return Hello::Broken;
     }
     given = in.str();
   } catch (const std::exception& e) {
     why = std::string("malformed hello: ") + e.what();
-    return false;
+    return Hello::Broken;
   }
   if (!secrets_equal(given, secret)) {
-    Writer out;
-    out.u8(kRefused);
-    out.str("refused: wrong secret");
-    send_all(fd, out.frame(), deadline);
     why = "wrong secret";
-    return false;
+    return Hello::WrongSecret;
   }
-  if (!send_all(fd, encode_welcome(welcome), deadline)) {
-    why = "the client went away during the handshake";
-    return false;
-  }
-  return true;
+  return Hello::Right;
+}
+
+void send_refusal(int fd, double timeout_s) {
+  Writer out;
+  out.u8(kRefused);
+  out.str("refused: wrong secret");
+  send_all(fd, out.frame(), deadline_after(timeout_s));
+}
+
+bool send_welcome(int fd, const Welcome& welcome, double timeout_s) {
+  return send_all(fd, encode_welcome(welcome), deadline_after(timeout_s));
 }
 
 std::string peer_name(int fd) {

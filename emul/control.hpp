@@ -69,11 +69,16 @@ class ControlListener {
   std::uint16_t port_ = 0;
 };
 
-// The server's side of one handshake on an accepted socket: reads the hello (waiting at most
-// `timeout_s`), and on the right secret sends `welcome` and returns true. On a wrong secret it sends
-// "refused" and returns false with `why` set; on a broken or malformed hello it returns false too.
-// The caller closes the socket when this returns false.
-bool serve_handshake(int fd, const std::string& secret, const Welcome& welcome, double timeout_s, std::string& why);
+// The server's side of a handshake on an accepted socket, in steps so that the server can count and
+// log a client before the client hears the answer.
+enum class Hello { Right, WrongSecret, Broken };
+// Reads the hello (waiting at most `timeout_s`) and compares its secret in constant time. `why` says
+// what was wrong otherwise.
+Hello read_hello(int fd, const std::string& secret, double timeout_s, std::string& why);
+// Sends "refused" (best effort: the caller closes the socket next).
+void send_refusal(int fd, double timeout_s);
+// Sends the welcome; false if the client went away.
+bool send_welcome(int fd, const Welcome& welcome, double timeout_s);
 
 // "ip:port" of the peer of a connected socket (for logs).
 std::string peer_name(int fd);

@@ -182,15 +182,26 @@ void MemoryServer::control_loop() {
       if (client >= 0) {
         const std::string peer = peer_name(client);
         std::string why;
-        if (serve_handshake(client, options_.secret, welcome_, kHandshakeTimeoutS, why)) {
+        const Hello hello = read_hello(client, options_.secret, kHandshakeTimeoutS, why);
+        // Counted and logged before the client hears the answer, so that what a client saw is
+        // already in the log.
+        if (hello == Hello::Right) {
           ++accepted_;
           ++connected_;
-          fds.push_back({client, POLLIN | POLLRDHUP, 0});
-          names.push_back(peer);
           log("client " + peer + " connected");
+          if (send_welcome(client, welcome_, kHandshakeTimeoutS)) {
+            fds.push_back({client, POLLIN | POLLRDHUP, 0});
+            names.push_back(peer);
+          } else {
+            --accepted_;
+            --connected_;
+            log("client " + peer + " went away during the handshake");
+            ::close(client);
+          }
         } else {
           ++refused_;
           log("refused client " + peer + ": " + why);
+          if (hello == Hello::WrongSecret) send_refusal(client, kHandshakeTimeoutS);
           ::close(client);
         }
       }

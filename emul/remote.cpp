@@ -21,6 +21,8 @@ constexpr auto kGoneCheckEvery = std::chrono::milliseconds(1);
 // it a refusal rather than the server's death: a killed server's sockets close together, but the
 // fabric's error may be read a moment before the control socket's EOF.
 constexpr double kGoneGraceS = 0.05;
+// After a failure, how long to wait for reads still in flight before closing the endpoint (fail()).
+constexpr double kDrainS = 0.5;
 // Keys of the client's own registrations: unique in its domain, which holds nothing else. Temporary
 // registrations count up from kTemporaryKeyBase.
 constexpr std::uint64_t kBufferKeyBase = 1;
@@ -114,6 +116,28 @@ std::string RemoteSource::describe() const {
 }
 
 void RemoteSource::fail(const std::string& what, std::uint32_t object) {
+  if (endpoint_ && in_flight_ > 0) {
+    // Let reads still in flight finish (or fail) before closing: closing a tcp;ofi_rxm endpoint
+    // whose peer just died, with reads outstanding, crashes inside libfabric 1.17 (seen under load
+    // in the SIGKILL test). A dead peer's reads fail within a progress call or two; a frozen one's
+    // never do, and the endpoint is closed after kDrainS anyway.
+    fid_cq* cq = endpoint_->fabric.cq();
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kDrainS));
+    fi_cq_entry entries[64];
+    while (in_flight_ > 0 && Clock::now() < deadline) {
+      const ssize_t n = fi_cq_read(cq, entries, std::size(entries));
+      if (n > 0) {
+        in_flight_ -= std::min<std::uint32_t>(in_flight_, static_cast<std::uint32_t>(n));
+      } else if (n == -FI_EAVAIL) {
+        fi_cq_err_entry error{};
+        fi_cq_readerr(cq, &error, 0);
+        --in_flight_;
+      } else if (n != -FI_EAGAIN) {
+        break;
+      }
+    }
+  }
+  in_flight_ = 0;
   endpoint_.reset();  // closes the endpoint: nothing still in flight can land after we return
   if (control_->server_gone() || control_->wait_gone(kGoneGraceS)) {
     gone_ = true;
@@ -179,12 +203,14 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
     if (n > 0) {
       for (ssize_t i = 0; i < n; ++i)
         free_slots.push_back(static_cast<std::uint32_t>(static_cast<fi_context2*>(entries[i].op_context) - contexts.data()));
+      in_flight_ -= static_cast<std::uint32_t>(n);
       last_progress = Clock::now();
       return static_cast<int>(n);
     }
     if (n == -FI_EAVAIL) {
       fi_cq_err_entry error{};
       fi_cq_readerr(cq, &error, 0);
+      --in_flight_;
       char provider_text[128] = "";
       const char* detail = fi_cq_strerror(cq, error.prov_errno, error.err_data, provider_text, sizeof provider_text);
       const auto slot = static_cast<std::uint32_t>(static_cast<fi_context2*>(error.op_context) - contexts.data());
@@ -220,6 +246,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
       if (rc == -FI_EAGAIN) break;  // the provider's queue is full: complete something first
       if (rc != 0) fail("memd at " + options_.server + ": fi_read of " + where(next) + ": " + fi_strerror(static_cast<int>(-rc)), object);
       free_slots.pop_back();
+      ++in_flight_;
       slot_piece[slot] = next++;
       if (count) ++reads_;
     }

@@ -78,6 +78,7 @@ class RemoteSource final : public ObjectSource {
   std::unique_ptr<Endpoint> endpoint_;  // null after a failure, until the next read
   std::vector<std::span<std::byte>> buffers_;
   bool gone_ = false;
+  std::uint32_t in_flight_ = 0;  // fi_reads posted and not completed (fail() drains them)
   std::chrono::steady_clock::time_point next_gone_check_{};  // when to look at the control connection again
   std::mutex mutex_;
   std::atomic<std::uint64_t> reads_{0};
