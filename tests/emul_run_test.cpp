@@ -149,6 +149,19 @@ TEST_F(EmulAgainstMemd, MemdKilledMidRunEndsTheRunWithinFiveSeconds) {
   EXPECT_FALSE(fs::exists(dir_ / "k" / "switches.csv"));
 }
 
+TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
+  const auto no_out = run({"validate", kQuickstart.string()});
+  EXPECT_EQ(no_out.exit_code, 2);
+  EXPECT_NE(no_out.err.find("--out"), std::string::npos) << no_out.err;
+  const auto cxl = run({"validate", kQuickstart.string(), "--out", "/nonexistent/x", "--tiers", "rmai,cxl"});
+  EXPECT_EQ(cxl.exit_code, 2);
+  EXPECT_NE(cxl.err.find("cxl"), std::string::npos) << cxl.err;
+  const auto bad_key = run({"validate", kQuickstart.string(), "--out", "/nonexistent/x", "--set", "emul.scale=2"});
+  EXPECT_EQ(bad_key.exit_code, 2);
+  EXPECT_NE(bad_key.err.find("emul.scale"), std::string::npos) << bad_key.err;
+  EXPECT_FALSE(fs::exists("/nonexistent/x"));
+}
+
 TEST_F(EmulRun, ValidateComparesBothHalvesOnTheSameSwitches) {
   const fs::path out = dir_ / "val";
   const auto r = run({"validate", kQuickstart.string(), "--out", out.string(), "--tiers", "dram,rmai", "--set",
