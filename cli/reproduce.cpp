@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "region.hpp"
 #include "support.hpp"
 #include "config.hpp"
 #include "errors.hpp"
@@ -76,7 +77,8 @@ int reproduce(const std::vector<std::string>& args) {
   }
   auto experiments = paper_experiments();
   for (const auto& name : only)
-    if (std::none_of(experiments.begin(), experiments.end(), [&](const fs::path& p) { return p.stem() == name; }))
+    if (name != "validate" &&
+        std::none_of(experiments.begin(), experiments.end(), [&](const fs::path& p) { return p.stem() == name; }))
       throw InputError("--only " + name, "no such experiment with a sweep in experiments/");
   if (!only.empty())
     std::erase_if(experiments, [&](const fs::path& p) { return std::find(only.begin(), only.end(), p.stem()) == only.end(); });
@@ -92,6 +94,24 @@ int reproduce(const std::vector<std::string>& args) {
     const int code = spawn(sweep);
     if (code == 2) return 2;  // a bad experiment file: nothing else is worth running
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
+  }
+  // The emulator against the simulator on this machine (experiments/validate.yaml), one run at a
+  // time after the sweeps so that nothing else disturbs its timings. Skipped, with the reason in
+  // the report, where userfaultfd is not available.
+  if (only.empty() || std::find(only.begin(), only.end(), "validate") != only.end()) {
+    const fs::path dir = out / "validate";
+    fs::create_directories(dir);
+    fs::remove(dir / "skipped.txt");
+    if (const std::string why = emul::userfaultfd_unavailable_reason(); !why.empty()) {
+      write_atomic(dir / "skipped.txt", why + "\n");
+      std::cerr << "rmai reproduce: validate skipped: " << why << "\n";
+    } else {
+      std::cerr << "rmai reproduce: validate (the emulator on this machine against the simulator)\n";
+      std::vector<std::string> validate{self, "validate", (config::home_dir() / "experiments" / "validate.yaml").string(),
+                                        "--out", dir.string()};
+      if (quick) validate.insert(validate.end(), {"--set", "trace.tokens=16"});
+      if (spawn(validate) != 0) failed.push_back("validate");
+    }
   }
   // The figure scripts are independent: run them `jobs` at a time (each spends a second importing
   // matplotlib).

@@ -2,6 +2,7 @@
 results were produced, the paper's claims checked against them, the figures with their captions
 (experiments/<name>.md), and the points that failed."""
 import base64
+import csv
 import html
 import json
 import re
@@ -337,6 +338,45 @@ def inline_html(text):
 def unlink(text):
     return re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
 
+def this_machine():
+    """(lines, table) from `rmai validate` on this machine (RESULTS/validate), or why there is none."""
+    folder = RESULTS / "validate"
+    skipped = folder / "skipped.txt"
+    if skipped.is_file():
+        return [f"Not run: {skipped.read_text().strip()}"], []
+    try:
+        with open(folder / "validation.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return ["Not run (no validate/validation.csv)."], []
+    value = {(r["tier"], r["metric"]): r for r in rows}
+    tiers = list(dict.fromkeys(r["tier"] for r in rows))
+    def num(tier, metric, side):
+        try:
+            return float(value[(tier, metric)][side])
+        except (KeyError, ValueError):
+            return float("nan")
+    table = []
+    for t in tiers:
+        switches = num(t, "expert_switches", "emul")
+        table.append([t, f"{num(t, 'switch_p50_s', 'emul') * 1e3:.3g}", f"{num(t, 'switch_p50_s', 'sim') * 1e3:.3g}",
+                      f"{num(t, 'switch_p50_s', 'rel_error'):+.0%}",
+                      f"{num(t, 'page_faults', 'emul') / switches:.4g}" if switches else "-",
+                      f"{num(t, 'page_faults', 'sim') / switches:.4g}" if switches else "-",
+                      f"{num(t, 'replay_s', 'emul'):.3g}", f"{num(t, 'replay_s', 'rel_error'):+.0%}"])
+    lines = ["The emulator ran each tier on this machine (real userfaultfd regions served by a memd over libfabric "
+             "on loopback, the disk and DRAM baselines) on experiments/validate.yaml, and the simulator ran the same "
+             "scaled experts on the `this-vm` platform preset (`rmai validate`; rel. error = (sim - emul) / emul)."]
+    rmai = num("rmai", "switch_p50_s", "emul")
+    ratios = [f"{t} / rmai {num(t, 'switch_p50_s', 'emul') / rmai:.3g}x" for t in tiers if t != "rmai" and rmai > 0]
+    if ratios:
+        lines.append("Measured p50 switch ratios on this machine: " + ", ".join(ratios) + ".")
+    return lines, table
+
+
+THIS_MACHINE_HEAD = ["tier", "emul p50 switch (ms)", "sim p50 switch (ms)", "p50 error", "emul faults / switch",
+                     "sim faults / switch", "emul replay (s)", "replay error"]
+
 # ---------------------------------------------------------------- writing
 
 claims = [(name, paper, *fn()) for name, paper, fn in CLAIMS]
@@ -355,7 +395,13 @@ md = ["# RMAI testbed: the paper's claims, reproduced", "", "## How it was produ
       *["| " + " | ".join(r) + " |" for r in table], "", "## Claims", "",
       "| Claim | Paper | Measured | Verdict |", "|---|---|---|---|"]
 md += [f"| {n} | {p} | {'<br>'.join(m)} | {v} |" for n, p, m, v in claims]
-md += ["", "Verdict rules:", "", *[f"- {r}" for r in RULES], "", "## Figures", ""]
+md += ["", "Verdict rules:", "", *[f"- {r}" for r in RULES], ""]
+machine_lines, machine_table = this_machine()
+md += ["## Measured on this machine", "", *[x for line in machine_lines for x in (line, "")]]
+if machine_table:
+    md += ["| " + " | ".join(THIS_MACHINE_HEAD) + " |", "|" + "---|" * len(THIS_MACHINE_HEAD),
+           *["| " + " | ".join(r) + " |" for r in machine_table], ""]
+md += ["## Figures", ""]
 for stem, cap in known:
     title, paras = caption(cap)
     md += [f"### {title}", "", f"![{title}](figures/{stem}.png)", "", *[x for p in paras for x in (unlink(p), "")]]
@@ -382,7 +428,12 @@ for n, p, m, v in claims:
     css = next(k for k in ("holds", "partly", "does-not-hold", "no-results", "") if v.replace(" ", "-").startswith(k))
     h.append(f"<tr><td>{e(n)}</td><td>{e(p)}</td><td>{'<br>'.join(e(x) for x in m)}</td>"
              f"<td class='{css}'>{e(v)}</td></tr>")
-h += ["</table><p>Verdict rules:</p><ul>", *[f"<li>{e(r)}</li>" for r in RULES], "</ul>", "<h2>Figures</h2>"]
+h += ["</table><p>Verdict rules:</p><ul>", *[f"<li>{e(r)}</li>" for r in RULES], "</ul>",
+      "<h2>Measured on this machine</h2>", *[f"<p>{inline_html(l)}</p>" for l in machine_lines]]
+if machine_table:
+    h += ["<table><tr>" + "".join(f"<th>{e(x)}</th>" for x in THIS_MACHINE_HEAD) + "</tr>",
+          *["<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>" for r in machine_table], "</table>"]
+h.append("<h2>Figures</h2>")
 for stem, cap in known + [(s, None) for s in extra]:
     title, paras = caption(cap) if cap else (stem, [])
     data = base64.b64encode((figdir / f"{stem}.png").read_bytes()).decode()

@@ -61,8 +61,12 @@ TEST_F(Reproduce, QuickWritesEveryFigureAndFillsTheClaims) {
   EXPECT_GE(scripts, 6);
   for (const auto& entry : fs::directory_iterator(kSource / "experiments")) {
     if (entry.path().extension() != ".yaml" || entry.path().stem() == "quickstart") continue;
+    if (entry.path().stem() == "validate") continue;  // not a sweep: rmai validate, below
     EXPECT_TRUE(fs::exists(out / entry.path().stem() / "results.csv")) << entry.path().stem();
   }
+  // The emulator against the simulator on this machine, or the reason it could not run.
+  const bool validated = fs::exists(out / "validate" / "validation.csv");
+  EXPECT_TRUE(validated || fs::exists(out / "validate" / "skipped.txt"));
   const std::string report = read(out / "report.md");
   // Every claim row carries a measured number (a ratio, a count or a size), none says "no results".
   EXPECT_THAT(report, Not(HasSubstr("no results")));
@@ -74,6 +78,10 @@ TEST_F(Reproduce, QuickWritesEveryFigureAndFillsTheClaims) {
       EXPECT_TRUE(std::regex_search(line, std::regex("[0-9]"))) << line;
     }
   EXPECT_GE(claim_rows, 5) << report;
+  EXPECT_THAT(report, HasSubstr("## Measured on this machine"));
+  if (validated) {
+    EXPECT_THAT(report, HasSubstr("| rmai | ")) << report;
+  }
   const std::string html = read(out / "report.html");
   EXPECT_THAT(html, HasSubstr("data:image/png;base64,"));
 }
