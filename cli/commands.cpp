@@ -20,6 +20,7 @@
 #include "results.hpp"
 #include "schemas.hpp"
 #include "spec.hpp"
+#include "support.hpp"
 #include "tier.hpp"
 #include "experiment_trace.hpp"
 
@@ -43,15 +44,8 @@ Options parse(const std::vector<std::string>& args, bool allow_run_options) {
       if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(flag, "needs a value");
       return args[++i];
     };
-    if (a == "--set") {
-      o.sets.push_back(value(a));
-    } else if (a.rfind("--set=", 0) == 0) {
-      o.sets.push_back(a.substr(6));
-    } else if (a == "--seed") {
-      o.sets.push_back("seed=" + value(a));
-    } else if (a == "--mode") {
-      o.sets.push_back("mode=" + value(a));
-    } else if (allow_run_options && a == "--out") {
+    if (take_experiment_option(args, i, o.sets)) continue;
+    if (allow_run_options && a == "--out") {
       o.out = value(a);
     } else if (allow_run_options && (a.rfind("--cfg=", 0) == 0 || a.rfind("--log=", 0) == 0)) {
       o.simgrid.push_back(a);

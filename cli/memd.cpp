@@ -16,6 +16,7 @@
 #include "memd.hpp"
 #include "objects.hpp"
 #include "spec.hpp"
+#include "support.hpp"
 
 namespace rmai::cli {
 namespace {
@@ -51,14 +52,9 @@ Options parse(const std::vector<std::string>& args) {
       if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(flag, "needs a value");
       return args[++i];
     };
+    if (take_experiment_option(args, i, o.sets)) continue;
     if (a == "--help" || a == "-h") {
       o.help = true;
-    } else if (a == "--set") {
-      o.sets.push_back(value(a));
-    } else if (a.rfind("--set=", 0) == 0) {
-      o.sets.push_back(a.substr(6));
-    } else if (a == "--seed") {
-      o.sets.push_back("seed=" + value(a));
     } else if (a == "--listen") {
       o.listen = value(a);
     } else if (a == "--secret-file") {

@@ -9,7 +9,22 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "errors.hpp"
+
 namespace rmai::cli {
+
+bool take_experiment_option(const std::vector<std::string>& args, std::size_t& i, std::vector<std::string>& sets) {
+  const std::string& a = args[i];
+  if (a.rfind("--set=", 0) == 0) {
+    sets.push_back(a.substr(6));
+    return true;
+  }
+  const char* key = a == "--set" ? "" : a == "--seed" ? "seed=" : a == "--mode" ? "mode=" : nullptr;
+  if (!key) return false;
+  if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(a, "needs a value");
+  sets.push_back(key + args[++i]);
+  return true;
+}
 
 pid_t start_program(const std::vector<std::string>& args) {
   std::cout.flush();

@@ -8,6 +8,11 @@
 
 namespace rmai::cli {
 
+// The options of every command that loads an experiment: --set key=value (or --set=key=value),
+// --seed N and --mode M, appended to `sets` as assignments. Returns whether args[i] is one of them,
+// with i moved past its value. Throws InputError for a missing value.
+bool take_experiment_option(const std::vector<std::string>& args, std::size_t& i, std::vector<std::string>& sets);
+
 // Starts a program (looked up in PATH) with the same stdout and stderr.
 pid_t start_program(const std::vector<std::string>& args);
 // Waits for a started program: its exit code (128 + signal if killed).

@@ -60,12 +60,9 @@ Options parse(const std::vector<std::string>& args) {
       if (i + 1 >= args.size()) throw InputError(a, "needs a value");
       return args[++i];
     };
+    if (take_experiment_option(args, i, o.sets)) continue;
     if (a == "--out") {
       o.out = value();
-    } else if (a == "--set") {
-      o.sets.push_back(value());
-    } else if (a.rfind("--set=", 0) == 0) {
-      o.sets.push_back(a.substr(6));
     } else if (a == "--tiers") {
       o.tiers = split(value());
     } else if (a == "--platform") {
