@@ -3,11 +3,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
+#include <system_error>
 
 #include "errors.hpp"
 
@@ -43,8 +45,8 @@ pid_t start_program(const std::vector<std::string>& args) {
 
 int finish(pid_t pid) {
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-  }
+  while (::waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "waitpid");
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 

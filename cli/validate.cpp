@@ -120,7 +120,7 @@ std::string number(double v) {
   return buffer;
 }
 
-// One child run; its output goes to DIR/run.log. Throws naming the log when the run fails.
+// One child run, its messages on our stderr. Throws when the run fails.
 void run_child(const fs::path& self, const Options& o, const std::string& tier, const std::string& mode,
                const fs::path& dir) {
   std::vector<std::string> args{self.string(), "run", o.experiment};

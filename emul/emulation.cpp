@@ -61,13 +61,12 @@ Catalog catalog_of(const models::Experiment& e) {
                   e.emul.scale, e.emul.layer_list, e.seed});
 }
 
-bool emulated(const std::string& tier) { return tier != "cxl"; }
+bool emulated(const std::string& tier) { return StoreRegistry::instance().contains(tier); }
 
 metrics::RunResult run_emulation(const models::Experiment& e, const traces::RoutingTrace& trace, const Launch& launch) {
   if (!emulated(e.tier))
-    throw InputError("memory.tier", "'" + e.tier + "' has no emulation: this machine has no CXL-like memory (use mode: sim)");
-  if (!StoreRegistry::instance().contains(e.tier))
-    throw InputError("memory.tier", "no emulated tier '" + e.tier + "' (" + StoreRegistry::instance().names_joined() + ")");
+    throw InputError("memory.tier", "'" + e.tier + "' has no emulation (emulated: " +
+                                        StoreRegistry::instance().names_joined() + "; cxl needs CXL-like memory: use mode: sim)");
   const Catalog catalog = catalog_of(e);
   const bool remote = e.tier == "rmai" || e.tier == "page4k";
 

@@ -23,7 +23,7 @@ struct Launch {
 // The catalog an experiment's emulation serves (emul.scale, emul.layers, the seed).
 Catalog catalog_of(const models::Experiment& experiment);
 
-// The tiers the emulator has (those of the simulator except cxl: no CXL memory here).
+// Whether the emulator has the tier (a store registered under its name: every tier but cxl).
 bool emulated(const std::string& tier);
 
 metrics::RunResult run_emulation(const models::Experiment& experiment, const traces::RoutingTrace& trace,

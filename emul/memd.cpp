@@ -90,6 +90,7 @@ MemoryServer::MemoryServer(const Catalog& catalog, MemoryServerOptions options)
     progress_ = std::thread([this] { progress_loop(); });
     control_ = std::thread([this] { control_loop(); });
   } catch (...) {
+    if (progress_.joinable()) stop();  // the progress thread uses the fabric: end it first
     regions_.clear();
     fabric_.reset();
     ::munmap(memory_, mapped_bytes_);

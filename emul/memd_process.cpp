@@ -141,9 +141,7 @@ MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(option
   int status = 0;
   std::string what;
   if (eof) {
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = 0;
+    status = stop();  // reaps a child that exited; one that closed the pipe but lives on is stopped
     what = "rmai memd " + describe_status(status) + " before serving";
   } else {
     what = "rmai memd did not serve within " + std::to_string(options_.ready_timeout_s) + " s";

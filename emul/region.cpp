@@ -106,6 +106,9 @@ Region::Region(ObjectSource& source, RegionOptions options)
     uffd_ = userfaultfd_with(UFFD_FEATURE_MINOR_HUGETLBFS);
     if (uffd_ < 0) huge_ = false;
   }
+  // Huge pages asked for but not to be had: where the caller lets us choose, copy, which beats twin
+  // on 4 KiB shmem pages here (bench_emul).
+  if (options_.huge_pages && !huge_ && options_.fallback) layout_ = Layout::Copy;
   if (layout_ == Layout::Twin && !huge_) {
     uffd_ = userfaultfd_with(UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_MINOR_SHMEM);
     if (uffd_ < 0) {
@@ -114,13 +117,19 @@ Region::Region(ObjectSource& source, RegionOptions options)
     }
   }
   if (layout_ == Layout::Copy) {
+    if (uffd_ >= 0) close(uffd_);
     uffd_ = userfaultfd_with(0);
     if (uffd_ < 0) throw std::runtime_error("userfaultfd refused its API handshake");
   }
-  layout_ == Layout::Twin ? setup_twin() : setup_copy();
-  stop_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (stop_fd_ < 0) throw_errno("eventfd");
-  handler_ = std::thread([this] { handle_faults(); });
+  try {
+    layout_ == Layout::Twin ? setup_twin() : setup_copy();
+    stop_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (stop_fd_ < 0) throw_errno("eventfd");
+    handler_ = std::thread([this] { handle_faults(); });
+  } catch (...) {
+    release();
+    throw;
+  }
 }
 
 Region::~Region() {
@@ -129,6 +138,10 @@ Region::~Region() {
     if (write(stop_fd_, &one, sizeof one) != sizeof one) std::terminate();  // the handler would never end
     handler_.join();
   }
+  release();
+}
+
+void Region::release() {
   if (app_) munmap(app_, total_bytes_);
   if (fill_) munmap(fill_, total_bytes_);
   if (staging_) munmap(staging_, granule_bytes());
@@ -159,8 +172,10 @@ void Region::setup_twin() {
   fill_ = static_cast<std::byte*>(f);
   // MISSING and MINOR both: with MINOR alone, a hole would be silently zero-filled (REFERENCE.md).
   register_range(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR);
-  // The transport writes into the fill mapping, never into the registered one.
-  source_.register_buffer({fill_, total_bytes_});
+  // The transport writes into the fill mapping, never into the uffd-registered one. The fill mapping
+  // is not registered with the NIC as a whole: eviction punches holes, so a long-lived registration
+  // would pin page frames the memfd no longer holds. Providers that need local registrations
+  // register each read's destination (remote.hpp); tcp and shm need none.
 }
 
 void Region::setup_copy() {
@@ -272,8 +287,17 @@ void Region::handle_faults() {
       if (errno == EAGAIN || errno == EINTR) continue;
       std::terminate();
     }
-    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i)
-      if (messages[i].event == UFFD_EVENT_PAGEFAULT) serve(messages[i].arg.pagefault.address);
+    for (ssize_t i = 0; i < n / static_cast<ssize_t>(sizeof(uffd_msg)); ++i) {
+      if (messages[i].event != UFFD_EVENT_PAGEFAULT) continue;
+      try {
+        serve(messages[i].arg.pagefault.address);
+      } catch (const std::exception& e) {
+        // Even zeros could not be mapped: the faulting thread cannot be released. End the process
+        // with the reason rather than hang it or die in std::terminate without one.
+        std::fprintf(stderr, "rmai: failed: the region's fault handler: %s (%s)\n", e.what(), error_.c_str());
+        std::_Exit(1);
+      }
+    }
   }
 }
 
