@@ -40,13 +40,10 @@ Options parse(const std::vector<std::string>& args, bool allow_run_options) {
   Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const auto value = [&](const std::string& flag) {
-      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(flag, "needs a value");
-      return args[++i];
-    };
+    const auto value = [&] { return option_value(args, i); };
     if (take_experiment_option(args, i, o.sets)) continue;
     if (allow_run_options && a == "--out") {
-      o.out = value(a);
+      o.out = value();
     } else if (allow_run_options && (a.rfind("--cfg=", 0) == 0 || a.rfind("--log=", 0) == 0)) {
       o.simgrid.push_back(a);
     } else if (!a.empty() && a[0] == '-') {

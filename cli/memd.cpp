@@ -48,19 +48,16 @@ Options parse(const std::vector<std::string>& args) {
   Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const auto value = [&](const std::string& flag) {
-      if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(flag, "needs a value");
-      return args[++i];
-    };
+    const auto value = [&] { return option_value(args, i); };
     if (take_experiment_option(args, i, o.sets)) continue;
     if (a == "--help" || a == "-h") {
       o.help = true;
     } else if (a == "--listen") {
-      o.listen = value(a);
+      o.listen = value();
     } else if (a == "--secret-file") {
-      o.secret_file = value(a);
+      o.secret_file = value();
     } else if (a == "--ready-fd") {
-      const std::string v = value(a);
+      const std::string v = value();
       if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos)
         throw InputError(a, "'" + v + "' is not a file descriptor number");
       o.ready_fd = std::stoi(v);

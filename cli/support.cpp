@@ -15,6 +15,11 @@
 
 namespace rmai::cli {
 
+const std::string& option_value(const std::vector<std::string>& args, std::size_t& i) {
+  if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(args[i], "needs a value");
+  return args[++i];
+}
+
 bool take_experiment_option(const std::vector<std::string>& args, std::size_t& i, std::vector<std::string>& sets) {
   const std::string& a = args[i];
   if (a.rfind("--set=", 0) == 0) {
@@ -23,8 +28,7 @@ bool take_experiment_option(const std::vector<std::string>& args, std::size_t& i
   }
   const char* key = a == "--set" ? "" : a == "--seed" ? "seed=" : a == "--mode" ? "mode=" : nullptr;
   if (!key) return false;
-  if (i + 1 >= args.size() || args[i + 1].rfind("--", 0) == 0) throw InputError(a, "needs a value");
-  sets.push_back(key + args[++i]);
+  sets.push_back(key + option_value(args, i));
   return true;
 }
 

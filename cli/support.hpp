@@ -11,6 +11,10 @@ namespace rmai::cli {
 // The options of every command that loads an experiment: --set key=value (or --set=key=value),
 // --seed N and --mode M, appended to `sets` as assignments. Returns whether args[i] is one of them,
 // with i moved past its value. Throws InputError for a missing value.
+// The value after option args[i], moving i onto it. Throws InputError naming the option when there is
+// none (the end, or another --option).
+const std::string& option_value(const std::vector<std::string>& args, std::size_t& i);
+
 bool take_experiment_option(const std::vector<std::string>& args, std::size_t& i, std::vector<std::string>& sets);
 
 // Starts a program (looked up in PATH) with the same stdout and stderr.

@@ -56,10 +56,7 @@ Options parse(const std::vector<std::string>& args) {
   Options o;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
-    const auto value = [&] {
-      if (i + 1 >= args.size()) throw InputError(a, "needs a value");
-      return args[++i];
-    };
+    const auto value = [&] { return option_value(args, i); };
     if (take_experiment_option(args, i, o.sets)) continue;
     if (a == "--out") {
       o.out = value();
