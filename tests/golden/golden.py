@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""Golden regression of the simulator's latency model.
+
+Runs every case below with `rmai run` on tests/golden/base.yaml and compares each run's
+summary.json metrics (every value but wall_time_s) and a digest of its switches.csv with the stored
+tests/golden/<case>.json. A metric that moves by more than 1e-9 relative fails the check, and the
+report says, per case, which metrics moved, from what to what.
+
+  tests/golden/golden.py --rmai build/bin/rmai            # check (CTest runs this)
+  tests/golden/golden.py --rmai build/bin/rmai --update   # rewrite the golden files, same report
+
+Update only when a simulated number changes on purpose, in the commit that changes it, and say why
+in its message (README, "Golden regression").
+"""
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BASE = os.path.join(HERE, "base.yaml")
+RELATIVE_TOLERANCE = 1e-9
+
+# The two models of the set, each with a cache of a quarter of its routed experts.
+MODELS = {"mixtral": ["model=mixtral-8x7b", "cache.gpu_experts=64"],
+          "olmoe": ["model=olmoe-1b-7b", "cache.gpu_experts=256"]}
+
+
+def registered_tiers(rmai):
+    """The tiers the simulator registers, in presentation order."""
+    return ["dram", "cxl", "rmai", "page4k", "disk-mmap", "disk-read"]
+
+
+def cases(tiers):
+    """Case name -> the --set assignments of its run."""
+    out = {}
+    for tier in tiers:  # every tier on both models, one node and 8 nodes sharing one server
+        for model, sets in MODELS.items():
+            for nodes in (1, 8):
+                out[f"{model}-{tier}-n{nodes}"] = sets + [f"memory.tier={tier}", f"nodes={nodes}"]
+    mixtral = MODELS["mixtral"]
+    olmoe = MODELS["olmoe"]
+    for prefetch in ("next-layer", "oracle"):
+        for nodes in (1, 8):
+            out[f"mixtral-rmai-{prefetch}-n{nodes}"] = mixtral + [f"cache.prefetch={prefetch}", f"nodes={nodes}"]
+    out["olmoe-disk-mmap-next-layer-depth4"] = olmoe + ["memory.tier=disk-mmap", "cache.prefetch=next-layer",
+                                                        "cache.prefetch_depth=4"]
+    for nodes in (1, 8):  # region chunks: the fetch of one chunk overlaps the GPU copy of the last
+        out[f"mixtral-rmai-chunk32MiB-n{nodes}"] = mixtral + ["memory.rmai.region_chunk=32MiB", f"nodes={nodes}"]
+    out["mixtral-rmai-chunk32MiB-400g"] = mixtral + ["memory.rmai.region_chunk=32MiB",
+                                                     "platform.nic=connectx-7-400g"]
+    out["mixtral-rmai-4-servers-n8"] = mixtral + ["nodes=8", "platform.memory_servers=4"]
+    for policy in ("lfu", "fifo"):
+        out[f"olmoe-rmai-{policy}"] = olmoe + [f"cache.policy={policy}"]
+    # Calibrated generators and real sample traces.
+    out["mixtral-rmai-gen-mmlu"] = mixtral + ["trace.generator=mixtral-8x7b-mmlu"]
+    out["olmoe-page4k-gen-c4-2seq"] = olmoe + ["memory.tier=page4k", "trace.generator=olmoe-1b-7b-c4",
+                                               "trace.sequences=2"]
+    out["mixtral-disk-read-trace-mmlu"] = mixtral + ["memory.tier=disk-read",
+                                                     "trace.file=traces/samples/mixtral-8x7b-mmlu-256.csv"]
+    out["olmoe-rmai-trace-c4-n8"] = olmoe + ["trace.file=traces/samples/olmoe-1b-7b-c4-256.csv", "nodes=8"]
+    # The scaled experts and layers `rmai validate` simulates on this machine's platform.
+    for tier in ("rmai", "page4k"):
+        out[f"mixtral-{tier}-emulated-this-vm"] = mixtral + [
+            f"memory.tier={tier}", "experts=emulated", "emul.layers=0-3", "cache.gpu_experts=8",
+            "platform=this-vm"]
+    return out
+
+
+def flatten(value, prefix=""):
+    """summary.json as dotted keys (expert_switch_s.p50, bytes.remote, ...)."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def run_case(rmai, name, sets, workdir):
+    out = os.path.join(workdir, name)
+    command = [rmai, "run", BASE, "--out", out]
+    for assignment in sets:
+        command += ["--set", assignment]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": f"exit {done.returncode}: {done.stderr.strip()}"}
+    with open(os.path.join(out, "summary.json")) as f:
+        metrics = flatten(json.load(f))
+    metrics.pop("wall_time_s")  # measures this machine
+    with open(os.path.join(out, "switches.csv"), "rb") as f:
+        switches = f.read()
+    return {"set": sets, "metrics": metrics,
+            "switches_csv": {"rows": switches.count(b"\n") - 1, "sha256": hashlib.sha256(switches).hexdigest()}}
+
+
+def moved(old, new):
+    """True when a metric's value differs beyond the tolerance (exact for text)."""
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        if math.isnan(old) or math.isnan(new):
+            return not (math.isnan(old) and math.isnan(new))
+        return abs(new - old) > RELATIVE_TOLERANCE * max(abs(old), abs(new))
+    return old != new
+
+
+def differences(golden, result):
+    """Lines naming what moved between a golden record and a fresh result."""
+    lines = []
+    if "error" in result:
+        return [result["error"]]
+    old, new = golden["metrics"], result["metrics"]
+    for key in sorted(old.keys() | new.keys()):
+        if key not in new:
+            lines.append(f"{key}: {old[key]!r} -> (gone)")
+        elif key not in old:
+            lines.append(f"{key}: (new) -> {new[key]!r}")
+        elif moved(old[key], new[key]):
+            change = ""
+            if isinstance(old[key], (int, float)) and old[key]:
+                change = f" ({(new[key] - old[key]) / abs(old[key]):+.3g} relative)"
+            lines.append(f"{key}: {old[key]!r} -> {new[key]!r}{change}")
+    if golden["switches_csv"] != result["switches_csv"]:
+        lines.append(f"switches.csv: {golden['switches_csv']['rows']} rows {golden['switches_csv']['sha256'][:12]} -> "
+                     f"{result['switches_csv']['rows']} rows {result['switches_csv']['sha256'][:12]}")
+    if golden.get("set") != result["set"]:
+        lines.append(f"--set: {golden.get('set')} -> {result['set']}")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rmai", required=True, help="the rmai executable")
+    parser.add_argument("--update", action="store_true", help="rewrite the golden files (prints the same report)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+
+    todo = cases(registered_tiers(args.rmai))
+    with tempfile.TemporaryDirectory(prefix="rmai-golden-") as workdir:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {name: pool.submit(run_case, args.rmai, name, sets, workdir) for name, sets in todo.items()}
+            results = {name: future.result() for name, future in futures.items()}
+
+    failures = 0
+    for name, result in results.items():
+        path = os.path.join(HERE, name + ".json")
+        if os.path.exists(path):
+            with open(path) as f:
+                lines = differences(json.load(f), result)
+        else:
+            lines = ["no golden file (new case)"]
+        if lines:
+            failures += 1
+            print(f"{name}:")
+            for line in lines:
+                print(f"  {line}")
+        if args.update and lines and "error" not in result:
+            with open(path + ".tmp", "w") as f:
+                json.dump(result, f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.replace(path + ".tmp", path)
+    stale = sorted(f[:-5] for f in os.listdir(HERE) if f.endswith(".json") and f[:-5] not in todo)
+    for name in stale:
+        failures += 1
+        print(f"{name}: golden file of no case" + (" (removed)" if args.update else ""))
+        if args.update:
+            os.remove(os.path.join(HERE, name + ".json"))
+
+    errors = sum("error" in r for r in results.values())
+    print(f"golden: {len(todo)} cases, {failures} differ" + (", files updated" if args.update else ""))
+    if errors or (failures and not args.update):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
