@@ -1,7 +1,7 @@
 // The emulator's transport alone: fi_read from an in-process memd on loopback into registered
 // memory, per provider (tcp = tcp;ofi_rxm, shm when this machine has it). 4 KiB latency at queue
 // depth 1, and bandwidth of whole-object reads for several object sizes, read sizes and depths.
-// Compare designs by ratio: this 2-core VM pays ~1 us per syscall (REFERENCE.md).
+// Compare designs by ratio: this 2-core VM pays ~1 us per syscall (docs/reference.md).
 //
 // TransportRig (server + catalog + RemoteSource for an object size) is the reusable part: region
 // fault benchmarks build on the same rigs. RMAI_BENCH_SPIN_US=N sets the server's spin_us (memd.hpp)
@@ -17,12 +17,12 @@
 #include <tuple>
 #include <vector>
 
-#include "fabric.hpp"
-#include "huge_pages.hpp"
-#include "memd.hpp"
-#include "objects.hpp"
-#include "region.hpp"
-#include "remote.hpp"
+#include "emul/fabric.hpp"
+#include "emul/huge_pages.hpp"
+#include "emul/memd.hpp"
+#include "emul/objects.hpp"
+#include "emul/region.hpp"
+#include "emul/remote.hpp"
 
 namespace {
 

@@ -9,15 +9,15 @@
 #include <chrono>
 #include <string>
 
-#include "experiment_trace.hpp"
-#include "replay.hpp"
+#include "traces/experiment_trace.hpp"
+#include "sim/replay.hpp"
 
 namespace {
 
 const std::string kQuickstart = std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml";
 
 void replay(benchmark::State& state, const std::string& tier, int tokens, int nodes) {
-  const auto e = rmai::models::load_experiment(
+  const auto e = rmai::spec::load_experiment(
       kQuickstart, {"memory.tier=" + tier, "trace.tokens=" + std::to_string(tokens), "nodes=" + std::to_string(nodes)});
   const auto trace = rmai::traces::experiment_trace(e);
   const double accesses = double(tokens) * nodes * e.model.moe_layers * e.model.top_k;

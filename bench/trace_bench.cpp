@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <random>
 
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-#include "expert_cache.hpp"
+#include "cache/expert_cache.hpp"
 
 #include <algorithm>
 #include <limits>

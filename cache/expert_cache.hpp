@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "registry.hpp"
+#include "config/registry.hpp"
 
 namespace rmai::cache {
 

@@ -1,5 +1,5 @@
 // First in, first out: evicts the expert that became resident earliest; hits do not matter.
-#include "expert_cache.hpp"
+#include "cache/expert_cache.hpp"
 
 namespace rmai::cache {
 namespace {

@@ -12,7 +12,7 @@
 #include <tuple>
 #include <vector>
 
-#include "expert_cache.hpp"
+#include "cache/expert_cache.hpp"
 
 namespace rmai::cache {
 namespace {

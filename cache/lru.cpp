@@ -1,5 +1,5 @@
 // Least recently used: evicts the resident expert whose last use is oldest.
-#include "expert_cache.hpp"
+#include "cache/expert_cache.hpp"
 
 namespace rmai::cache {
 namespace {

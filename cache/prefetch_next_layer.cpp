@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "prefetcher.hpp"
+#include "cache/prefetcher.hpp"
 
 namespace rmai::cache {
 namespace {

@@ -1,5 +1,5 @@
 // No prefetching: every expert is switched in when a layer routes to it (the default).
-#include "prefetcher.hpp"
+#include "cache/prefetcher.hpp"
 
 namespace rmai::cache {
 namespace {

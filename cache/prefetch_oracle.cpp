@@ -2,7 +2,7 @@
 // No system can know them before the router runs: an upper bound for the realizable prefetchers.
 #include <algorithm>
 
-#include "prefetcher.hpp"
+#include "cache/prefetcher.hpp"
 
 namespace rmai::cache {
 namespace {

@@ -8,8 +8,8 @@
 #include <span>
 #include <vector>
 
-#include "expert_cache.hpp"
-#include "registry.hpp"
+#include "cache/expert_cache.hpp"
+#include "config/registry.hpp"
 
 namespace rmai::cache {
 

@@ -1,4 +1,4 @@
-#include "commands.hpp"
+#include "cli/commands.hpp"
 
 #include <array>
 #include <xbt/base.h>  // simgrid/version.h needs its macros
@@ -10,19 +10,19 @@
 #include <iostream>
 #include <memory>
 
-#include "errors.hpp"
-#include "expert_cache.hpp"
-#include "prefetcher.hpp"
-#include "replay.hpp"
-#include "emulation.hpp"
-#include "fabric.hpp"
-#include "store.hpp"
-#include "results.hpp"
-#include "schemas.hpp"
-#include "spec.hpp"
-#include "support.hpp"
-#include "tier.hpp"
-#include "experiment_trace.hpp"
+#include "config/errors.hpp"
+#include "cache/expert_cache.hpp"
+#include "cache/prefetcher.hpp"
+#include "sim/replay.hpp"
+#include "emul/emulation.hpp"
+#include "emul/fabric.hpp"
+#include "emul/store.hpp"
+#include "metrics/results.hpp"
+#include "spec/schemas.hpp"
+#include "spec/experiment.hpp"
+#include "cli/support.hpp"
+#include "sim/tier.hpp"
+#include "traces/experiment_trace.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -69,7 +69,7 @@ std::string git_revision() {
   return out.empty() ? "unknown" : out;
 }
 
-YAML::Node resolved_config(const models::Experiment& e) {
+YAML::Node resolved_config(const spec::Experiment& e) {
   // The name first, whether it was given or derived, so that running this file again writes the same file.
   YAML::Node root(YAML::NodeType::Map);
   root["name"] = e.name;
@@ -91,7 +91,7 @@ YAML::Node resolved_config(const models::Experiment& e) {
 
 int check(const std::vector<std::string>& args) {
   const Options o = parse(args, false);
-  const auto e = models::load_experiment(o.experiment, o.sets);
+  const auto e = spec::load_experiment(o.experiment, o.sets);
   sim::check_registered(e);
   if (e.trace.file)
     traces::experiment_trace(e);  // validates the whole trace against the model
@@ -105,7 +105,7 @@ int check(const std::vector<std::string>& args) {
 
 int run(const std::vector<std::string>& args) {
   const Options o = parse(args, true);
-  const auto e = models::load_experiment(o.experiment, o.sets);
+  const auto e = spec::load_experiment(o.experiment, o.sets);
   const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   const auto wall_start = std::chrono::steady_clock::now();
@@ -123,7 +123,7 @@ int list(const std::vector<std::string>& args) {
   if (!args.empty()) throw InputError(args[0], "rmai list takes no arguments");
   std::cout << "models (models/moe):\n";
   for (const auto& name : config::preset_names("moe")) {
-    const auto m = models::load_model(name, name);
+    const auto m = spec::load_model(name, name);
     std::printf("  %-20s %u MoE layers x %u experts, top-%u, %.1f MB per expert\n", name.c_str(), m.moe_layers,
                 m.experts, m.top_k, m.expert_bytes() / 1e6);
   }
@@ -156,7 +156,7 @@ int list(const std::vector<std::string>& args) {
                 why.empty() ? "available here" : ("not available here: " + why).c_str());
   }
   std::cout << "\nparameters (kind, default; no default = required):\n";
-  for (const auto* schema : models::schema::all()) {
+  for (const auto* schema : spec::schema::all()) {
     std::cout << "  " << schema->name << ": " << schema->description << "\n";
     for (const auto& p : schema->params) {
       std::string kind = config::kind_name(p.kind);

@@ -1,12 +1,12 @@
-// rmai: one executable with git-style subcommands (INTERFACES.md). Exit codes: 0 success,
+// rmai: one executable with git-style subcommands (docs/interfaces.md). Exit codes: 0 success,
 // 2 bad input (the message names the file, line or key), 1 any other failure.
 #include <exception>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#include "commands.hpp"
-#include "errors.hpp"
+#include "cli/commands.hpp"
+#include "config/errors.hpp"
 
 namespace {
 

@@ -9,14 +9,14 @@
 #include <iostream>
 #include <optional>
 
-#include "commands.hpp"
-#include "control.hpp"
-#include "emulation.hpp"
-#include "errors.hpp"
-#include "memd.hpp"
-#include "objects.hpp"
-#include "spec.hpp"
-#include "support.hpp"
+#include "cli/commands.hpp"
+#include "emul/control.hpp"
+#include "emul/emulation.hpp"
+#include "config/errors.hpp"
+#include "emul/memd.hpp"
+#include "emul/objects.hpp"
+#include "spec/experiment.hpp"
+#include "cli/support.hpp"
 
 namespace rmai::cli {
 namespace {
@@ -82,7 +82,7 @@ int memd(const std::vector<std::string>& args) {
     std::cout << kUsage;
     return 0;
   }
-  const auto e = models::load_experiment(o.experiment, o.sets);
+  const auto e = spec::load_experiment(o.experiment, o.sets);
   const emul::Catalog catalog = emul::catalog_of(e);  // the one rmai run --mode emul expects
 
   std::string secret_file;

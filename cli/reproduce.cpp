@@ -11,11 +11,11 @@
 #include <thread>
 #include <vector>
 
-#include "commands.hpp"
-#include "region.hpp"
-#include "support.hpp"
-#include "config.hpp"
-#include "errors.hpp"
+#include "cli/commands.hpp"
+#include "emul/region.hpp"
+#include "cli/support.hpp"
+#include "config/tree.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;

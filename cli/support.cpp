@@ -1,4 +1,4 @@
-#include "support.hpp"
+#include "cli/support.hpp"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::cli {
 

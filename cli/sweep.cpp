@@ -1,4 +1,4 @@
-// `rmai sweep`: runs the points of a parameter sweep (models/lib/sweep.hpp), each as a separate
+// `rmai sweep`: runs the points of a parameter sweep (spec/sweep.hpp), each as a separate
 // `rmai run` process so that one crashing or failing point cannot take the others down, resumes
 // interrupted sweeps, joins the results into one tidy CSV, or emits a Slurm job array instead.
 #include <fcntl.h>
@@ -21,12 +21,12 @@
 #include <sstream>
 #include <thread>
 
-#include "commands.hpp"
-#include "support.hpp"
-#include "errors.hpp"
-#include "replay.hpp"
-#include "spec.hpp"
-#include "sweep.hpp"
+#include "cli/commands.hpp"
+#include "cli/support.hpp"
+#include "config/errors.hpp"
+#include "sim/replay.hpp"
+#include "spec/experiment.hpp"
+#include "spec/sweep.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -146,7 +146,7 @@ struct PointRecord {
 };
 
 json sweep_doc(const fs::path& experiment, bool quick, const std::vector<std::string>& sets,
-               const std::vector<models::SweepPoint>& points) {
+               const std::vector<spec::SweepPoint>& points) {
   json doc;
   doc["schema"] = 1;
   doc["experiment"] = experiment.string();
@@ -285,7 +285,7 @@ int collect(const fs::path& dir) {
 // A bad value in the main part of the YAML (every point fails), or a swept value that no point
 // accepts (a typo in a value list), stops the sweep before hours of runs. A combination that alone
 // is invalid (say, a cache larger than one of the swept models) only fails its point.
-void refuse_hopeless(const models::SweepSpec& spec, const std::vector<models::SweepPoint>& points,
+void refuse_hopeless(const spec::SweepSpec& spec, const std::vector<spec::SweepPoint>& points,
                      const std::vector<std::string>& invalid) {
   std::size_t bad = 0;
   for (const auto& error : invalid) bad += !error.empty();
@@ -314,7 +314,7 @@ class Progress {
   Progress(std::size_t total, std::size_t done, unsigned jobs)
       : total_(total), done_(done), jobs_(jobs), tty_(::isatty(STDERR_FILENO)), start_(Clock::now()) {}
 
-  void finished(const models::SweepPoint& p, bool ok, std::optional<double> seconds) {
+  void finished(const spec::SweepPoint& p, bool ok, std::optional<double> seconds) {
     ++done_;
     failed_ += !ok;
     if (seconds) {  // validation failures took no time and would skew the ETA
@@ -391,7 +391,7 @@ pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector
 // Runs the points `todo`, at most `jobs` at once. Points that failed validation are not run: their
 // error goes to their error.log like a run's.
 void run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
-                const std::vector<models::SweepPoint>& points, const std::vector<std::string>& invalid,
+                const std::vector<spec::SweepPoint>& points, const std::vector<std::string>& invalid,
                 const std::vector<std::size_t>& todo, Progress& progress, unsigned jobs) {
   struct Running {
     std::size_t index;
@@ -481,8 +481,8 @@ int sweep(const std::vector<std::string>& args) {
   if (o.collect && (o.target.empty() || fs::is_directory(o.target))) return collect(o.target.empty() ? o.out : o.target);
 
   const fs::path experiment = fs::absolute(o.target).lexically_normal();
-  const auto spec = models::load_sweep(experiment, o.quick, o.sweeps);
-  const auto points = models::expand(spec);
+  const auto spec = spec::load_sweep(experiment, o.quick, o.sweeps);
+  const auto points = spec::expand(spec);
   std::vector<std::string> common = spec.sets;
   common.insert(common.end(), o.sets.begin(), o.sets.end());
   if (o.point && *o.point >= points.size())
@@ -497,7 +497,7 @@ int sweep(const std::vector<std::string>& args) {
     std::vector<std::string> sets = common;
     sets.insert(sets.end(), points[i].assignments.begin(), points[i].assignments.end());
     try {
-      const auto e = models::load_experiment(experiment, sets);
+      const auto e = spec::load_experiment(experiment, sets);
       sim::check_registered(e);
       if (name.empty()) name = e.name;
     } catch (const InputError& error) {

@@ -1,7 +1,7 @@
-// `rmai trace`: the routing-trace tools of INTERFACES.md, one subcommand each.
+// `rmai trace`: the routing-trace tools of docs/interfaces.md, one subcommand each.
 #include <iostream>
 
-#include "commands.hpp"
+#include "cli/commands.hpp"
 
 namespace rmai::cli {
 namespace {

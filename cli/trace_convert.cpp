@@ -2,10 +2,10 @@
 // The output's form follows its extension (.rmtrace: binary, else CSV); the input's is sniffed.
 #include <iostream>
 
-#include "commands.hpp"
-#include "errors.hpp"
-#include "spec.hpp"
-#include "trace.hpp"
+#include "cli/commands.hpp"
+#include "config/errors.hpp"
+#include "spec/experiment.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::cli {
 
@@ -37,7 +37,7 @@ int trace_convert(const std::vector<std::string>& args) {
   if (model.empty()) {
     shape = traces::probe_shape(input);
   } else {
-    const auto m = models::load_model(model, "--model");
+    const auto m = spec::load_model(model, "--model");
     shape = {m.moe_layers, m.top_k, m.experts};
   }
   auto source = traces::open_trace(input, shape);

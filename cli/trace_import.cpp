@@ -2,11 +2,11 @@
 #include <iostream>
 #include <string>
 
-#include "commands.hpp"
-#include "errors.hpp"
-#include "jsonl.hpp"
-#include "spec.hpp"
-#include "trace.hpp"
+#include "cli/commands.hpp"
+#include "config/errors.hpp"
+#include "traces/jsonl.hpp"
+#include "spec/experiment.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::cli {
 namespace {
@@ -63,7 +63,7 @@ int trace_import(const std::vector<std::string>& args) {
   const ImportArgs a = parse_import(args);
   traces::ImportOptions options;
   if (!a.model.empty()) {
-    const models::MoeModel model = models::load_model(a.model, "--model");
+    const spec::MoeModel model = spec::load_model(a.model, "--model");
     options.shape = traces::TraceShape{model.moe_layers, model.top_k, model.experts};
     options.layer_id_limit = model.layers;
     for (std::uint32_t i = 0; i < model.moe_layers; ++i) options.moe_layer_ids.push_back(model.moe_layer_index(i));

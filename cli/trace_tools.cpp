@@ -9,14 +9,14 @@
 #include <optional>
 #include <sstream>
 
-#include "commands.hpp"
-#include "errors.hpp"
-#include "experiment_trace.hpp"
-#include "fit.hpp"
-#include "generator.hpp"
-#include "spec.hpp"
-#include "stats.hpp"
-#include "units.hpp"
+#include "cli/commands.hpp"
+#include "config/errors.hpp"
+#include "traces/experiment_trace.hpp"
+#include "traces/fit.hpp"
+#include "traces/generator.hpp"
+#include "spec/experiment.hpp"
+#include "traces/stats.hpp"
+#include "config/units.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -78,14 +78,14 @@ std::uint64_t count_option(const Args& args, const std::string& name, std::uint6
 
 // The shape of a trace from --model, else from the file (binary header or a CSV pass).
 traces::TraceShape trace_shape(const Args& args, const fs::path& trace) {
-  if (const auto model = args.get("--model")) return traces::shape_of(models::load_model(*model, "--model"));
+  if (const auto model = args.get("--model")) return traces::shape_of(spec::load_model(*model, "--model"));
   return traces::probe_shape(trace);
 }
 
 traces::TraceShape shape_option(const Args& args) {
   if (const auto model = args.get("--model")) {
     if (args.has("--shape")) throw InputError("--shape", "give --model or --shape, not both");
-    return traces::shape_of(models::load_model(*model, "--model"));
+    return traces::shape_of(spec::load_model(*model, "--model"));
   }
   const std::string text = args.required("--shape");
   unsigned layers = 0, top_k = 0, experts = 0;
@@ -192,7 +192,7 @@ int trace_gen(const std::vector<std::string>& argv) {
   if (!args.positional().empty()) throw InputError(args.positional()[0], "unexpected argument");
   const auto shape = shape_option(args);
   const std::uint64_t seed = count_option(args, "--seed", 1);
-  const fs::path file = models::find_generator(args.get("--generator").value_or("default"), "--generator");
+  const fs::path file = spec::find_generator(args.get("--generator").value_or("default"), "--generator");
   const auto generator = traces::load_generator(file, shape, seed);
   const std::uint64_t tokens = count_option(args, "--tokens", 0);
   if (tokens == 0) throw InputError("--tokens", "give a positive number of tokens");
@@ -233,7 +233,7 @@ int trace_fit(const std::vector<std::string>& argv) {
   traces::FitTargets targets;
   if (const auto tables = args.get("--counts")) {
     if (!args.positional().empty()) throw InputError(args.positional()[0], "give a trace or --counts, not both");
-    const auto shape = traces::shape_of(models::load_model(args.required("--model"), "--model"));
+    const auto shape = traces::shape_of(spec::load_model(args.required("--model"), "--model"));
     std::map<std::string, std::string> where;
     for (const auto& item : args.all("--where")) {
       const auto eq = item.find('=');

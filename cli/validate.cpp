@@ -10,12 +10,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "commands.hpp"
-#include "emulation.hpp"
-#include "errors.hpp"
-#include "schemas.hpp"
-#include "spec.hpp"
-#include "support.hpp"
+#include "cli/commands.hpp"
+#include "emul/emulation.hpp"
+#include "config/errors.hpp"
+#include "spec/schemas.hpp"
+#include "spec/experiment.hpp"
+#include "cli/support.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -75,10 +75,10 @@ Options parse(const std::vector<std::string>& args) {
   if (o.experiment.empty()) throw InputError("", "no experiment file given (rmai validate --help)");
   if (o.out.empty()) throw InputError("--out", "is required: the directory for validation.csv");
   if (o.tiers.empty())
-    for (const auto& t : models::tier_names())
+    for (const auto& t : spec::tier_names())
       if (emul::emulated(t)) o.tiers.push_back(t);
   for (const auto& t : o.tiers) {
-    const auto& names = models::tier_names();
+    const auto& names = spec::tier_names();
     if (std::find(names.begin(), names.end(), t) == names.end() || !emul::emulated(t))
       throw InputError("--tiers", "'" + t + "' is not a tier the emulator has (dram, rmai, page4k, disk-read, disk-mmap)");
   }
@@ -145,7 +145,7 @@ int validate(const std::vector<std::string>& args) {
   }
   const Options o = parse(args);
   // Loaded once here so that bad input fails before any run starts.
-  models::load_experiment(o.experiment, o.sets);
+  spec::load_experiment(o.experiment, o.sets);
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error\n";
   for (const auto& tier : o.tiers) {

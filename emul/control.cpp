@@ -1,4 +1,4 @@
-#include "control.hpp"
+#include "emul/control.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -19,8 +19,8 @@
 #include <sstream>
 #include <system_error>
 
-#include "errors.hpp"
-#include "source.hpp"
+#include "config/errors.hpp"
+#include "emul/source.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "objects.hpp"
+#include "emul/objects.hpp"
 
 namespace rmai::emul {
 

@@ -1,12 +1,12 @@
-#include "emul_replay.hpp"
+#include "emul/emul_replay.hpp"
 
 #include <chrono>
 #include <cstdlib>
 #include <memory>
 
-#include "errors.hpp"
-#include "expert_cache.hpp"
-#include "prefetcher.hpp"
+#include "config/errors.hpp"
+#include "cache/expert_cache.hpp"
+#include "cache/prefetcher.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -17,7 +17,7 @@ struct FreeDeleter {
 
 }  // namespace
 
-metrics::RunResult replay(const models::Experiment& e, const traces::RoutingTrace& trace, const Catalog& catalog,
+metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace& trace, const Catalog& catalog,
                           ExpertStore& store) {
   const auto& model = e.model;
   if (e.cache.prefetch != cache::kNoPrefetch)

@@ -3,15 +3,15 @@
 // the trace's tokens in order, each layer's routed experts looked up in an expert cache of the
 // configured size; a miss evicts per the policy (the store drops the victim) and loads the expert
 // through the store, timed on the wall clock. Layers the catalog does not keep are skipped.
-#include "objects.hpp"
-#include "results.hpp"
-#include "spec.hpp"
-#include "store.hpp"
-#include "trace.hpp"
+#include "emul/objects.hpp"
+#include "metrics/results.hpp"
+#include "spec/experiment.hpp"
+#include "emul/store.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::emul {
 
-metrics::RunResult replay(const models::Experiment& experiment, const traces::RoutingTrace& trace,
+metrics::RunResult replay(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
                           const Catalog& catalog, ExpertStore& store);
 
 }  // namespace rmai::emul

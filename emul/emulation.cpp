@@ -1,16 +1,16 @@
-#include "emulation.hpp"
+#include "emul/emulation.hpp"
 
 #include <unistd.h>
 
 #include <memory>
 #include <optional>
 
-#include "control.hpp"
-#include "errors.hpp"
-#include "memd_process.hpp"
-#include "remote.hpp"
-#include "emul_replay.hpp"
-#include "store.hpp"
+#include "emul/control.hpp"
+#include "config/errors.hpp"
+#include "emul/memd_process.hpp"
+#include "emul/remote.hpp"
+#include "emul/emul_replay.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 namespace fs = std::filesystem;
@@ -37,7 +37,7 @@ class TempDir {
 
 // The transport reads of the tier's paging path: RMAI's batched reads (fault_batch pages each,
 // queue_depth in flight), or one read per fault for classic paging.
-RemoteOptions remote_options(const models::Experiment& e, const std::string& server, const std::string& secret) {
+RemoteOptions remote_options(const spec::Experiment& e, const std::string& server, const std::string& secret) {
   RemoteOptions o;
   o.provider = e.emul.provider;
   o.server = server;
@@ -55,7 +55,7 @@ RemoteOptions remote_options(const models::Experiment& e, const std::string& ser
 
 }  // namespace
 
-Catalog catalog_of(const models::Experiment& e) {
+Catalog catalog_of(const spec::Experiment& e) {
   // The model's own expert size: emul.scale applies here, whatever the simulator's `experts` says.
   return Catalog({e.model.name, e.model.moe_layers, e.model.experts, e.model.expert_bytes() / e.model.expert_scale,
                   e.emul.scale, e.emul.layer_list, e.seed});
@@ -63,7 +63,7 @@ Catalog catalog_of(const models::Experiment& e) {
 
 bool emulated(const std::string& tier) { return StoreRegistry::instance().contains(tier); }
 
-metrics::RunResult run_emulation(const models::Experiment& e, const traces::RoutingTrace& trace, const Launch& launch) {
+metrics::RunResult run_emulation(const spec::Experiment& e, const traces::RoutingTrace& trace, const Launch& launch) {
   if (!emulated(e.tier))
     throw InputError("memory.tier", "'" + e.tier + "' has no emulation (emulated: " +
                                         StoreRegistry::instance().names_joined() + "; cxl needs CXL-like memory: use mode: sim)");

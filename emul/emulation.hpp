@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "objects.hpp"
-#include "results.hpp"
-#include "spec.hpp"
-#include "trace.hpp"
+#include "emul/objects.hpp"
+#include "metrics/results.hpp"
+#include "spec/experiment.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::emul {
 
@@ -21,12 +21,12 @@ struct Launch {
 };
 
 // The catalog an experiment's emulation serves (emul.scale, emul.layers, the seed).
-Catalog catalog_of(const models::Experiment& experiment);
+Catalog catalog_of(const spec::Experiment& experiment);
 
 // Whether the emulator has the tier (a store registered under its name: every tier but cxl).
 bool emulated(const std::string& tier);
 
-metrics::RunResult run_emulation(const models::Experiment& experiment, const traces::RoutingTrace& trace,
+metrics::RunResult run_emulation(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
                                  const Launch& launch);
 
 }  // namespace rmai::emul

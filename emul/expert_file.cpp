@@ -1,4 +1,4 @@
-#include "expert_file.hpp"
+#include "emul/expert_file.hpp"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -15,13 +15,13 @@
 #include <system_error>
 #include <vector>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::emul {
 namespace {
 
 // Bytes generated and written per pwrite: bounded memory at any emul.scale, and large enough that
-// the ~1 us per system call here (REFERENCE.md) is noise next to generating the bytes.
+// the ~1 us per system call here (docs/reference.md) is noise next to generating the bytes.
 constexpr std::uint64_t kWriteChunk = 4ull << 20;
 
 // The largest page-cache folio: PMD order, 2 MiB on x86-64 (MAX_PAGECACHE_ORDER,

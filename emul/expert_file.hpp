@@ -11,8 +11,8 @@
 #include <cstdint>
 #include <filesystem>
 
-#include "objects.hpp"
-#include "store.hpp"
+#include "emul/objects.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 

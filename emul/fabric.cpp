@@ -1,4 +1,4 @@
-#include "fabric.hpp"
+#include "emul/fabric.hpp"
 
 #include <rdma/fi_cm.h>
 #include <rdma/fi_errno.h>
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <utility>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -1,4 +1,4 @@
-#include "huge_pages.hpp"
+#include "emul/huge_pages.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -1,4 +1,4 @@
-#include "memd.hpp"
+#include "emul/memd.hpp"
 
 #include <poll.h>
 #include <rdma/fi_eq.h>
@@ -15,7 +15,7 @@
 #include <iostream>
 #include <system_error>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -54,7 +54,7 @@ MemoryServer::MemoryServer(const Catalog& catalog, MemoryServerOptions options)
   fabric_ = std::make_unique<Fabric>(FabricOptions{options_.provider, is_wildcard(options_.host) ? "" : options_.host});
 
   // Every object back to back in one mapping, in huge pages where the kernel gives them (first
-  // touch of 4 KiB pages costs ~12 us each here, REFERENCE.md).
+  // touch of 4 KiB pages costs ~12 us each here, docs/reference.md).
   mapped_bytes_ = std::max<std::size_t>(catalog_.total_bytes(), kPageSize);
   void* memory = ::mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (memory == MAP_FAILED)

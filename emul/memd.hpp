@@ -5,7 +5,7 @@
 // verbs; see remote.hpp for shm). Clients find the regions through the control plane (control.hpp),
 // which checks the shared secret first. Any number of clients may read the same objects at once.
 //
-// With the tcp and shm providers the target of a read must drive progress itself (REFERENCE.md, "The
+// With the tcp and shm providers the target of a read must drive progress itself (docs/reference.md, "The
 // emulator on this machine"), so the server runs a progress thread beside its control thread.
 #include <atomic>
 #include <cstdint>
@@ -16,9 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "control.hpp"
-#include "fabric.hpp"
-#include "objects.hpp"
+#include "emul/control.hpp"
+#include "emul/fabric.hpp"
+#include "emul/objects.hpp"
 
 namespace rmai::emul {
 

@@ -1,4 +1,4 @@
-#include "memd_process.hpp"
+#include "emul/memd_process.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -17,7 +17,7 @@
 #include <system_error>
 #include <thread>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::emul {
 namespace {

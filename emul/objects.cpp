@@ -1,10 +1,10 @@
-#include "objects.hpp"
+#include "emul/objects.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -1,4 +1,4 @@
-#include "region.hpp"
+#include "emul/region.hpp"
 
 #include <fcntl.h>
 #include <linux/memfd.h>
@@ -19,8 +19,8 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "errors.hpp"
-#include "huge_pages.hpp"
+#include "config/errors.hpp"
+#include "emul/huge_pages.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -170,7 +170,7 @@ void Region::setup_twin() {
   void* f = mmap(nullptr, total_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, memfd_, 0);
   if (f == MAP_FAILED) throw_errno("mmap of the region's fill mapping");
   fill_ = static_cast<std::byte*>(f);
-  // MISSING and MINOR both: with MINOR alone, a hole would be silently zero-filled (REFERENCE.md).
+  // MISSING and MINOR both: with MINOR alone, a hole would be silently zero-filled (docs/reference.md).
   register_range(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR);
   // The transport writes into the fill mapping, never into the uffd-registered one. The fill mapping
   // is not registered with the NIC as a whole: eviction punches holes, so a long-lived registration

@@ -5,7 +5,7 @@
 // the faulting thread. This is RMAI's mechanism done in user space: at region granularity one fault
 // brings in a whole expert (or a chunk of it) instead of thousands of 4 KiB faults.
 //
-// Two layouts serve the faults (REFERENCE.md, "The emulator on this machine"):
+// Two layouts serve the faults (docs/reference.md, "The emulator on this machine"):
 // - twin: one memfd (shmem) mapped twice. The application mapping is registered for MISSING and
 //   MINOR faults; the transport reads straight into the second, unregistered mapping (the one
 //   registered with the NIC), then UFFDIO_CONTINUE installs the PTEs. No copy, few ioctls: the
@@ -21,8 +21,8 @@
 #include <thread>
 #include <vector>
 
-#include "source.hpp"
-#include "store.hpp"
+#include "emul/source.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 

@@ -1,4 +1,4 @@
-#include "remote.hpp"
+#include "emul/remote.hpp"
 
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -27,9 +27,9 @@
 
 #include <rdma/fabric.h>
 
-#include "control.hpp"
-#include "fabric.hpp"
-#include "source.hpp"
+#include "emul/control.hpp"
+#include "emul/fabric.hpp"
+#include "emul/source.hpp"
 
 namespace rmai::emul {
 

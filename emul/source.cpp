@@ -1,4 +1,4 @@
-#include "source.hpp"
+#include "emul/source.hpp"
 
 #include <cstring>
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "objects.hpp"
+#include "emul/objects.hpp"
 
 namespace rmai::emul {
 

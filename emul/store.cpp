@@ -1,4 +1,4 @@
-#include "store.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 

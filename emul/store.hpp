@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "objects.hpp"
-#include "registry.hpp"
-#include "spec.hpp"
+#include "emul/objects.hpp"
+#include "config/registry.hpp"
+#include "spec/experiment.hpp"
 
 namespace rmai::emul {
 
@@ -44,7 +44,7 @@ class ExpertStore {
 
 // Everything a store is built from.
 struct StoreContext {
-  const models::Experiment& experiment;
+  const spec::Experiment& experiment;
   const Catalog& catalog;
   // The remote source for the region tiers (nullptr for the local tiers).
   class ObjectSource* source = nullptr;

@@ -1,4 +1,4 @@
-#include "results.hpp"
+#include "metrics/results.hpp"
 
 #include <algorithm>
 #include <array>
@@ -60,7 +60,7 @@ std::string summary_json(const RunResult& r) {
   j["bytes"] = {{"remote", r.bytes.remote}, {"disk", r.bytes.disk}, {"cxl", r.bytes.cxl}, {"pcie", r.bytes.pcie}};
   j["simulated_time_s"] = r.simulated_time_s;
   j["wall_time_s"] = r.wall_time_s;
-  // Extensions beyond INTERFACES.md.
+  // Extensions beyond docs/interfaces.md.
   j["cache_policy"] = r.policy;
   j["gpu_experts"] = r.gpu_experts;
   j["pool_bytes"] = r.pool_bytes;

@@ -1,5 +1,5 @@
 #pragma once
-// The results of one run, as both halves of the testbed report them (INTERFACES.md):
+// The results of one run, as both halves of the testbed report them (docs/interfaces.md):
 // summary.json, switches.csv and config.resolved.yaml in one directory.
 #include <yaml-cpp/yaml.h>
 
@@ -27,7 +27,7 @@ struct SwitchRecord {
   double bytes = 0;
   std::uint64_t faults = 0;
   // Brought in by the prefetcher for this token and layer rather than on demand. Not a column of
-  // switches.csv, whose format INTERFACES.md fixes: summary.json counts the prefetches.
+  // switches.csv, whose format docs/interfaces.md fixes: summary.json counts the prefetches.
   bool prefetch = false;
 };
 

@@ -7,7 +7,7 @@ rmai=build/bin/rmai
 [[ -x $rmai ]] || scripts/build.sh
 tables=models/routing
 
-# Adjacent reuse is not in the tables. source: REFERENCE.md "Routing statistics": Mixtral decode
+# Adjacent reuse is not in the tables. source: docs/reference.md "Routing statistics": Mixtral decode
 # shares 0.37 of a token's experts with the previous token; for OLMoE we take Qwen3's 39% adjacent
 # overlap, the closest fine-grained model measured (weak: not measured on OLMoE itself).
 mixtral_reuse=0.37

@@ -1,4 +1,4 @@
-#include "cluster.hpp"
+#include "sim/cluster.hpp"
 
 #include <string>
 
@@ -21,7 +21,7 @@ void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::ve
 
 }  // namespace
 
-Cluster::Cluster(const models::Platform& p, std::uint32_t nodes) {
+Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
   auto* zone = sg4::create_full_zone("cluster");
   std::vector<sg4::Link*> server_nics;
   for (std::uint32_t s = 0; s < p.memory_servers; ++s) {

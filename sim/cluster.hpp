@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "spec.hpp"
+#include "spec/experiment.hpp"
 
 namespace rmai::sim {
 
@@ -23,7 +23,7 @@ struct NodeHosts {
 class Cluster {
  public:
   // Builds the platform in the running engine (call once, before any actor starts).
-  Cluster(const models::Platform& platform, std::uint32_t nodes);
+  Cluster(const spec::Platform& platform, std::uint32_t nodes);
 
   const NodeHosts& node(std::uint32_t index) const { return nodes_.at(index); }
   sg4::Host* server(std::uint32_t index) const { return servers_.at(index); }

@@ -1,4 +1,4 @@
-#include "cost.hpp"
+#include "sim/cost.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -13,7 +13,7 @@ Medium medium_of(const std::string& tier) {
   throw std::invalid_argument("no storage medium known for tier " + tier);
 }
 
-metrics::Cost capital_cost(const models::Experiment& e, double tokens_per_s_per_node) {
+metrics::Cost capital_cost(const spec::Experiment& e, double tokens_per_s_per_node) {
   const auto& p = e.platform.prices;
   const double bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
   const double gigabytes = bytes / 1e9;

@@ -1,7 +1,7 @@
 #pragma once
 // Where each tier keeps the experts, and what that memory and the node cost (the cost study).
-#include "results.hpp"
-#include "spec.hpp"
+#include "metrics/results.hpp"
+#include "spec/experiment.hpp"
 
 namespace rmai::sim {
 
@@ -16,6 +16,6 @@ Medium medium_of(const std::string& tier);
 // Capital cost per node from platform.prices: the node, plus the memory holding one copy of the
 // experts (for the pool: each node's NIC plus its share of the servers, their NICs and DRAM), and
 // dollars per million tokens written off over `amortization_years` at the node's tokens/s.
-metrics::Cost capital_cost(const models::Experiment& e, double tokens_per_s_per_node);
+metrics::Cost capital_cost(const spec::Experiment& e, double tokens_per_s_per_node);
 
 }  // namespace rmai::sim

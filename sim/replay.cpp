@@ -1,4 +1,4 @@
-#include "replay.hpp"
+#include "sim/replay.hpp"
 
 #include <simgrid/s4u.hpp>
 
@@ -6,17 +6,17 @@
 #include <deque>
 #include <mutex>
 
-#include "cluster.hpp"
-#include "errors.hpp"
-#include "cost.hpp"
-#include "expert_cache.hpp"
-#include "prefetcher.hpp"
-#include "tier.hpp"
+#include "sim/cluster.hpp"
+#include "config/errors.hpp"
+#include "sim/cost.hpp"
+#include "cache/expert_cache.hpp"
+#include "cache/prefetcher.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 namespace {
 
-double roofline(const models::Experiment& e, double weight_bytes) {
+double roofline(const spec::Experiment& e, double weight_bytes) {
   const auto& gpu = e.platform.gpu;
   const double flops = 2.0 * weight_bytes / e.model.bytes_per_param;  // one multiply-add per weight
   return std::max(weight_bytes / (gpu.hbm_bandwidth * gpu.memory_efficiency),
@@ -103,7 +103,7 @@ struct Prefetching {
 // takes a cache slot at once (through the policy, which sees it as a use), never evicting the
 // replay's current layer or the other prefetches started for the same layer; these number at most
 // top_k + depth - 1 besides it, which check_consistency guarantees the cache can spare.
-void prefetch_node(std::uint32_t node, const models::Experiment& e, const Tier& tier, cache::ExpertCache& cache,
+void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& tier, cache::ExpertCache& cache,
                    const std::vector<cache::ExpertKey>& current_layer, Prefetching& p, NodeOutcome& out) {
   Executor exec;
   std::vector<cache::ExpertKey> protect;
@@ -135,7 +135,7 @@ void prefetch_node(std::uint32_t node, const models::Experiment& e, const Tier& 
   }
 }
 
-void replay_node(std::uint32_t node, const models::Experiment& e, const traces::RoutingTrace& trace,
+void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
                  const Tier& tier, NodeOutcome& out) {
   const auto& model = e.model;
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
@@ -250,16 +250,16 @@ const std::vector<std::string>& default_simgrid_options() {
   return options;
 }
 
-double moe_layer_compute_time(const models::Experiment& e) {
+double moe_layer_compute_time(const spec::Experiment& e) {
   return roofline(e, e.model.moe_layer_bytes_per_token());
 }
 
-double dense_layers_compute_time(const models::Experiment& e) {
+double dense_layers_compute_time(const spec::Experiment& e) {
   const double bytes = e.model.dense_layers_bytes_per_token();
   return bytes > 0 ? roofline(e, bytes) : 0.0;
 }
 
-void check_registered(const models::Experiment& e) {
+void check_registered(const spec::Experiment& e) {
   if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
     throw InputError(e.values.child("cache").where("policy"),
                      "unknown cache policy \"" + e.cache.policy + "\" (available: " +
@@ -272,7 +272,7 @@ void check_registered(const models::Experiment& e) {
     throw InputError(e.values.child("memory").where("tier"), "tier \"" + e.tier + "\" has no simulator model");
 }
 
-metrics::RunResult simulate(const models::Experiment& e, const traces::RoutingTrace& trace,
+metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args) {
   check_registered(e);
 

@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "results.hpp"
-#include "spec.hpp"
-#include "trace.hpp"
+#include "metrics/results.hpp"
+#include "spec/experiment.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::sim {
 
@@ -16,18 +16,18 @@ const std::vector<std::string>& default_simgrid_options();
 
 // Checks that the cache policy, the prefetcher and the tier the experiment names are registered
 // (load_experiment cannot: the registries live above the models library). Throws InputError.
-void check_registered(const models::Experiment& experiment);
+void check_registered(const spec::Experiment& experiment);
 
 // Replays `trace` on every inference node of the experiment (node i starts at token
 // i * tokens / nodes and wraps around, so nodes are busy with different tokens), and returns the
 // metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. One call per process:
 // SimGrid runs one engine per process.
-metrics::RunResult simulate(const models::Experiment& experiment, const traces::RoutingTrace& trace,
+metrics::RunResult simulate(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args);
 
 // Seconds one decode token spends computing one MoE layer / all dense layers on the GPU
 // (roofline: the larger of weight bytes over HBM bandwidth and FLOPs over compute).
-double moe_layer_compute_time(const models::Experiment& experiment);
-double dense_layers_compute_time(const models::Experiment& experiment);
+double moe_layer_compute_time(const spec::Experiment& experiment);
+double dense_layers_compute_time(const spec::Experiment& experiment);
 
 }  // namespace rmai::sim

@@ -1,4 +1,4 @@
-#include "tier.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 

@@ -11,10 +11,10 @@
 #include <memory>
 #include <vector>
 
-#include "cluster.hpp"
-#include "registry.hpp"
-#include "results.hpp"
-#include "spec.hpp"
+#include "sim/cluster.hpp"
+#include "config/registry.hpp"
+#include "metrics/results.hpp"
+#include "spec/experiment.hpp"
 
 namespace rmai::sim {
 
@@ -55,7 +55,7 @@ struct SwitchPlan {
 
 // Everything a tier needs to plan: the experiment (presets, tier parameters) and the cluster.
 struct TierContext {
-  const models::Experiment& experiment;
+  const spec::Experiment& experiment;
   const Cluster& cluster;
 };
 
@@ -76,7 +76,7 @@ inline sg4::Host* server_of(const Cluster& cluster, std::uint32_t expert_key) {
 }
 // Fixed cost of one one-sided RDMA read: posting and completing it, plus the request's trip to the
 // server (the data's trip back is the route latency of the flow itself).
-inline double rdma_read_cost(const models::Nic& nic) { return nic.op_overhead + nic.latency; }
+inline double rdma_read_cost(const spec::Nic& nic) { return nic.op_overhead + nic.latency; }
 
 // ceil(a / b) for positive counts.
 inline std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "expert_cache.hpp"
+#include "cache/expert_cache.hpp"
 
 namespace rmai::cache {
 namespace {

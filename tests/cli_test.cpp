@@ -1,4 +1,4 @@
-// End-to-end tests of the rmai command line (INTERFACES.md): run, check, list, result files,
+// End-to-end tests of the rmai command line (docs/interfaces.md): run, check, list, result files,
 // determinism and the documented overrides. Every run is tiny (16 synthetic tokens).
 #include <fcntl.h>
 #include <gtest/gtest.h>

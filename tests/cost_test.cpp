@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "cost.hpp"
+#include "sim/cost.hpp"
 #include "sim_support.hpp"
 
 namespace {

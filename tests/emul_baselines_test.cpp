@@ -25,10 +25,10 @@
 #include <vector>
 
 #include "cli_support.hpp"
-#include "emulation.hpp"
-#include "errors.hpp"
-#include "expert_file.hpp"
-#include "store.hpp"
+#include "emul/emulation.hpp"
+#include "config/errors.hpp"
+#include "emul/expert_file.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -56,9 +56,9 @@ class ScratchDir {
 
 // Mixtral at scale 0.005 on two MoE layers: 16 objects of 430 pages (1.7 MiB); 430 pages is a whole
 // number of neither 25-page (100 KiB) nor 256-page (1 MiB) reads.
-models::Experiment experiment_for(const std::string& tier, std::vector<std::string> sets = {}) {
+spec::Experiment experiment_for(const std::string& tier, std::vector<std::string> sets = {}) {
   sets.insert(sets.begin(), {"memory.tier=" + tier, "emul.scale=0.005", "emul.layers=0-1"});
-  return models::load_experiment(testing::kQuickstart, sets);
+  return spec::load_experiment(testing::kQuickstart, sets);
 }
 
 // A page-aligned object-sized buffer: the stand-in for the GPU slot (O_DIRECT lands in it).
@@ -80,7 +80,7 @@ struct Fixture {
     return StoreRegistry::instance().make(experiment.tier,
                                           {experiment, catalog, nullptr, dir.string()});
   }
-  models::Experiment experiment;
+  spec::Experiment experiment;
   Catalog catalog;
 };
 

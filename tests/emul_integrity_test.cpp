@@ -8,11 +8,11 @@
 #include <sstream>
 #include <thread>
 
-#include "fabric.hpp"
-#include "huge_pages.hpp"
-#include "memd.hpp"
-#include "region.hpp"
-#include "remote.hpp"
+#include "emul/fabric.hpp"
+#include "emul/huge_pages.hpp"
+#include "emul/memd.hpp"
+#include "emul/region.hpp"
+#include "emul/remote.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -8,7 +8,7 @@
 #include <random>
 #include <thread>
 
-#include "region.hpp"
+#include "emul/region.hpp"
 
 namespace rmai::emul {
 namespace {

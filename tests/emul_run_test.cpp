@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "cli_support.hpp"
-#include "memd_process.hpp"
-#include "region.hpp"
+#include "emul/memd_process.hpp"
+#include "emul/region.hpp"
 
 namespace rmai::testing {
 namespace {

@@ -14,15 +14,15 @@
 #include <thread>
 
 #include "cli_support.hpp"
-#include "control.hpp"
-#include "errors.hpp"
-#include "emulation.hpp"
-#include "fabric.hpp"
-#include "memd.hpp"
-#include "memd_process.hpp"
-#include "objects.hpp"
-#include "remote.hpp"
-#include "spec.hpp"
+#include "emul/control.hpp"
+#include "config/errors.hpp"
+#include "emul/emulation.hpp"
+#include "emul/fabric.hpp"
+#include "emul/memd.hpp"
+#include "emul/memd_process.hpp"
+#include "emul/objects.hpp"
+#include "emul/remote.hpp"
+#include "spec/experiment.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -304,14 +304,14 @@ TEST_F(MemdProcessTest, ServesTheExperimentsCatalogAndStopsCleanly) {
   EXPECT_GT(memd.pid(), 0);
   EXPECT_EQ(memd.address().rfind("127.0.0.1:", 0), 0u) << memd.address();
   EXPECT_NE(memd.log().find("serving 16 objects of 5.5 MB"), std::string::npos) << memd.log();
-  const auto e = models::load_experiment(experiment_, {"seed=7"});
+  const auto e = spec::load_experiment(experiment_, {"seed=7"});
   const Catalog catalog = catalog_of(e);
   {
     RemoteSource source(catalog, remote_options(memd));
     for (const std::uint32_t id : {0u, 9u, 15u}) expect_bytes(source, id, 0, catalog.object_bytes());
   }
   // Another seed is another catalog: refused by the client, naming the key.
-  const Catalog other = catalog_of(models::load_experiment(experiment_, {"seed=8"}));
+  const Catalog other = catalog_of(spec::load_experiment(experiment_, {"seed=8"}));
   try {
     RemoteSource source(other, remote_options(memd));
     FAIL() << "catalog mismatch not detected";
@@ -325,7 +325,7 @@ TEST_F(MemdProcessTest, ServesTheExperimentsCatalogAndStopsCleanly) {
 
 TEST_F(MemdProcessTest, KilledServerFailsAReadWithinSeconds) {
   MemdProcess memd(process_options());
-  const Catalog catalog = catalog_of(models::load_experiment(experiment_, {"seed=7"}));
+  const Catalog catalog = catalog_of(spec::load_experiment(experiment_, {"seed=7"}));
   RemoteSource source(catalog, remote_options(memd));
   std::atomic<bool> reading{false};
   std::atomic<std::uint64_t> reads{0};
@@ -362,7 +362,7 @@ TEST_F(MemdProcessTest, KilledServerFailsAReadWithinSeconds) {
 
 TEST_F(MemdProcessTest, FrozenServerTimesOutInsteadOfHanging) {
   MemdProcess memd(process_options());
-  const Catalog catalog = catalog_of(models::load_experiment(experiment_, {"seed=7"}));
+  const Catalog catalog = catalog_of(spec::load_experiment(experiment_, {"seed=7"}));
   auto options = remote_options(memd);
   options.timeout_s = 0.5;
   RemoteSource source(catalog, options);

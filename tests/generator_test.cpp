@@ -15,12 +15,12 @@
 #include <set>
 #include <sstream>
 
-#include "config.hpp"
-#include "errors.hpp"
-#include "fit.hpp"
-#include "generator.hpp"
-#include "spec.hpp"
-#include "stats.hpp"
+#include "config/tree.hpp"
+#include "config/errors.hpp"
+#include "traces/fit.hpp"
+#include "traces/generator.hpp"
+#include "spec/experiment.hpp"
+#include "traces/stats.hpp"
 
 namespace fs = std::filesystem;
 using namespace rmai::traces;
@@ -221,7 +221,7 @@ TEST(Generator, EveryPresetLoadsForItsModels) {
   for (const auto& name : rmai::config::preset_names("synthetic")) {
     const auto file = rmai::config::models_dir() / "synthetic" / (name + ".yaml");
     for (const auto& model : rmai::config::preset_names("moe")) {
-      const auto m = rmai::models::load_model(model, model);
+      const auto m = rmai::spec::load_model(model, model);
       try {
         const auto g = load_generator(file, {m.moe_layers, m.top_k, m.experts}, 1);
         EXPECT_FALSE(g.description.empty()) << name;

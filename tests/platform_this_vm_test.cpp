@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "cli_support.hpp"
-#include "config.hpp"
-#include "errors.hpp"
-#include "schemas.hpp"
-#include "spec.hpp"
+#include "config/tree.hpp"
+#include "config/errors.hpp"
+#include "spec/schemas.hpp"
+#include "spec/experiment.hpp"
 
 namespace rmai {
 namespace {
@@ -32,7 +32,7 @@ config::Values preset(const std::string& kind, const std::string& name, const co
 }
 
 TEST(PlatformThisVm, NamesTheMeasuredPresets) {
-  const auto e = models::load_experiment(kValidate, kAsValidate);
+  const auto e = spec::load_experiment(kValidate, kAsValidate);
   EXPECT_EQ(e.platform.preset, "this-vm");
   const auto& platform = e.values.child("platform");
   EXPECT_EQ(platform.child("nic").preset(), "loopback-ofi-tcp");
@@ -47,9 +47,9 @@ TEST(PlatformThisVm, NamesTheMeasuredPresets) {
 }
 
 TEST(PlatformThisVm, NumbersAreThePresetsOwn) {
-  const auto e = models::load_experiment(kValidate, kAsValidate);
+  const auto e = spec::load_experiment(kValidate, kAsValidate);
   const auto& p = e.platform;
-  namespace schema = models::schema;
+  namespace schema = spec::schema;
 
   const auto nic = preset("nic", "loopback-ofi-tcp", schema::nic());
   EXPECT_DOUBLE_EQ(p.nic.bandwidth, nic.number("bandwidth"));
@@ -90,7 +90,7 @@ TEST(PlatformThisVm, NumbersAreThePresetsOwn) {
 
 TEST(PlatformThisVm, UnitsReadAsMeasured) {
   // A few values in SI units, so that a unit typo in a preset (us for ns, GB for GiB) shows here.
-  const auto e = models::load_experiment(kValidate, kAsValidate);
+  const auto e = spec::load_experiment(kValidate, kAsValidate);
   const auto& p = e.platform;
   EXPECT_EQ(p.os.page_size, 4096);
   EXPECT_GT(p.nic.bandwidth, 1e9);   // GB/s-class loopback transport
@@ -103,8 +103,8 @@ TEST(PlatformThisVm, UnitsReadAsMeasured) {
 }
 
 TEST(PlatformThisVm, ExpertsAreTheEmulatorsScaledOnes) {
-  const auto e = models::load_experiment(kValidate, kAsValidate);
-  const auto full = models::load_model("mixtral-8x7b", "test");
+  const auto e = spec::load_experiment(kValidate, kAsValidate);
+  const auto full = spec::load_model("mixtral-8x7b", "test");
   ASSERT_EQ(e.model.name, "mixtral-8x7b");
   EXPECT_TRUE(e.simulate_emulated);
   EXPECT_DOUBLE_EQ(e.emul.scale, 0.015625);
@@ -116,13 +116,13 @@ TEST(PlatformThisVm, ExpertsAreTheEmulatorsScaledOnes) {
     EXPECT_EQ(e.replays_layer(layer), layer <= 3) << layer;
   // Without experts: emulated the simulator would replay the full-size experts, 90 GB of them,
   // which this VM's memory pool cannot hold.
-  EXPECT_THROW(models::load_experiment(kValidate, {"mode=sim", "platform=this-vm"}), InputError);
+  EXPECT_THROW(spec::load_experiment(kValidate, {"mode=sim", "platform=this-vm"}), InputError);
 }
 
 TEST(PlatformThisVm, TheEmulatedGpuTakesNoTime) {
   // The emulator computes nothing: the simulator's roofline time of a layer (sim/replay.cpp) must be
   // negligible next to the microseconds of a switch.
-  const auto e = models::load_experiment(kValidate, kAsValidate);
+  const auto e = spec::load_experiment(kValidate, kAsValidate);
   const auto& gpu = e.platform.gpu;
   const double bytes = e.model.moe_layer_bytes_per_token();
   const double memory_time = bytes / (gpu.hbm_bandwidth * gpu.memory_efficiency);

@@ -19,7 +19,7 @@ using testing::synthetic_trace;
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
 // Closed form of one switch of `e`'s tier on an idle platform, whole-expert chunks.
-double closed_form(const models::Experiment& e, double servers_sharing_nic = 1) {
+double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
   const auto& p = e.platform;
   const auto& os = p.os;
   const auto& tier = e.tier_params;

@@ -13,9 +13,9 @@
 #include <numeric>
 #include <set>
 
-#include "errors.hpp"
-#include "generator.hpp"
-#include "prefetcher.hpp"
+#include "config/errors.hpp"
+#include "traces/generator.hpp"
+#include "cache/prefetcher.hpp"
 #include "sim_support.hpp"
 
 namespace rmai {
@@ -44,14 +44,14 @@ struct Run {
   }
 };
 
-Run run(const models::Experiment& e, const traces::RoutingTrace& trace) {
+Run run(const spec::Experiment& e, const traces::RoutingTrace& trace) {
   auto outcome = testing::simulate_in_child(e, trace);
   return {nlohmann::json::parse(outcome.summary), std::move(outcome.switches), std::move(outcome.token_latencies)};
 }
 
 // Uniform experts at layer 0, then each layer a fixed permutation of the one before (affinity 1,
 // no reuse): a token's first layer decides all its others.
-traces::RoutingTrace permutation_trace(const models::MoeModel& m, std::uint64_t tokens) {
+traces::RoutingTrace permutation_trace(const spec::MoeModel& m, std::uint64_t tokens) {
   traces::Generator g;
   g.top_k = m.top_k;
   g.experts = m.experts;
@@ -71,7 +71,7 @@ traces::RoutingTrace permutation_trace(const models::MoeModel& m, std::uint64_t 
 }
 
 // Independent uniform routing: nothing to predict.
-traces::RoutingTrace uniform_trace(const models::MoeModel& m, std::uint64_t tokens) {
+traces::RoutingTrace uniform_trace(const spec::MoeModel& m, std::uint64_t tokens) {
   return traces::generate(traces::zipf_generator({m.moe_layers, m.top_k, m.experts}, 0, 0, 1), tokens, 1);
 }
 
@@ -257,7 +257,7 @@ std::string input_error(const std::string& cache_yaml) {
   std::ofstream(file) << "model: mixtral-8x7b\ntrace: {tokens: 4}\ncache:\n" << cache_yaml;
   std::string message;
   try {
-    const auto e = models::load_experiment(file, {});
+    const auto e = spec::load_experiment(file, {});
     sim::simulate(e, traces::RoutingTrace({e.model.moe_layers, e.model.top_k, e.model.experts}), {});  // throws first
   } catch (const InputError& error) {
     message = error.what();

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "experiment_trace.hpp"
-#include "replay.hpp"
+#include "traces/experiment_trace.hpp"
+#include "sim/replay.hpp"
 
 namespace rmai::testing {
 
@@ -56,7 +56,7 @@ bool receive_vector(int fd, std::vector<T>& v) {
 }
 }  // namespace detail
 
-inline SimOutcome simulate_in_child(const models::Experiment& e, const traces::RoutingTrace& trace) {
+inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::RoutingTrace& trace) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = ::fork();
@@ -98,11 +98,11 @@ inline SimOutcome simulate_in_child(const models::Experiment& e, const traces::R
   return out;
 }
 
-inline models::Experiment quickstart(const std::vector<std::string>& sets) {
-  return models::load_experiment(std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml", sets);
+inline spec::Experiment quickstart(const std::vector<std::string>& sets) {
+  return spec::load_experiment(std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml", sets);
 }
 
-inline traces::RoutingTrace synthetic_trace(const models::Experiment& e) {
+inline traces::RoutingTrace synthetic_trace(const spec::Experiment& e) {
   return traces::experiment_trace(e);
 }
 

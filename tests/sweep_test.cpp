@@ -1,4 +1,4 @@
-// Sweeps: the sweep and quick blocks and --sweep (models/lib/sweep.hpp), and `rmai sweep` end to
+// Sweeps: the sweep and quick blocks and --sweep (spec/sweep.hpp), and `rmai sweep` end to
 // end: point directories, results.csv, resume, failing points, the Slurm job array and --collect.
 // Every point is tiny (32 synthetic tokens, a fraction of a second).
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "cli_support.hpp"
-#include "errors.hpp"
-#include "sweep.hpp"
+#include "config/errors.hpp"
+#include "spec/sweep.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -99,7 +99,7 @@ void expect_row_matches_summary(const std::map<std::string, std::string>& row, c
   }
 }
 
-std::vector<std::vector<std::string>> assignments(const std::vector<rmai::models::SweepPoint>& points) {
+std::vector<std::vector<std::string>> assignments(const std::vector<rmai::spec::SweepPoint>& points) {
   std::vector<std::vector<std::string>> out;
   for (const auto& p : points) out.push_back(p.assignments);
   return out;
@@ -125,10 +125,10 @@ TEST_F(SweepTest, FirstKeyVariesSlowestAndZippedKeysAdvanceTogether) {
     - [mixtral-8x7b, mixtral-8x7b-mmlu, 64]
     - [olmoe-1b-7b, olmoe-1b-7b-c4, 256]
 )");
-  const auto spec = rmai::models::load_sweep(exp, false, {});
+  const auto spec = rmai::spec::load_sweep(exp, false, {});
   ASSERT_EQ(spec.dimensions.size(), 2u);
   EXPECT_EQ(spec.dimensions[1].keys, (std::vector<std::string>{"model", "trace.generator", "cache.gpu_experts"}));
-  const auto points = rmai::models::expand(spec);
+  const auto points = rmai::spec::expand(spec);
   ASSERT_EQ(points.size(), 6u);
   const std::vector<std::string> mixtral{"model=mixtral-8x7b", "trace.generator=mixtral-8x7b-mmlu", "cache.gpu_experts=64"};
   const std::vector<std::string> olmoe{"model=olmoe-1b-7b", "trace.generator=olmoe-1b-7b-c4", "cache.gpu_experts=256"};
@@ -154,21 +154,21 @@ quick:
   sweep:
     memory.tier: [rmai, disk-mmap]
 )");
-  const auto full = rmai::models::load_sweep(exp, false, {});
+  const auto full = rmai::spec::load_sweep(exp, false, {});
   EXPECT_TRUE(full.sets.empty());
-  EXPECT_EQ(rmai::models::expand(full).size(), 6u);
+  EXPECT_EQ(rmai::spec::expand(full).size(), 6u);
 
-  const auto quick = rmai::models::load_sweep(exp, true, {});
+  const auto quick = rmai::spec::load_sweep(exp, true, {});
   EXPECT_EQ(quick.sets, (std::vector<std::string>{"trace.tokens=8"}));
-  EXPECT_EQ(assignments(rmai::models::expand(quick)),
+  EXPECT_EQ(assignments(rmai::spec::expand(quick)),
             (std::vector<std::vector<std::string>>{{"memory.tier=rmai", "nodes=1"},
                                                    {"memory.tier=rmai", "nodes=2"},
                                                    {"memory.tier=disk-mmap", "nodes=1"},
                                                    {"memory.tier=disk-mmap", "nodes=2"}}));
 
   // --sweep replaces a file's list in place and adds a new key as the fastest-varying one.
-  const auto cli = rmai::models::load_sweep(exp, false, {"memory.tier=dram", "cache.gpu_experts=64,128"});
-  EXPECT_EQ(assignments(rmai::models::expand(cli)),
+  const auto cli = rmai::spec::load_sweep(exp, false, {"memory.tier=dram", "cache.gpu_experts=64,128"});
+  EXPECT_EQ(assignments(rmai::spec::expand(cli)),
             (std::vector<std::vector<std::string>>{{"memory.tier=dram", "nodes=1", "cache.gpu_experts=64"},
                                                    {"memory.tier=dram", "nodes=1", "cache.gpu_experts=128"},
                                                    {"memory.tier=dram", "nodes=2", "cache.gpu_experts=64"},
@@ -176,7 +176,7 @@ quick:
 
   // No sweep at all: one point, the experiment as it is.
   const fs::path plain = write("plain.yaml", kBase);
-  const auto one = rmai::models::expand(rmai::models::load_sweep(plain, true, {}));
+  const auto one = rmai::spec::expand(rmai::spec::load_sweep(plain, true, {}));
   ASSERT_EQ(one.size(), 1u);
   EXPECT_TRUE(one[0].assignments.empty());
 }
@@ -203,7 +203,7 @@ TEST_F(SweepTest, BadSweepBlocksNameFileLineAndKey) {
   for (const auto& c : cases) {
     const fs::path exp = write("exp.yaml", kBase + c.blocks);
     try {
-      rmai::models::load_sweep(exp, false, {});
+      rmai::spec::load_sweep(exp, false, {});
       ADD_FAILURE() << "accepted:\n" << c.blocks;
     } catch (const rmai::InputError& e) {
       const std::string what = e.what();
@@ -213,10 +213,10 @@ TEST_F(SweepTest, BadSweepBlocksNameFileLineAndKey) {
   }
   const fs::path plain = write("plain.yaml", kBase);
   for (const char* bad : {"nodes", "=1", "nodes=", "nodes=1,,2", "memory.teir=dram", "model,nodes=a"})
-    EXPECT_THROW(rmai::models::load_sweep(plain, false, {std::string(bad)}), rmai::InputError) << bad;
+    EXPECT_THROW(rmai::spec::load_sweep(plain, false, {std::string(bad)}), rmai::InputError) << bad;
   // A key swept together with others in the file cannot get its own list.
   const fs::path zipped = write("zipped.yaml", kBase + "sweep:\n  \"model,nodes\": [[mixtral-8x7b, 1]]\n");
-  EXPECT_THROW(rmai::models::load_sweep(zipped, false, {"nodes=2"}), rmai::InputError);
+  EXPECT_THROW(rmai::spec::load_sweep(zipped, false, {"nodes=2"}), rmai::InputError);
 }
 
 // --- rmai sweep ----------------------------------------------------------------------------------

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "cli_support.hpp"
-#include "errors.hpp"
-#include "trace.hpp"
+#include "config/errors.hpp"
+#include "traces/trace.hpp"
 
 namespace {
 

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "cli_support.hpp"
-#include "errors.hpp"
-#include "jsonl.hpp"
-#include "trace.hpp"
+#include "config/errors.hpp"
+#include "traces/jsonl.hpp"
+#include "traces/trace.hpp"
 
 namespace fs = std::filesystem;
 using rmai::traces::ImportOptions;

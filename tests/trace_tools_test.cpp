@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_support.hpp"
-#include "stats.hpp"
-#include "trace.hpp"
+#include "traces/stats.hpp"
+#include "traces/trace.hpp"
 
 namespace {
 

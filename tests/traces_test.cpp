@@ -11,9 +11,9 @@
 #include <sstream>
 #include <string>
 
-#include "errors.hpp"
-#include "generator.hpp"
-#include "trace.hpp"
+#include "config/errors.hpp"
+#include "traces/generator.hpp"
+#include "traces/trace.hpp"
 
 namespace fs = std::filesystem;
 using rmai::traces::RoutingTrace;
@@ -89,7 +89,7 @@ std::string token_rows(int seq, int token) {
 }
 
 // Mean over consecutive token pairs and layers of the fraction of the later token's experts that
-// the earlier one also chose (INTERFACES.md, adjacent_reuse); the trace is one sequence.
+// the earlier one also chose (docs/interfaces.md, adjacent_reuse); the trace is one sequence.
 double adjacent_reuse(const RoutingTrace& trace) {
   const TraceShape& shape = trace.shape();
   double sum = 0;

@@ -2,7 +2,7 @@
 
 #include <stdexcept>
 
-#include "units.hpp"
+#include "config/units.hpp"
 
 namespace rmai::units {
 namespace {

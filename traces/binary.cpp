@@ -36,9 +36,9 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "errors.hpp"
-#include "line_reader.hpp"
-#include "trace.hpp"
+#include "config/errors.hpp"
+#include "traces/line_reader.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::traces {
 namespace fs = std::filesystem;

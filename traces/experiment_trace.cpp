@@ -1,14 +1,14 @@
-#include "experiment_trace.hpp"
+#include "traces/experiment_trace.hpp"
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::traces {
 
-Generator experiment_generator(const models::Experiment& e) {
+Generator experiment_generator(const spec::Experiment& e) {
   return load_generator(e.trace.generator, shape_of(e.model), e.trace.seed);
 }
 
-RoutingTrace experiment_trace(const models::Experiment& e) {
+RoutingTrace experiment_trace(const spec::Experiment& e) {
   if (!e.trace.file) return generate(experiment_generator(e), e.trace.tokens, e.trace.seed, e.trace.sequences);
   const TraceShape shape = shape_of(e.model);
   auto source = open_trace(*e.trace.file, shape);

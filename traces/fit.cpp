@@ -1,5 +1,5 @@
 // Fitting generators to traces and count tables (see fit.hpp).
-#include "fit.hpp"
+#include "traces/fit.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -9,7 +9,7 @@
 #include <set>
 #include <stdexcept>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::traces {
 namespace {

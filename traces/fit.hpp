@@ -1,6 +1,6 @@
 #pragma once
 // Fitting a generator (generator.hpp) to routing statistics: from a trace (`rmai trace fit TRACE`)
-// or from expert count tables such as ../shared/data/routing/*.csv (`rmai trace fit --counts`).
+// or from expert count tables such as models/routing/*.csv (`rmai trace fit --counts`).
 //
 // The targets are per-layer popularity, per-layer adjacent reuse and rank-matched expert pair
 // counts between layers. Transitions are the smoothed conditional pair frequencies. Because experts
@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "generator.hpp"
-#include "stats.hpp"
+#include "traces/generator.hpp"
+#include "traces/stats.hpp"
 
 namespace rmai::traces {
 

@@ -1,5 +1,5 @@
 // The synthetic routing generator and its files (see generator.hpp).
-#include "generator.hpp"
+#include "traces/generator.hpp"
 
 #include <yaml-cpp/yaml.h>
 
@@ -12,8 +12,8 @@
 #include <set>
 #include <stdexcept>
 
-#include "config.hpp"
-#include "errors.hpp"
+#include "config/tree.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::traces {
 namespace {

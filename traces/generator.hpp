@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::traces {
 

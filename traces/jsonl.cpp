@@ -1,5 +1,5 @@
 // Import of vLLM-style routing logs (JSON lines) into a RoutingTrace.
-#include "jsonl.hpp"
+#include "traces/jsonl.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -10,8 +10,8 @@
 #include <tuple>
 #include <unordered_map>
 
-#include "errors.hpp"
-#include "line_reader.hpp"
+#include "config/errors.hpp"
+#include "traces/line_reader.hpp"
 
 namespace rmai::traces {
 namespace {

@@ -1,5 +1,5 @@
 #pragma once
-// Import of vLLM-style routing logs (INTERFACES.md, "Traces"): one JSON object per line with
+// Import of vLLM-style routing logs (docs/interfaces.md, "Traces"): one JSON object per line with
 // `layer`, `experts`, `token_idx`, a sequence key (`problem_id`, `request_id` or `seq`, a string or
 // an integer) and optional `gating_probs`. Records may come in any order (layer-major,
 // token-major, sequences interleaved), so the whole log is collected before tokens are emitted.
@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::traces {
 

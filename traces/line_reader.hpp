@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 
 namespace rmai::traces {
 

@@ -1,5 +1,5 @@
 // Routing statistics (see stats.hpp).
-#include "stats.hpp"
+#include "traces/stats.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,5 +1,5 @@
 #pragma once
-// Routing statistics of a trace (INTERFACES.md, `rmai trace stats`): per-layer popularity and skew,
+// Routing statistics of a trace (docs/interfaces.md, `rmai trace stats`): per-layer popularity and skew,
 // adjacent-token reuse, cross-layer predictability and mutual information, working sets. Counting
 // is one streaming pass (RoutingCounts); `fit` estimates generators from the same counts.
 #include <Eigen/Core>
@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 namespace rmai::traces {
 
@@ -71,7 +71,7 @@ struct LayerStats {
 struct TraceStats {
   TraceShape shape{};
   std::uint64_t tokens = 0, sequences = 0;
-  double adjacent_reuse = 0;  // mean over adjacent pairs and layers (INTERFACES.md)
+  double adjacent_reuse = 0;  // mean over adjacent pairs and layers (docs/interfaces.md)
   // Means over layers 0..layers-2; empty with a single layer.
   std::optional<double> cross_layer_top1_predictability, cross_layer_mutual_information_bits;
   std::vector<LayerStats> per_layer;
@@ -88,7 +88,7 @@ TraceStats summarize(const RoutingCounts& counts);
 double gini(const Eigen::Ref<const Eigen::VectorXd>& values);
 // Of pair counts (row, column): the mutual information in bits (plug-in with the Miller-Madow bias
 // correction, at least 0), and the predictability sum_row max_column P(row, column) (how often the
-// most likely column given the row is right; plug-in, as INTERFACES.md defines it).
+// most likely column given the row is right; plug-in, as docs/interfaces.md defines it).
 double mutual_information_bits(const Eigen::MatrixXd& pairs);
 double predictability(const Eigen::MatrixXd& pairs);
 // Total variation distance between two distributions given as non-negative weights.

@@ -1,4 +1,4 @@
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 #pragma once
 // MoE routing traces: which experts each token chose at each MoE layer.
-// The canonical exchange format is the CSV of INTERFACES.md ("Traces"); the replay works on the
+// The canonical exchange format is the CSV of docs/interfaces.md ("Traces"); the replay works on the
 // compact in-memory RoutingTrace. Synthetic traces: generator.hpp; statistics: stats.hpp.
 #include <cstddef>
 #include <cstdint>

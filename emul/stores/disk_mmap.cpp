@@ -43,9 +43,9 @@
 #include <system_error>
 #include <vector>
 
-#include "errors.hpp"
-#include "expert_file.hpp"
-#include "store.hpp"
+#include "config/errors.hpp"
+#include "emul/expert_file.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 namespace {

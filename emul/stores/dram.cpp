@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "store.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -5,10 +5,10 @@
 #include <memory>
 #include <optional>
 
-#include "errors.hpp"
-#include "huge_pages.hpp"
-#include "region.hpp"
-#include "store.hpp"
+#include "config/errors.hpp"
+#include "emul/huge_pages.hpp"
+#include "emul/region.hpp"
+#include "emul/store.hpp"
 
 namespace rmai::emul {
 namespace {

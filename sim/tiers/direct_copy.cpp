@@ -2,7 +2,7 @@
 // takes no page fault: one copy launch and one copy to the GPU.
 //   dram: the node's own host DRAM (pinned), through PCIe: the upper bound for every other tier.
 //   cxl:  a CXL-like memory expander mapped as ordinary memory, through its link and then PCIe.
-#include "tier.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 namespace {

@@ -3,7 +3,7 @@
 // inserts its pages into the page cache; the other pages of the window are mapped by minor
 // faults, fault_around bytes at a time. The mapping is dropped after the copy (no page cache
 // reuse: the host keeps no second-level expert cache).
-#include "tier.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 namespace {

@@ -1,7 +1,7 @@
 // disk-read: the expert file is read from the node's NVMe drive with read() calls of read_chunk
 // bytes (O_DIRECT into a pinned buffer, queue_depth in flight, one system call per round), then
 // copied to the GPU. No page faults.
-#include "tier.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 namespace {

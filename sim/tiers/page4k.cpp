@@ -1,7 +1,7 @@
 // page4k: classic remote paging (Infiniswap/Fastswap style) from the same memory servers: every
 // fault traps, runs the swap-in path and waits for one RDMA read of fault_around pages, so the
 // reads are strictly one at a time. The pages are then copied to the GPU.
-#include "tier.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 namespace {

@@ -3,7 +3,7 @@
 // one trap, one region lookup, then the chunk moves with batched one-sided RDMA reads
 // (fault_batch pages per read, queue_depth reads in flight), its PTEs are installed, and the chunk
 // is copied to the GPU while the next chunk faults. The region is torn down after the last copy.
-#include "tier.hpp"
+#include "sim/tier.hpp"
 
 namespace rmai::sim {
 namespace {

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <sstream>
 
-#include "errors.hpp"
+#include "config/errors.hpp"
 #include "memfile.hpp"
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 using namespace rmai::traces;
 

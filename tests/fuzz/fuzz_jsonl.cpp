@@ -6,10 +6,10 @@
 #include <cstdint>
 #include <sstream>
 
-#include "errors.hpp"
-#include "jsonl.hpp"
+#include "config/errors.hpp"
+#include "traces/jsonl.hpp"
 #include "memfile.hpp"
-#include "trace.hpp"
+#include "traces/trace.hpp"
 
 using namespace rmai::traces;
 

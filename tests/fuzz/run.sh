@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh [WORK_DIR]      (CTest passes <build>/tests/fuzz)
 #
 # Builds straight from the sources with clang++ (no SimGrid, no CMake: the readers need only
-# traces/ and errors.hpp). Exit 0: no finding; 1: a finding (the input is saved as
+# traces/ and config/errors.hpp). Exit 0: no finding; 1: a finding (the input is saved as
 # WORK_DIR/findings-<target>/crash-* or timeout-*, the log is printed); 77: clang++ or libFuzzer
 # missing (CTest reports the test as skipped). RMAI_FUZZ_SECONDS changes the time per target.
 set -euo pipefail
@@ -30,8 +30,8 @@ fi
 
 # UBSan must stop on its first report, or it is only a line in the log.
 flags=(-std=c++20 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
-       -I"$src/traces" -I"$src/models/lib" -I"$src/tests/fuzz")
-headers=("$src"/traces/*.hpp "$src/models/lib/errors.hpp" "$src/tests/fuzz/memfile.hpp")
+       -I"$src" -I"$src/tests/fuzz")
+headers=("$src"/traces/*.hpp "$src/config/errors.hpp" "$src/tests/fuzz/memfile.hpp")
 
 # Compiles $2 into object $1 unless the object is newer than it and every header.
 compile() {

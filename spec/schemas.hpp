@@ -4,11 +4,11 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
+#include "config/tree.hpp"
 
-namespace rmai::models {
+namespace rmai::spec {
 
-// The memory tiers an expert switch can go through (ARCHITECTURE.md), in presentation order.
+// The memory tiers an expert switch can go through (docs/architecture.md), in presentation order.
 const std::vector<std::string>& tier_names();
 
 namespace schema {
@@ -30,4 +30,4 @@ const config::Schema& tier(const std::string& name);
 std::vector<const config::Schema*> all();
 }  // namespace schema
 
-}  // namespace rmai::models
+}  // namespace rmai::spec

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "config.hpp"
+#include "config/tree.hpp"
 
-namespace rmai::models {
+namespace rmai::spec {
 
 struct MoeModel {
   std::string name;
@@ -154,4 +154,4 @@ Experiment load_experiment(const std::filesystem::path& file, const std::vector<
 // Cross-checks that need several parts (capacity, cache vs model); part of load_experiment.
 void check_consistency(const Experiment& experiment);
 
-}  // namespace rmai::models
+}  // namespace rmai::spec

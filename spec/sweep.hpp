@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-namespace rmai::models {
+namespace rmai::spec {
 
 // One axis of the product: one key, or several keys whose values advance together.
 struct SweepDimension {
@@ -45,4 +45,4 @@ SweepSpec load_sweep(const std::filesystem::path& experiment, bool quick, const 
 // The points of the product in order. No dimensions: one point without assignments.
 std::vector<SweepPoint> expand(const SweepSpec& spec);
 
-}  // namespace rmai::models
+}  // namespace rmai::spec

@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "config/tree.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -8,8 +8,8 @@
 #include <set>
 #include <sstream>
 
-#include "errors.hpp"
-#include "units.hpp"
+#include "config/errors.hpp"
+#include "config/units.hpp"
 
 namespace rmai::config {
 namespace fs = std::filesystem;

@@ -1,13 +1,13 @@
-#include "spec.hpp"
+#include "spec/experiment.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
-#include "errors.hpp"
-#include "schemas.hpp"
+#include "config/errors.hpp"
+#include "spec/schemas.hpp"
 
-namespace rmai::models {
+namespace rmai::spec {
 namespace fs = std::filesystem;
 
 double MoeModel::resident_bytes() const {
@@ -272,4 +272,4 @@ bool Experiment::replays_layer(std::uint32_t layer) const {
   return emul.layer_list.empty() || std::binary_search(emul.layer_list.begin(), emul.layer_list.end(), layer);
 }
 
-}  // namespace rmai::models
+}  // namespace rmai::spec

@@ -1,9 +1,9 @@
-#include "schemas.hpp"
+#include "spec/schemas.hpp"
 
 #include <map>
 #include <stdexcept>
 
-namespace rmai::models {
+namespace rmai::spec {
 using config::Bound;
 using config::Kind;
 using config::Param;
@@ -301,4 +301,4 @@ std::vector<const Schema*> all() {
 }
 
 }  // namespace schema
-}  // namespace rmai::models
+}  // namespace rmai::spec

@@ -1,14 +1,14 @@
-#include "sweep.hpp"
+#include "spec/sweep.hpp"
 
 #include <cstdio>
 #include <set>
 #include <sstream>
 
-#include "config.hpp"
-#include "errors.hpp"
-#include "schemas.hpp"
+#include "config/tree.hpp"
+#include "config/errors.hpp"
+#include "spec/schemas.hpp"
 
-namespace rmai::models {
+namespace rmai::spec {
 namespace fs = std::filesystem;
 
 namespace {
@@ -182,4 +182,4 @@ std::vector<SweepPoint> expand(const SweepSpec& spec) {
   return points;
 }
 
-}  // namespace rmai::models
+}  // namespace rmai::spec
