@@ -42,9 +42,17 @@ void replay(benchmark::State& state, const std::string& tier, int tokens, int no
 
 }  // namespace
 
-BENCHMARK_CAPTURE(replay, rmai_16k_tokens, "rmai", 16384, 1)->UseManualTime()->Unit(benchmark::kSecond)->Iterations(2);
-BENCHMARK_CAPTURE(replay, page4k_16k_tokens, "page4k", 16384, 1)->UseManualTime()->Unit(benchmark::kSecond)->Iterations(2);
-BENCHMARK_CAPTURE(replay, disk_mmap_16k_tokens, "disk-mmap", 16384, 1)->UseManualTime()->Unit(benchmark::kSecond)->Iterations(2);
-BENCHMARK_CAPTURE(replay, rmai_8_nodes_2k_tokens, "rmai", 2048, 8)->UseManualTime()->Unit(benchmark::kSecond)->Iterations(2);
-
-BENCHMARK_MAIN();
+// Every registered tier on one node, and the default tier (the paper's path) with 8 nodes sharing
+// one server.
+int main(int argc, char** argv) {
+  for (const auto& tier : rmai::spec::tiers())
+    benchmark::RegisterBenchmark((tier.name + "_16k_tokens").c_str(), replay, tier.name, 16384, 1)
+        ->UseManualTime()->Unit(benchmark::kSecond)->Iterations(2);
+  const std::string shared = rmai::spec::default_tier().name;
+  benchmark::RegisterBenchmark((shared + "_8_nodes_2k_tokens").c_str(), replay, shared, 2048, 8)
+      ->UseManualTime()->Unit(benchmark::kSecond)->Iterations(2);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -74,14 +74,13 @@ Options parse(const std::vector<std::string>& args) {
   }
   if (o.experiment.empty()) throw InputError("", "no experiment file given (rmai validate --help)");
   if (o.out.empty()) throw InputError("--out", "is required: the directory for validation.csv");
-  if (o.tiers.empty())
-    for (const auto& t : spec::tier_names())
-      if (emul::emulated(t)) o.tiers.push_back(t);
-  for (const auto& t : o.tiers) {
-    const auto& names = spec::tier_names();
-    if (std::find(names.begin(), names.end(), t) == names.end() || !emul::emulated(t))
-      throw InputError("--tiers", "'" + t + "' is not a tier the emulator has (dram, rmai, page4k, disk-read, disk-mmap)");
-  }
+  std::vector<std::string> emulated;
+  for (const auto& t : spec::tier_names())
+    if (emul::emulated(t)) emulated.push_back(t);
+  if (o.tiers.empty()) o.tiers = emulated;
+  for (const auto& t : o.tiers)
+    if (std::find(emulated.begin(), emulated.end(), t) == emulated.end())
+      throw InputError("--tiers", "'" + t + "' is not a tier the emulator has (" + config::join(emulated) + ")");
   return o;
 }
 

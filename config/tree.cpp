@@ -72,13 +72,13 @@ std::vector<std::string> preset_names(const std::string& dir) {
   return names;
 }
 
-namespace {
-
-std::string join(const std::vector<std::string>& items) {
+std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  for (std::size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
   return out;
 }
+
+namespace {
 
 std::string dotted(const std::string& path, const std::string& name) {
   return path.empty() ? name : path + "." + name;
@@ -221,7 +221,9 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
         if (preset.empty() || preset.find('/') != std::string::npos || !fs::exists(file))
           throw InputError(preset_where, "unknown " + p.name + " preset \"" + preset + "\" (available: " +
                                              join(preset_names(p.preset_dir)) + ")");
-        child_layers.insert(child_layers.begin(), Layer{load_yaml_file(file), file.string()});
+        YAML::Node values = load_yaml_file(file);
+        if (!p.definition_key.empty() && values.IsMap()) values.remove(p.definition_key);
+        child_layers.insert(child_layers.begin(), Layer{values, file.string()});
       }
       auto child = std::make_shared<Values>(build(*p.schema, child_layers, key, !p.preset_dir.empty()));
       child->preset_ = p.preset_dir.empty() ? "" : preset;

@@ -47,6 +47,10 @@ struct Param {
   std::string keyword;                // numeric kinds: a word accepted as the value 0 ("expert")
   std::string preset_dir;             // Component: presets in models/<preset_dir>/ (empty: none)
   const Schema* schema = nullptr;     // Component: its parameters
+  // Component: a key of its preset files that defines the component itself rather than setting a
+  // value (a tier's `tier:` block, spec/tiers.hpp); dropped when a preset is read as values, and
+  // unknown anywhere else. Empty: none.
+  std::string definition_key;
 };
 
 struct Schema {
@@ -105,5 +109,8 @@ std::vector<std::string> preset_names(const std::string& dir);
 void apply_set(YAML::Node& root, const std::string& assignment);
 
 const char* kind_name(Kind kind);
+
+// "a, b, c": the items with `separator` between them.
+std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 
 }  // namespace rmai::config

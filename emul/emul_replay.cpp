@@ -76,7 +76,7 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.page_faults = c.faults;
   r.user_kernel_transitions = c.transitions;
   // Bytes from the backing tier, and the copies to the device buffer (the PCIe copy's stand-in).
-  (e.tier.rfind("disk", 0) == 0 ? r.bytes.disk : r.bytes.remote) = double(c.bytes_fetched);
+  if (double* medium = r.bytes.from(e.tier_definition->medium_info().bytes)) *medium = double(c.bytes_fetched);
   r.bytes.pcie = double(r.switches.size()) * double(catalog.object_bytes());
   metrics::EmulInfo info;
   info.scale = catalog.spec().scale;

@@ -35,24 +35,6 @@ class TempDir {
   fs::path path_;
 };
 
-// The transport reads of the tier's paging path: RMAI's batched reads (fault_batch pages each,
-// queue_depth in flight), or one read per fault for classic paging.
-RemoteOptions remote_options(const spec::Experiment& e, const std::string& server, const std::string& secret) {
-  RemoteOptions o;
-  o.provider = e.emul.provider;
-  o.server = server;
-  o.secret = secret;
-  o.timeout_s = e.emul.timeout_s;
-  if (e.tier == "rmai") {
-    o.read_size = e.tier_params.count("fault_batch") * kPageSize;
-    o.queue_depth = static_cast<std::uint32_t>(e.tier_params.count("queue_depth"));
-  } else {
-    o.read_size = kPageSize;
-    o.queue_depth = 1;
-  }
-  return o;
-}
-
 }  // namespace
 
 Catalog catalog_of(const spec::Experiment& e) {
@@ -65,14 +47,15 @@ bool emulated(const std::string& tier) { return StoreRegistry::instance().contai
 
 metrics::RunResult run_emulation(const spec::Experiment& e, const traces::RoutingTrace& trace, const Launch& launch) {
   if (!emulated(e.tier))
-    throw InputError("memory.tier", "'" + e.tier + "' has no emulation (emulated: " +
-                                        StoreRegistry::instance().names_joined() + "; cxl needs CXL-like memory: use mode: sim)");
+    throw InputError(e.values.child("memory").where("tier"),
+                     "'" + e.tier + "' has no emulation: " + e.tier_definition->no_emulation + " (emulated: " +
+                         StoreRegistry::instance().names_joined() + ")");
   const Catalog catalog = catalog_of(e);
-  const bool remote = e.tier == "rmai" || e.tier == "page4k";
+  const bool remote = e.tier_definition->medium == spec::Medium::RemotePool;
 
   std::optional<TempDir> private_dir;
   std::unique_ptr<MemdProcess> memd;
-  std::unique_ptr<RemoteSource> source;
+  std::optional<RemoteOptions> connection;
   if (remote) {
     std::string server;
     std::string secret;
@@ -90,13 +73,15 @@ metrics::RunResult run_emulation(const spec::Experiment& e, const traces::Routin
       server = memd->address();
       secret = read_secret_file(m.secret_file);
     }
-    source = std::make_unique<RemoteSource>(catalog, remote_options(e, server, secret));
+    connection = RemoteOptions{e.emul.provider, server, secret};
+    connection->timeout_s = e.emul.timeout_s;
   }
-  const auto store = StoreRegistry::instance().make(e.tier, {e, catalog, source.get(), e.emul.scratch_dir.string()});
+  const auto store = StoreRegistry::instance().make(
+      e.tier, {e, catalog, connection ? &*connection : nullptr, e.emul.scratch_dir.string()});
   metrics::RunResult r = replay(e, trace, catalog, *store);
   r.emul->layout = store->describe();
   r.emul->granularity = store->granularity();
-  if (source) {
+  if (const RemoteSource* source = store->remote()) {
     r.emul->source = source->describe();
     r.emul->reads_issued = source->reads_issued();
   }

@@ -93,10 +93,10 @@ Region::Region(ObjectSource& source, RegionOptions options)
   object_bytes_ = catalog.object_bytes();
   slot_bytes_ = round_up(object_bytes_, kSlotAlign);
   total_bytes_ = slot_bytes_ * catalog.objects().size();
+  // The callers validated what the user gave (schemas, emul/stores/region.cpp): these are bugs.
   if (options_.granularity == Granularity::Batch && options_.batch_pages == 0)
-    throw InputError("emul.batch_pages", "must be at least 1");
-  if (options_.region_chunk % kPageSize != 0)
-    throw InputError("memory.rmai.region_chunk", "must be a multiple of 4 KiB");
+    throw std::invalid_argument("Region: a batch of no pages");
+  if (options_.region_chunk % kPageSize != 0) throw std::invalid_argument("Region: a region chunk of partial pages");
   mapped_.assign(catalog.objects().size(), std::vector<bool>((object_bytes_ + granule_bytes() - 1) / granule_bytes()));
 
   // A huge page maps as a whole: only whole-object granules or chunks of whole huge pages fit.

@@ -40,14 +40,17 @@ class ExpertStore {
   virtual std::string describe() const = 0;
   // Bytes per fault served in user space ("page", "batch", "region"); "" where the kernel pages.
   virtual std::string granularity() const { return ""; }
+  // The transport the store reads through (the remote-pool tiers); nullptr for local stores.
+  virtual const class RemoteSource* remote() const { return nullptr; }
 };
 
 // Everything a store is built from.
 struct StoreContext {
   const spec::Experiment& experiment;
   const Catalog& catalog;
-  // The remote source for the region tiers (nullptr for the local tiers).
-  class ObjectSource* source = nullptr;
+  // Where a remote-pool tier's memd is: provider, server, secret, timeout. The store adds the read
+  // size and depth of its own path (RemoteOptions) and connects. nullptr for the local tiers.
+  const struct RemoteOptions* remote = nullptr;
   std::string scratch_dir;  // where disk tiers write their expert file
 };
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "spec/tiers.hpp"
+
 namespace rmai::metrics {
 
 struct Distribution {
@@ -36,6 +38,17 @@ struct TierBytes {
   TierBytes& operator+=(const TierBytes& o) {
     remote += o.remote, disk += o.disk, cxl += o.cxl, pcie += o.pcie;
     return *this;
+  }
+  // The counter of bytes read from a tier's medium (spec::MediumInfo::bytes); nullptr for host DRAM,
+  // whose bytes only cross PCIe.
+  double* from(spec::BytesFrom source) {
+    switch (source) {
+      case spec::BytesFrom::Remote: return &remote;
+      case spec::BytesFrom::Disk: return &disk;
+      case spec::BytesFrom::Cxl: return &cxl;
+      case spec::BytesFrom::None: break;
+    }
+    return nullptr;
   }
 };
 

@@ -30,6 +30,12 @@ Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
     // Half the NIC-to-NIC latency on each side, so a node-server route sums to nic.latency.
     server_nics.push_back(make_link(zone, name + "/nic", p.nic.bandwidth, p.nic.latency / 2));
   }
+  std::vector<sg4::Link*> pool_links;
+  for (std::uint32_t port = 0; port < p.cxl_pool.ports; ++port) {
+    const std::string name = "cxl-pool/port-" + std::to_string(port);
+    pool_ports_.push_back(zone->create_host(name, kUnusedHostSpeed));
+    pool_links.push_back(make_link(zone, name, p.cxl_pool.bandwidth, p.cxl_pool.latency));
+  }
   for (std::uint32_t i = 0; i < nodes; ++i) {
     const std::string name = "node-" + std::to_string(i);
     NodeHosts h{zone->create_host(name, kUnusedHostSpeed), zone->create_host(name + "/gpu", kUnusedHostSpeed),
@@ -43,6 +49,10 @@ Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
     add_route(zone, h.cxl, h.gpu, {cxl, pcie});
     add_route(zone, h.nvme, h.host, {nvme, dram});
     for (std::uint32_t s = 0; s < p.memory_servers; ++s) add_route(zone, servers_[s], h.host, {server_nics[s], nic, dram});
+    // The node's own switch port to the pool: as fast as a pool port, its latency counted once.
+    auto* pool_port = make_link(zone, name + "/cxl-pool", p.cxl_pool.bandwidth, 0);
+    for (std::uint32_t port = 0; port < p.cxl_pool.ports; ++port)
+      add_route(zone, pool_ports_[port], h.gpu, {pool_links[port], pool_port, pcie});
     nodes_.push_back(h);
   }
   zone->seal();

@@ -1,36 +1,31 @@
 #include "sim/cost.hpp"
 
 #include <cmath>
-#include <stdexcept>
 
 namespace rmai::sim {
-
-Medium medium_of(const std::string& tier) {
-  if (tier == "dram") return Medium::HostDram;
-  if (tier == "cxl") return Medium::CxlDevices;
-  if (tier == "rmai" || tier == "page4k") return Medium::RemotePool;
-  if (tier == "disk-mmap" || tier == "disk-read") return Medium::Nvme;
-  throw std::invalid_argument("no storage medium known for tier " + tier);
-}
 
 metrics::Cost capital_cost(const spec::Experiment& e, double tokens_per_s_per_node) {
   const auto& p = e.platform.prices;
   const double bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
   const double gigabytes = bytes / 1e9;
   double memory = 0;
-  switch (medium_of(e.tier)) {
-    case Medium::HostDram:
+  switch (e.tier_definition->medium) {
+    case spec::Medium::HostDram:
       memory = gigabytes * p.dram_per_gb;
       break;
-    case Medium::CxlDevices:
+    case spec::Medium::CxlDevices:
       memory = std::ceil(bytes / p.cxl_device_capacity) * p.cxl_device + gigabytes * p.dram_per_gb;
       break;
-    case Medium::RemotePool: {
+    case spec::Medium::CxlPool:  // one copy on the pool's devices, shared; each node pays its switch port
+      memory = p.cxl_pool_port +
+               (std::ceil(bytes / p.cxl_device_capacity) * p.cxl_device + gigabytes * p.dram_per_gb) / e.nodes;
+      break;
+    case spec::Medium::RemotePool: {
       const double servers = e.platform.memory_servers * (p.memory_server + p.rdma_nic);
       memory = p.rdma_nic + (servers + gigabytes * p.dram_per_gb) / e.nodes;
       break;
     }
-    case Medium::Nvme:
+    case spec::Medium::Nvme:
       memory = gigabytes * p.nvme_per_gb;
       break;
   }

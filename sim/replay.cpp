@@ -309,8 +309,7 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   r.prefetch = e.cache.prefetch;
   r.simulated_time_s = 0;  // until the last token ends (a prefetch still in flight then does not count)
   const double experts_bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
-  const bool pooled = medium_of(e.tier) == Medium::RemotePool;
-  r.pool_bytes = pooled ? experts_bytes : experts_bytes * e.nodes;  // the pool holds one copy
+  r.pool_bytes = e.tier_definition->medium_info().shared ? experts_bytes : experts_bytes * e.nodes;  // a pool holds one copy
   for (auto& o : outcomes) {
     r.simulated_time_s = std::max(r.simulated_time_s, o.finish);
     r.expert_accesses += o.accesses;

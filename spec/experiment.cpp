@@ -65,12 +65,6 @@ double dtype_bytes(const std::string& dtype) {
   return 2.0;                             // bf16, fp16
 }
 
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
 Platform platform_of(const config::Values& v) {
   Platform p;
   p.preset = v.preset();
@@ -87,6 +81,9 @@ Platform platform_of(const config::Values& v) {
            gpu.number("memory_efficiency"), gpu.number("compute_efficiency"), gpu.number("copy_launch")};
   const auto& cxl = v.child("cxl");
   p.cxl = {cxl.number("bandwidth"), cxl.number("latency"), cxl.number("capacity")};
+  const auto& pool = v.child("cxl_pool");
+  p.cxl_pool = {pool.number("bandwidth"), pool.number("latency"), pool.number("capacity"),
+                static_cast<std::uint32_t>(pool.count("ports"))};
   const auto& nvme = v.child("nvme");
   p.nvme = {nvme.number("read_bandwidth"), nvme.number("read_latency"), nvme.number("capacity")};
   const auto& os = v.child("os");
@@ -98,6 +95,7 @@ Platform platform_of(const config::Values& v) {
               prices.number("dram_per_gb"),
               prices.number("cxl_device"),
               prices.number("cxl_device_capacity"),
+              prices.number("cxl_pool_port"),
               prices.number("rdma_nic"),
               prices.number("memory_server"),
               prices.number("nvme_per_gb"),
@@ -132,7 +130,7 @@ fs::path find_generator(const std::string& given, const std::string& where, cons
   if (given.find('/') != std::string::npos || given.ends_with(".yaml")) return find_file(given, where, experiment, "generator");
   const fs::path preset = config::models_dir() / "synthetic" / (given + ".yaml");
   if (given.empty() || !fs::is_regular_file(preset))
-    throw InputError(where, "unknown generator \"" + given + "\" (presets: " + join(config::preset_names("synthetic")) +
+    throw InputError(where, "unknown generator \"" + given + "\" (presets: " + config::join(config::preset_names("synthetic")) +
                                 "; or give a GEN.yaml path)");
   return preset;
 }
@@ -140,7 +138,7 @@ fs::path find_generator(const std::string& given, const std::string& where, cons
 MoeModel load_model(const std::string& name, const std::string& where) {
   const fs::path file = config::models_dir() / "moe" / (name + ".yaml");
   if (name.empty() || name.find('/') != std::string::npos || !fs::exists(file))
-    throw InputError(where, "unknown model \"" + name + "\" (available: " + join(config::preset_names("moe")) + ")");
+    throw InputError(where, "unknown model \"" + name + "\" (available: " + config::join(config::preset_names("moe")) + ")");
   const auto v = config::resolve(schema::moe_model(), {config::Layer{config::load_yaml_file(file), file.string()}}, "model");
   MoeModel m;
   m.name = name;
@@ -193,6 +191,7 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.platform = platform_of(v.child("platform"));
   const auto& memory = v.child("memory");
   e.tier = memory.text("tier");
+  e.tier_definition = find_tier(e.tier);  // the schema accepted only defined tiers
   e.tier_params = memory.child(e.tier);
   const auto& cache = v.child("cache");
   const auto& emul = v.child("emul");
@@ -260,11 +259,15 @@ void check_consistency(const Experiment& e) {
       throw InputError(where, what + " too small for " + m.name + ": " + std::to_string(expert_bytes_total / 1e9) +
                                   " GB of experts, " + std::to_string(capacity / 1e9) + " GB available");
   };
-  if (e.tier == "rmai" || e.tier == "page4k")
-    need(e.platform.server_memory * e.platform.memory_servers, platform.where("server_memory"), "memory pool");
-  if (e.tier == "cxl") need(e.platform.cxl.capacity, platform.child("cxl").where("capacity"), "CXL expander");
-  if (e.tier == "disk-mmap" || e.tier == "disk-read")
-    need(e.platform.nvme.capacity, platform.child("nvme").where("capacity"), "NVMe drive");
+  switch (e.tier_definition->medium) {
+    case Medium::HostDram: break;  // host DRAM has no capacity parameter
+    case Medium::CxlDevices: need(e.platform.cxl.capacity, platform.child("cxl").where("capacity"), "CXL expander"); break;
+    case Medium::CxlPool: need(e.platform.cxl_pool.capacity, platform.child("cxl_pool").where("capacity"), "CXL pool"); break;
+    case Medium::RemotePool:
+      need(e.platform.server_memory * e.platform.memory_servers, platform.where("server_memory"), "memory pool");
+      break;
+    case Medium::Nvme: need(e.platform.nvme.capacity, platform.child("nvme").where("capacity"), "NVMe drive"); break;
+  }
 }
 
 bool Experiment::replays_layer(std::uint32_t layer) const {

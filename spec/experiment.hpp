@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "config/tree.hpp"
+#include "spec/tiers.hpp"
 
 namespace rmai::spec {
 
@@ -62,6 +63,11 @@ struct Device {  // CXL expander or NVMe drive
   double bandwidth = 0, latency = 0, capacity = 0;
 };
 
+struct CxlPool {  // a CXL memory pool shared by the nodes through a switch
+  double bandwidth = 0, latency = 0, capacity = 0;  // per port; load latency; the pool's memory
+  std::uint32_t ports = 0;
+};
+
 struct OsCosts {
   double page_size = 0, fault_trap = 0, fault_handler = 0, region_lookup = 0, pte_install = 0,
          syscall = 0, page_cache_insert = 0, tlb_shootdown = 0;
@@ -70,8 +76,8 @@ struct OsCosts {
 // Capital costs in US dollars (models/hardware/prices).
 struct Prices {
   std::string preset;
-  double dram_per_gb = 0, cxl_device = 0, cxl_device_capacity = 0, rdma_nic = 0, memory_server = 0,
-         nvme_per_gb = 0, gpu_node = 0, amortization_years = 0;
+  double dram_per_gb = 0, cxl_device = 0, cxl_device_capacity = 0, cxl_pool_port = 0, rdma_nic = 0,
+         memory_server = 0, nvme_per_gb = 0, gpu_node = 0, amortization_years = 0;
 };
 
 struct Platform {
@@ -82,6 +88,7 @@ struct Platform {
   Link pcie, dram;
   Gpu gpu;
   Device cxl, nvme;
+  CxlPool cxl_pool;
   OsCosts os;
   Prices prices;
 };
@@ -125,7 +132,8 @@ struct Experiment {
   MoeModel model;
   Platform platform;
   std::string tier;
-  config::Values tier_params;  // parameters of the selected tier (schema::tier(tier))
+  const TierDefinition* tier_definition = nullptr;  // of `tier`, never null after load_experiment
+  config::Values tier_params;  // memory.<tier>: the parameters of the selected tier
   CacheSpec cache;
   TraceSpec trace;
   EmulSpec emul;

@@ -1,5 +1,7 @@
 #include "spec/schemas.hpp"
 
+#include "spec/tiers.hpp"
+
 #include <map>
 #include <stdexcept>
 
@@ -8,11 +10,6 @@ using config::Bound;
 using config::Kind;
 using config::Param;
 using config::Schema;
-
-const std::vector<std::string>& tier_names() {
-  static const std::vector<std::string> names{"dram", "cxl", "rmai", "page4k", "disk-mmap", "disk-read"};
-  return names;
-}
 
 namespace schema {
 namespace {
@@ -109,6 +106,17 @@ const Schema& cxl() {
   return s;
 }
 
+const Schema& cxl_pool() {
+  static const Schema s{"cxl_pool", "CXL memory pool shared by the nodes through a switch (models/hardware/cxl-pool)", {
+      text("description", "what this preset is"),
+      required("bandwidth", Kind::Bandwidth, "sustained read bandwidth of one pool port"),
+      required("latency", Kind::Time, "load latency", Bound::NonNegative),
+      required("ports", Kind::Count, "pool ports the nodes share (an expert is read through port key mod ports)"),
+      required("capacity", Kind::Bytes, "memory in the pool: the experts must fit"),
+  }};
+  return s;
+}
+
 const Schema& nvme() {
   static const Schema s{"nvme", "NVMe SSD (models/hardware/nvme)", {
       text("description", "what this preset is"),
@@ -142,6 +150,8 @@ const Schema& prices() {
       required("cxl_device_capacity", Kind::Bytes, "DRAM one CXL expander holds"),
       required("rdma_nic", Kind::Number, "one RDMA NIC, dollars", Bound::NonNegative),
       required("memory_server", Kind::Number, "one memory server without its DRAM and NIC, dollars", Bound::NonNegative),
+      required("cxl_pool_port", Kind::Number, "a node's CXL switch port and cable to a shared pool, dollars",
+               Bound::NonNegative),
       required("nvme_per_gb", Kind::Number, "NVMe flash, dollars per GB", Bound::NonNegative),
       required("gpu_node", Kind::Number, "one inference node (GPU and host) without expert memory, dollars", Bound::NonNegative),
       required("amortization_years", Kind::Number, "years over which the hardware is written off"),
@@ -159,6 +169,7 @@ const Schema& platform() {
       component("gpu", gpu(), "hardware/gpu"),
       component("dram", dram(), "hardware/dram"),
       component("cxl", cxl(), "hardware/cxl"),
+      component("cxl_pool", cxl_pool(), "hardware/cxl-pool", "pond-4port"),
       component("nvme", nvme(), "hardware/nvme"),
       component("os", os(), "hardware/os"),
       component("prices", prices(), "hardware/prices", "default"),
@@ -188,46 +199,15 @@ const Schema& moe_model() {
   return s;
 }
 
-const Schema& tier(const std::string& name) {
-  static const std::map<std::string, Schema> tiers{
-      {"dram", {"dram", "weights in local host DRAM: one PCIe copy per switch", {text("description", "what this preset is")}}},
-      {"cxl", {"cxl", "weights in a CXL-like expander: the GPU copies straight from it, no faults", {text("description", "what this preset is")}}},
-      {"rmai", {"rmai", "RMAI dynamic regions: one fault per region chunk, batched one-sided RDMA reads", {
-          text("description", "what this preset is"),
-          [] {
-            Param p = required("region_chunk", Kind::Bytes, "bytes mapped by one fault; 'expert' maps the whole expert");
-            p.keyword = "expert";
-            return p;
-          }(),
-          required("fault_batch", Kind::Count, "4 KiB pages moved by one RDMA read"),
-          required("queue_depth", Kind::Count, "RDMA reads in flight per fault"),
-      }}},
-      {"page4k", {"page4k", "classic remote paging: one fault, trap and RDMA read per 4 KiB page", {
-          text("description", "what this preset is"),
-          required("fault_around", Kind::Count, "pages brought in by one fault"),
-          required("swap_path", Kind::Time, "software cost of the remote swap-in path per fault", Bound::NonNegative),
-      }}},
-      {"disk-mmap", {"disk-mmap", "expert file mapped with mmap: page faults with kernel readahead", {
-          text("description", "what this preset is"),
-          required("readahead", Kind::Bytes, "bytes read from disk by one major fault"),
-          required("fault_around", Kind::Bytes, "bytes mapped by one minor fault on cached pages"),
-          required("queue_depth", Kind::Count, "readahead reads in flight"),
-      }}},
-      {"disk-read", {"disk-read", "read() of the expert file into a pinned buffer, then a PCIe copy", {
-          text("description", "what this preset is"),
-          required("read_chunk", Kind::Bytes, "bytes per read() call"),
-          required("queue_depth", Kind::Count, "reads in flight"),
-      }}},
-  };
-  return tiers.at(name);
-}
-
 const Schema& memory() {
   static const Schema s = [] {
     Schema m{"memory", "where expert weights live and the paging path that brings them in", {}};
-    Param tier = choice("tier", "the memory tier of expert switches", tier_names(), "rmai");
-    m.params.push_back(tier);
-    for (const auto& name : tier_names()) m.params.push_back(component(name, schema::tier(name), "tiers", name));
+    m.params.push_back(choice("tier", "the memory tier of expert switches", tier_names(), default_tier().name));
+    for (const auto& t : tiers()) {
+      Param p = component(t.name, t.schema, "tiers", t.name);
+      p.definition_key = kTierDefinitionKey;
+      m.params.push_back(p);
+    }
     return m;
   }();
   return s;
@@ -294,9 +274,9 @@ const Schema& experiment() {
 
 std::vector<const Schema*> all() {
   std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &emul(),
-                                 &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &nvme(), &os(),
+                                 &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &cxl_pool(), &nvme(), &os(),
                                  &prices(), &moe_model()};
-  for (const auto& name : tier_names()) out.push_back(&tier(name));
+  for (const auto& t : tiers()) out.push_back(&t.schema);
   return out;
 }
 

@@ -18,6 +18,7 @@ TEST(Cost, EachMediumFromThePrices) {
   auto at = [&](const std::string& tier) {
     auto copy = e;
     copy.tier = tier;
+    copy.tier_definition = rmai::spec::find_tier(tier);
     return capital_cost(copy, 2.0);
   };
   EXPECT_DOUBLE_EQ(at("dram").memory_usd_per_node, dram);
@@ -27,6 +28,9 @@ TEST(Cost, EachMediumFromThePrices) {
   const double pool = p.rdma_nic + (2 * (p.memory_server + p.rdma_nic) + dram) / 4;
   EXPECT_DOUBLE_EQ(at("rmai").memory_usd_per_node, pool);
   EXPECT_DOUBLE_EQ(at("page4k").memory_usd_per_node, pool);
+  // The CXL pool: this node's switch port and a quarter of one copy on the pool's devices.
+  EXPECT_DOUBLE_EQ(at("cxl-pool").memory_usd_per_node,
+                   p.cxl_pool_port + (std::ceil(bytes / p.cxl_device_capacity) * p.cxl_device + dram) / 4);
   // A million tokens at 2 tokens/s take 500,000 s of the write-off period.
   const auto cost = at("rmai");
   EXPECT_NEAR(cost.usd_per_million_tokens,

@@ -61,6 +61,7 @@ TEST(Catalog, EveryPresetValidates) {
       {"hardware/nic", &spec::schema::nic()},   {"hardware/pcie", &spec::schema::pcie()},
       {"hardware/gpu", &spec::schema::gpu()},   {"hardware/dram", &spec::schema::dram()},
       {"hardware/cxl", &spec::schema::cxl()},   {"hardware/nvme", &spec::schema::nvme()},
+      {"hardware/cxl-pool", &spec::schema::cxl_pool()},
       {"hardware/os", &spec::schema::os()},     {"platforms", &spec::schema::platform()}};
   // Generator presets (models/synthetic) are checked by the generator tests.
   for (const auto& [dir, schema] : kinds) {
@@ -71,9 +72,10 @@ TEST(Catalog, EveryPresetValidates) {
       EXPECT_NO_THROW(config::resolve(*schema, {{config::load_yaml_file(file), file.string()}}, dir)) << file;
     }
   }
-  for (const auto& tier : spec::tier_names()) {
-    const auto file = config::models_dir() / "tiers" / (tier + ".yaml");
-    EXPECT_NO_THROW(config::resolve(spec::schema::tier(tier), {{config::load_yaml_file(file), file.string()}}, tier));
+  for (const auto& tier : spec::tiers()) {  // the values below each definition
+    YAML::Node values = config::load_yaml_file(tier.file);
+    values.remove(spec::kTierDefinitionKey);
+    EXPECT_NO_THROW(config::resolve(tier.schema, {{values, tier.file}}, tier.name)) << tier.file;
   }
 }
 

@@ -35,6 +35,9 @@ double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
   if (e.tier == "dram") return copy_from_host;
   if (e.tier == "cxl")
     return p.gpu.copy_launch + p.cxl.latency + p.pcie.latency + S / std::min(p.cxl.bandwidth, p.pcie.bandwidth);
+  if (e.tier == "cxl-pool")  // the pool port (shared), the node's own switch port, PCIe
+    return p.gpu.copy_launch + p.cxl_pool.latency + p.pcie.latency +
+           S / std::min(p.cxl_pool.bandwidth / servers_sharing_nic, p.pcie.bandwidth);
   if (e.tier == "rmai") {
     const double reads = ceil_div(S, double(tier.count("fault_batch")) * os.page_size);
     return os.fault_trap + os.fault_handler + os.region_lookup + ceil_div(reads, double(tier.count("queue_depth"))) * rdma_op +
@@ -74,8 +77,8 @@ TEST_P(IdleSwitch, EqualsClosedForm) {
   for (const auto& s : out.switches) EXPECT_NEAR(s.end_s - s.start_s, expected, 1e-9 * expected) << GetParam();
 }
 
-INSTANTIATE_TEST_SUITE_P(EveryTier, IdleSwitch,
-                         ::testing::Values("dram", "cxl", "rmai", "page4k", "disk-read", "disk-mmap"),
+// Every registered tier: a new tier without a closed form above fails here.
+INSTANTIATE_TEST_SUITE_P(EveryTier, IdleSwitch, ::testing::ValuesIn(spec::tier_names()),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');
@@ -146,6 +149,24 @@ TEST_P(SharedNic, ConcurrentSwitchesTakeNTimesTheTransfer) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Nodes, SharedNic, ::testing::Values(1, 2, 4, 8));
+
+class SharedPoolPort : public ::testing::TestWithParam<int> {};
+
+TEST_P(SharedPoolPort, ConcurrentSwitchesShareThePort) {
+  // N nodes switch the same experts at once: each expert is read through one pool port, which the
+  // N flows share, so the pool contends like the memory server's NIC.
+  const int n = GetParam();
+  const auto e = quickstart({"memory.tier=cxl-pool", "trace.tokens=1", "nodes=" + std::to_string(n)});
+  const auto out = simulate_in_child(e, synthetic_trace(e));
+  ASSERT_EQ(out.switches.size(), std::size_t(n) * e.model.moe_layers * e.model.top_k);
+  const double shared = closed_form(e, n);
+  for (const auto& s : out.switches) EXPECT_NEAR(s.end_s - s.start_s, shared, 1e-9 * shared);
+  if (n > 1) {
+    EXPECT_GT(shared, 1.5 * closed_form(e, 1));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Nodes, SharedPoolPort, ::testing::Values(1, 2, 8));
 
 TEST(SharedNic, PrivateTiersSeeNoContention) {
   // Disk and DRAM are per node: four nodes switch exactly as fast as one.

@@ -8,32 +8,53 @@
 #include "config/errors.hpp"
 #include "emul/huge_pages.hpp"
 #include "emul/region.hpp"
+#include "emul/remote.hpp"
 #include "emul/store.hpp"
 
 namespace rmai::emul {
 namespace {
 
-RegionOptions options_of(const StoreContext& c) {
-  const auto& e = c.experiment;
+// What differs between the two remote paging paths, read from the tier's own parameters the way
+// the simulator reads them (sim/tiers/rmai.cpp, page4k.cpp).
+struct PagingPath {
+  Granularity granularity = Granularity::Page;  // served per fault under emul.granularity: auto
+  std::uint64_t batch_pages = 1;                // with Granularity::Batch
+  std::uint64_t region_chunk = 0;               // bytes per region fault; 0: the whole object
+  std::uint64_t read_size = kPageSize;          // bytes per transport read
+  std::uint32_t queue_depth = 1;                // transport reads in flight
+};
+
+// RMAI: a region per fault (or per region_chunk), fault_batch pages per RDMA read, queue_depth deep.
+PagingPath rmai_path(const spec::Experiment& e) {
+  const auto& params = e.tier_params;
+  PagingPath path;
+  path.granularity = Granularity::Region;
+  path.region_chunk = static_cast<std::uint64_t>(params.number("region_chunk"));
+  if (path.region_chunk % kPageSize != 0)
+    throw InputError(params.where("region_chunk"), "must be a multiple of 4 KiB in mode: emul");
+  path.read_size = params.count("fault_batch") * static_cast<std::uint64_t>(e.platform.os.page_size);
+  path.queue_depth = static_cast<std::uint32_t>(params.count("queue_depth"));
+  return path;
+}
+
+// Classic paging: one read per fault, of fault_around pages (a batch when that is more than one).
+PagingPath page4k_path(const spec::Experiment& e) {
+  PagingPath path;
+  path.batch_pages = e.tier_params.count("fault_around");
+  path.granularity = path.batch_pages > 1 ? Granularity::Batch : Granularity::Page;
+  return path;
+}
+
+RegionOptions options_of(const spec::Experiment& e, const PagingPath& path) {
   RegionOptions o;
-  const std::string& g = e.emul.granularity;
-  if (g == "auto") {
-    // The tier's own path: RMAI's dynamic region, or classic paging (a batch when the preset's
-    // fault-around maps more than one page per fault).
-    if (e.tier == "rmai") {
-      o.granularity = Granularity::Region;
-    } else {
-      const std::uint64_t around = e.tier_params.count("fault_around");
-      o.granularity = around > 1 ? Granularity::Batch : Granularity::Page;
-      o.batch_pages = around;
-    }
+  if (e.emul.granularity == "auto") {
+    o.granularity = path.granularity;
+    o.batch_pages = path.batch_pages;
   } else {
-    o.granularity = parse_granularity(g);
+    o.granularity = parse_granularity(e.emul.granularity);
     o.batch_pages = e.emul.batch_pages;
   }
-  if (e.tier == "rmai") o.region_chunk = static_cast<std::uint64_t>(e.tier_params.number("region_chunk"));
-  if (o.region_chunk % kPageSize != 0)
-    throw InputError(e.tier_params.where("region_chunk"), "must be a multiple of 4 KiB in mode: emul");
+  o.region_chunk = path.region_chunk;
   o.layout = e.emul.layout == "copy" ? Layout::Copy : Layout::Twin;
   o.fallback = e.emul.layout == "auto";
   return o;
@@ -41,10 +62,14 @@ RegionOptions options_of(const StoreContext& c) {
 
 class RegionStore final : public ExpertStore {
  public:
-  explicit RegionStore(const StoreContext& c) {
-    if (!c.source) throw std::logic_error("the region tiers need a source");
-    RegionOptions o = options_of(c);
+  RegionStore(const StoreContext& c, const PagingPath& path) {
+    if (!c.remote) throw std::logic_error("the region tiers need a memd to read from");
     const auto& e = c.experiment;
+    RemoteOptions remote = *c.remote;
+    remote.read_size = path.read_size;
+    remote.queue_depth = path.queue_depth;
+    source_ = std::make_unique<RemoteSource>(c.catalog, remote);
+    RegionOptions o = options_of(e, path);
     // Huge pages for the resident experts (the cache, plus the one being switched in), reserved
     // for the run when we may (root) and then given back. "auto" prefers twin on huge pages, then
     // copy: measured here, copy beats twin on 4 KiB shmem pages (bench/emul_bench.cpp).
@@ -54,7 +79,7 @@ class RegionStore final : public ExpertStore {
       o.huge_pages = reservation_->ok();
     }
     if (e.emul.layout == "auto" && !o.huge_pages) o.layout = Layout::Copy;
-    region_ = std::make_unique<Region>(*c.source, o);
+    region_ = std::make_unique<Region>(*source_, o);
     describe_ = std::string(name_of(region_->layout())) + (region_->huge_pages() ? "-hugetlb" : "");
   }
 
@@ -68,18 +93,19 @@ class RegionStore final : public ExpertStore {
   std::uint64_t faults() const override { return region_->faults(); }
   std::string describe() const override { return describe_; }
   std::string granularity() const override { return name_of(region_->options().granularity); }
-  const Region& region() const { return *region_; }
+  const RemoteSource* remote() const override { return source_.get(); }
 
  private:
+  std::unique_ptr<RemoteSource> source_;            // outlives the region, which reads through it
   std::optional<HugePageReservation> reservation_;  // outlives the region: destroyed after it
   std::unique_ptr<Region> region_;
   std::string describe_;
 };
 
 RMAI_REGISTER(StoreRegistry, "rmai", "RMAI dynamic regions: userfaultfd faults served from memd, a whole expert per fault",
-              [](const StoreContext& c) { return std::make_unique<RegionStore>(c); });
+              [](const StoreContext& c) { return std::make_unique<RegionStore>(c, rmai_path(c.experiment)); });
 RMAI_REGISTER(StoreRegistry, "page4k", "classic remote paging: userfaultfd faults served from memd, 4 KiB per fault",
-              [](const StoreContext& c) { return std::make_unique<RegionStore>(c); });
+              [](const StoreContext& c) { return std::make_unique<RegionStore>(c, page4k_path(c.experiment)); });
 
 }  // namespace
 }  // namespace rmai::emul

@@ -33,7 +33,7 @@ MODELS = {"mixtral": ["model=mixtral-8x7b", "cache.gpu_experts=64"],
 
 def registered_tiers(rmai):
     """The tiers the simulator registers, in presentation order."""
-    return ["dram", "cxl", "rmai", "page4k", "disk-mmap", "disk-read"]
+    return ["dram", "cxl", "cxl-pool", "rmai", "page4k", "disk-mmap", "disk-read"]
 
 
 def cases(tiers):

@@ -1,0 +1,199 @@
+#include "spec/tiers.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "config/errors.hpp"
+
+namespace rmai::spec {
+namespace fs = std::filesystem;
+
+const std::vector<MediumInfo>& media() {
+  static const std::vector<MediumInfo> all{
+      {Medium::HostDram, "host-dram", "a private copy in each node's host DRAM", false, BytesFrom::None},
+      {Medium::CxlDevices, "cxl", "a private copy on each node's CXL memory expander", false, BytesFrom::Cxl},
+      {Medium::CxlPool, "cxl-pool", "one copy in a CXL memory pool, each node on its own port", true, BytesFrom::Cxl},
+      {Medium::RemotePool, "remote-pool", "one copy in the memory servers' DRAM, reached over RDMA", true,
+       BytesFrom::Remote},
+      {Medium::Nvme, "nvme", "a private copy on each node's NVMe drive", false, BytesFrom::Disk},
+  };
+  return all;
+}
+
+const MediumInfo& medium_info(Medium medium) {
+  for (const auto& m : media())
+    if (m.medium == medium) return m;
+  throw std::logic_error("medium without a description");
+}
+
+namespace {
+
+// A map's scalar at `key`, or `fallback` when absent (required when fallback is null).
+std::string scalar(const YAML::Node& map, const std::string& key, const std::string& file, const std::string& path,
+                   const char* fallback = nullptr) {
+  const YAML::Node node = map[key];
+  if (!node || node.IsNull()) {
+    if (fallback) return fallback;
+    throw InputError(config::location(file, map, path + "." + key), "missing in the tier definition");
+  }
+  if (!node.IsScalar()) throw InputError(config::location(file, node, path + "." + key), "expected a scalar");
+  return node.Scalar();
+}
+
+config::Kind kind_named(const std::string& name, const std::string& where) {
+  static const std::map<std::string, config::Kind> kinds{
+      {"count", config::Kind::Count}, {"integer", config::Kind::Integer}, {"number", config::Kind::Number},
+      {"ratio", config::Kind::Ratio}, {"size", config::Kind::Bytes},      {"bandwidth", config::Kind::Bandwidth},
+      {"time", config::Kind::Time},   {"text", config::Kind::Text}};
+  const auto it = kinds.find(name);
+  if (it == kinds.end()) {
+    std::vector<std::string> names;
+    for (const auto& [n, k] : kinds) names.push_back(n);
+    throw InputError(where, "unknown kind \"" + name + "\" (" + config::join(names) + ")");
+  }
+  return it->second;
+}
+
+// One declared parameter: {kind: size, description: "...", bound: non-negative, keyword: expert}.
+config::Param param_of(const std::string& name, const YAML::Node& node, const std::string& file,
+                       const std::string& path) {
+  const std::string key = path + "." + name;
+  if (!node.IsMap()) throw InputError(config::location(file, node, key), "expected {kind: ..., description: ...}");
+  for (const auto& kv : node) {
+    const std::string field = kv.first.as<std::string>();
+    if (field != "kind" && field != "description" && field != "bound" && field != "keyword")
+      throw InputError(config::location(file, kv.first, key + "." + field),
+                       "unknown field (a parameter has kind, description, bound, keyword)");
+  }
+  config::Param p;
+  p.name = name;
+  p.kind = kind_named(scalar(node, "kind", file, key), config::location(file, node["kind"], key + ".kind"));
+  p.description = scalar(node, "description", file, key);
+  const std::string bound = scalar(node, "bound", file, key, "positive");
+  if (bound == "positive") {
+    p.bound = config::Bound::Positive;
+  } else if (bound == "non-negative") {
+    p.bound = config::Bound::NonNegative;
+  } else {
+    throw InputError(config::location(file, node["bound"], key + ".bound"), "expected positive or non-negative");
+  }
+  p.keyword = scalar(node, "keyword", file, key, "");
+  return p;
+}
+
+struct Loaded {
+  std::uint64_t order;
+  TierDefinition definition;
+};
+
+TierDefinition definition_of(const fs::path& path, std::uint64_t& order) {
+  const std::string file = path.string();
+  const std::string name = path.stem().string();
+  const YAML::Node root = config::load_yaml_file(path);
+  const YAML::Node block = root.IsMap() ? root[kTierDefinitionKey] : YAML::Node();
+  const std::string where = "tier";
+  if (!block || !block.IsMap())
+    throw InputError(config::location(file, root, where), "a tier preset starts with its definition (a tier: map)");
+  for (const auto& kv : block) {
+    static const std::vector<std::string> fields{"order", "label", "colour", "medium", "path", "no_emulation",
+                                                 "default", "parameters"};
+    const std::string field = kv.first.as<std::string>();
+    if (std::find(fields.begin(), fields.end(), field) == fields.end())
+      throw InputError(config::location(file, kv.first, where + "." + field),
+                       "unknown field (a tier definition has " + config::join(fields) + ")");
+  }
+  TierDefinition d;
+  d.name = name;
+  d.file = file;
+  const std::string order_text = scalar(block, "order", file, where);
+  try {
+    std::size_t used = 0;
+    order = std::stoull(order_text, &used);
+    if (used != order_text.size()) throw std::invalid_argument(order_text);
+  } catch (const std::exception&) {
+    throw InputError(config::location(file, block["order"], where + ".order"), "expected a whole number");
+  }
+  d.label = scalar(block, "label", file, where);
+  d.colour = scalar(block, "colour", file, where);
+  d.path = scalar(block, "path", file, where);
+  d.no_emulation = scalar(block, "no_emulation", file, where, "");
+  const std::string is_default = scalar(block, "default", file, where, "false");
+  if (is_default != "true" && is_default != "false")
+    throw InputError(config::location(file, block["default"], where + ".default"), "expected true or false");
+  d.is_default = is_default == "true";
+  const std::string medium = scalar(block, "medium", file, where);
+  std::vector<std::string> names;
+  for (const auto& m : media()) names.push_back(m.name);
+  const auto it = std::find(names.begin(), names.end(), medium);
+  if (it == names.end())
+    throw InputError(config::location(file, block["medium"], where + ".medium"),
+                     "unknown medium \"" + medium + "\" (" + config::join(names) + ")");
+  d.medium = media()[std::size_t(it - names.begin())].medium;
+
+  d.schema.name = name;
+  d.schema.description = d.path;
+  config::Param description;
+  description.name = "description";
+  description.kind = config::Kind::Text;
+  description.description = "what this preset is";
+  description.required = false;
+  d.schema.params.push_back(description);
+  if (const YAML::Node params = block["parameters"]; params && !params.IsNull()) {
+    if (!params.IsMap()) throw InputError(config::location(file, params, where + ".parameters"), "expected a map");
+    for (const auto& kv : params)
+      d.schema.params.push_back(param_of(kv.first.as<std::string>(), kv.second, file, where + ".parameters"));
+  }
+  return d;
+}
+
+}  // namespace
+
+std::vector<TierDefinition> load_tiers(const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.path().extension() == ".yaml") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::vector<Loaded> loaded;
+  for (const auto& file : files) {
+    std::uint64_t order = 0;
+    TierDefinition d = definition_of(file, order);
+    for (const auto& other : loaded)
+      if (other.order == order)
+        throw InputError(d.file + ": tier.order", "the same order as " + other.definition.file);
+    loaded.push_back({order, std::move(d)});
+  }
+  std::sort(loaded.begin(), loaded.end(), [](const Loaded& a, const Loaded& b) { return a.order < b.order; });
+  std::vector<TierDefinition> out;
+  for (auto& l : loaded) out.push_back(std::move(l.definition));
+  const auto defaults = std::count_if(out.begin(), out.end(), [](const TierDefinition& d) { return d.is_default; });
+  if (defaults != 1)
+    throw InputError(dir.string(), "exactly one tier definition must say default: true (memory.tier's default), not " +
+                                       std::to_string(defaults));
+  return out;
+}
+
+const std::vector<TierDefinition>& tiers() {
+  static const std::vector<TierDefinition> all = load_tiers(config::models_dir() / "tiers");
+  return all;
+}
+
+const TierDefinition* find_tier(const std::string& name) {
+  for (const auto& t : tiers())
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+const TierDefinition& default_tier() {
+  for (const auto& t : tiers())
+    if (t.is_default) return t;
+  throw std::logic_error("no default tier");  // load_all checked there is one
+}
+
+std::vector<std::string> tier_names() {
+  std::vector<std::string> names;
+  for (const auto& t : tiers()) names.push_back(t.name);
+  return names;
+}
+
+}  // namespace rmai::spec
