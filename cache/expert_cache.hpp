@@ -14,6 +14,13 @@ namespace rmai::cache {
 
 using ExpertKey = std::uint32_t;  // dense: moe_layer * experts_per_layer + expert
 
+// The one place that maps (MoE layer, expert) to a dense key and back.
+inline ExpertKey expert_key(std::uint32_t layer, std::uint32_t expert, std::uint32_t experts_per_layer) {
+  return layer * experts_per_layer + expert;
+}
+inline std::uint32_t layer_of(ExpertKey key, std::uint32_t experts_per_layer) { return key / experts_per_layer; }
+inline std::uint32_t expert_of(ExpertKey key, std::uint32_t experts_per_layer) { return key % experts_per_layer; }
+
 // A replacement policy over a dense key space [0, key_space). The cache calls it only with keys
 // below key_space and only in a consistent order (insert, hits, evict, insert again, ...).
 class Policy {

@@ -7,12 +7,44 @@
 #include "config/errors.hpp"
 #include "cache/expert_cache.hpp"
 #include "cache/prefetcher.hpp"
+#include "cache/replay.hpp"
 
 namespace rmai::emul {
 namespace {
 
 struct FreeDeleter {
   void operator()(std::byte* p) const { std::free(p); }
+};
+
+// The emulator's executor of the shared replay loop (cache/replay.hpp): a switch loads the expert
+// through the store on the wall clock; the GPU's compute is not emulated.
+class StoreExecutor final : public cache::ReplayExecutor {
+ public:
+  StoreExecutor(const Catalog& catalog, ExpertStore& store, std::uint32_t experts, std::span<std::byte> device,
+                std::vector<metrics::SwitchRecord>& switches)
+      : catalog_(catalog), store_(store), experts_(experts), device_(device), switches_(switches) {}
+
+  double now() override { return seconds_since(start_); }
+  void compute(double /*seconds*/) override {}
+  void evicted(cache::ExpertKey key) override {
+    store_.evict(*catalog_.find(cache::layer_of(key, experts_), cache::expert_of(key, experts_)));
+  }
+  void switch_in(const cache::Access& a) override {
+    const std::uint32_t object = *catalog_.find(a.layer, a.expert);
+    const auto faults_before = store_.faults();
+    const double start = now();
+    store_.load(object, device_);
+    switches_.push_back({0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()),
+                         store_.faults() - faults_before});
+  }
+
+ private:
+  const Catalog& catalog_;
+  ExpertStore& store_;
+  std::uint32_t experts_;
+  std::span<std::byte> device_;
+  std::vector<metrics::SwitchRecord>& switches_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace
@@ -32,7 +64,6 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   std::unique_ptr<std::byte, FreeDeleter> device(
       static_cast<std::byte*>(std::aligned_alloc(kPageSize, catalog.object_bytes())));
   if (!device) throw std::bad_alloc();
-  const std::span<std::byte> device_span(device.get(), catalog.object_bytes());
 
   metrics::RunResult r;
   r.mode = "emul";
@@ -43,34 +74,11 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.nodes = 1;
   r.gpu_experts = e.cache.gpu_experts;
   r.pool_bytes = double(catalog.total_bytes());
-  std::vector<cache::ExpertKey> layer_keys(model.top_k);
-  const auto run_start = std::chrono::steady_clock::now();
-  for (std::size_t token = 0; token < trace.tokens(); ++token) {
-    const auto token_start = std::chrono::steady_clock::now();
-    for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
-      if (!catalog.keeps_layer(layer)) continue;  // emul.layers: the same layers as e.replays_layer()
-      const auto experts = trace.experts(token, layer);
-      for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
-      for (std::size_t k = 0; k < experts.size(); ++k) {
-        ++r.expert_accesses;
-        const auto access = cache.access(layer_keys[k], layer_keys);
-        if (access.hit) continue;
-        if (access.evicted) {
-          const auto victim = catalog.find(*access.evicted / model.experts, *access.evicted % model.experts);
-          store.evict(*victim);
-        }
-        const std::uint32_t object = *catalog.find(layer, experts[k]);
-        const auto faults_before = store.faults();
-        const double start = seconds_since(run_start);
-        store.load(object, device_span);
-        const double end = seconds_since(run_start);
-        r.switches.push_back({0, token, layer, experts[k], start, end, double(catalog.object_bytes()),
-                              store.faults() - faults_before});
-      }
-    }
-    r.token_latencies.push_back(seconds_since(token_start));
-  }
-  r.simulated_time_s = seconds_since(run_start);  // measured, not simulated: the replay's wall time
+  StoreExecutor exec(catalog, store, model.experts, {device.get(), catalog.object_bytes()}, r.switches);
+  auto tally = cache::replay(trace, cache::replay_plan(e, 0), cache, exec);
+  r.simulated_time_s = exec.now();  // measured, not simulated: the replay's wall time
+  r.expert_accesses = tally.accesses;
+  r.token_latencies = std::move(tally.token_latencies);
   r.tokens = trace.tokens();
   const Counters c = store.counters();
   r.page_faults = c.faults;

@@ -2,7 +2,8 @@
 // Trace replay through an emulated tier: the emulator's counterpart of sim::simulate. One node:
 // the trace's tokens in order, each layer's routed experts looked up in an expert cache of the
 // configured size; a miss evicts per the policy (the store drops the victim) and loads the expert
-// through the store, timed on the wall clock. Layers the catalog does not keep are skipped.
+// through the store, timed on the wall clock: the shared loop of cache/replay.hpp with the store as
+// its executor.
 #include "emul/objects.hpp"
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"

@@ -11,6 +11,7 @@
 #include "sim/cost.hpp"
 #include "cache/expert_cache.hpp"
 #include "cache/prefetcher.hpp"
+#include "cache/replay.hpp"
 #include "sim/tier.hpp"
 
 namespace rmai::sim {
@@ -104,7 +105,7 @@ struct Prefetching {
 // replay's current layer or the other prefetches started for the same layer; these number at most
 // top_k + depth - 1 besides it, which check_consistency guarantees the cache can spare.
 void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& tier, cache::ExpertCache& cache,
-                   const std::vector<cache::ExpertKey>& current_layer, Prefetching& p, NodeOutcome& out) {
+                   std::span<const cache::ExpertKey> current_layer, Prefetching& p, NodeOutcome& out) {
   Executor exec;
   std::vector<cache::ExpertKey> protect;
   std::unique_lock lock(*p.mutex);
@@ -129,116 +130,135 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
     if (cache.access(key, protect).hit) throw std::logic_error("prefetched an expert that was already resident");
     std::erase(p.running, key);
     ++out.prefetches;
-    out.add_switch(plan, {node, token, layer, key - layer * e.model.experts, start, exec.now(), e.model.expert_bytes(),
-                          plan.faults, true});
+    out.add_switch(plan, {node, token, layer, static_cast<std::uint16_t>(cache::expert_of(key, e.model.experts)), start,
+                          exec.now(), e.model.expert_bytes(), plan.faults, true});
     p.changed->notify_all();
   }
 }
+
+// A node's executor of the shared replay loop (cache/replay.hpp): switches run the tier's plan as
+// SimGrid activities, compute is slept, the clock is SimGrid's.
+class NodeExecutor : public cache::ReplayExecutor {
+ public:
+  NodeExecutor(std::uint32_t node, const spec::Experiment& e, const Tier& tier, NodeOutcome& out)
+      : node_(node), e_(e), tier_(tier), out_(out) {}
+
+  double now() override { return exec_.now(); }
+  void compute(double seconds) override { exec_.compute(seconds); }
+  void switch_in(const cache::Access& a) override {
+    const SwitchPlan plan = tier_.plan(node_, a.key);
+    const double start = exec_.now();
+    exec_.run(plan);
+    out_.add_switch(plan, {node_, a.token, a.layer, a.expert, start, exec_.now(), e_.model.expert_bytes(), plan.faults});
+  }
+  // The node's last token ended: sleep what is pending, note the date.
+  void replay_ends() override {
+    exec_.flush();
+    out_.finish = sg4::Engine::get_clock();
+  }
+
+ protected:
+  std::uint32_t node_;
+  const spec::Experiment& e_;
+  const Tier& tier_;
+  NodeOutcome& out_;
+  Executor exec_;
+};
+
+// The executor with a prefetcher: the same replay, plus prefetch actors beside it. It sleeps its
+// pending compute before it looks at the prefetches, so that all of them see the same clock, and
+// holds the mutex whenever it touches the shared state.
+class PrefetchingExecutor final : public NodeExecutor {
+ public:
+  PrefetchingExecutor(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
+                      const Tier& tier, cache::ExpertCache& cache, NodeOutcome& out)
+      : NodeExecutor(node, e, tier, out),
+        cache_(cache),
+        depth_(e.cache.prefetch_depth),
+        prefetcher_(cache::PrefetcherRegistry::instance().make(
+            e.cache.prefetch, {e.model.moe_layers, e.model.experts, static_cast<std::uint32_t>(depth_),
+                               [&trace](std::size_t t, std::uint32_t l) { return trace.experts(t, l); }})),
+        lock_(*p_.mutex, std::defer_lock) {}
+
+  void layer_begins(std::span<const cache::ExpertKey> layer_keys) override {
+    if (actors_.empty()) start_actors(layer_keys);
+    exec_.flush();
+    lock_.lock();
+    p_.queue.clear();  // a prefetch not started before its layer routes is no prefetch
+  }
+  void before_lookup(cache::ExpertKey key) override {
+    if (contains(p_.started, key)) ++out_.prefetch_hits;
+    // An expert on its way waits for its prefetch: the wait is part of the token's latency; the
+    // switch is recorded once, as the prefetch, with its own start and end.
+    if (contains(p_.running, key)) p_.changed->wait(lock_, [&] { return cache_.resident(key); });
+  }
+  void switch_in(const cache::Access& a) override {
+    lock_.unlock();
+    NodeExecutor::switch_in(a);
+    exec_.flush();
+    lock_.lock();
+  }
+  // Hands the next layer's predictions that are neither resident nor on their way to the free
+  // prefetch actors; they start now, as the layer starts computing.
+  void layer_routed(std::size_t token, std::uint32_t layer, std::span<const cache::ExpertKey> keys) override {
+    p_.started.clear();
+    prefetcher_->routed(token, layer, keys, predicted_);
+    p_.token = token;
+    p_.layer = layer + 1;
+    for (const auto key : predicted_)
+      if (p_.running.size() + p_.queue.size() < depth_ && !cache_.resident(key) && !contains(p_.running, key))
+        p_.queue.push_back(key);
+    if (!p_.queue.empty()) p_.changed->notify_all();
+    lock_.unlock();
+  }
+  // After the replay: prefetches in flight complete, none starts any more; the actors use this
+  // object's state and the loop's layer keys, so they are joined before either goes.
+  void replay_ends() override {
+    NodeExecutor::replay_ends();
+    {
+      std::unique_lock lock(*p_.mutex);
+      p_.stop = true;
+      p_.queue.clear();
+      p_.changed->notify_all();
+    }
+    for (const auto& actor : actors_) actor->join();
+  }
+
+ private:
+  // `depth` prefetch actors, created with the first layer (they protect the loop's layer keys).
+  void start_actors(std::span<const cache::ExpertKey> layer_keys) {
+    for (std::size_t i = 0; i < depth_; ++i)
+      actors_.push_back(sg4::Actor::create("prefetch-" + std::to_string(node_) + "-" + std::to_string(i),
+                                           sg4::this_actor::get_host(), [this, layer_keys] {
+                                             prefetch_node(node_, e_, tier_, cache_, layer_keys, p_, out_);
+                                           }));
+  }
+
+  cache::ExpertCache& cache_;
+  std::size_t depth_;
+  std::unique_ptr<cache::Prefetcher> prefetcher_;
+  Prefetching p_;
+  std::unique_lock<sg4::Mutex> lock_;
+  std::vector<sg4::ActorPtr> actors_;
+  std::vector<cache::ExpertKey> predicted_;
+};
 
 void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
                  const Tier& tier, NodeOutcome& out) {
   const auto& model = e.model;
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
                            cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
-  const double layer_time = moe_layer_compute_time(e);
-  const double dense_time = dense_layers_compute_time(e);
-  const std::size_t tokens = trace.tokens();
-  const std::size_t offset = std::size_t(node) * tokens / e.nodes;
-  Executor exec;
-  std::vector<cache::ExpertKey> layer_keys(model.top_k);
-  out.token_latencies.reserve(tokens);
-
-  // Demand switch of layer_keys[k]: the layer waits for it.
-  const auto switch_in = [&](std::size_t token, std::uint32_t layer, std::uint16_t expert, cache::ExpertKey key) {
-    const SwitchPlan plan = tier.plan(node, key);
-    const double start = exec.now();
-    exec.run(plan);
-    out.add_switch(plan, {node, token, layer, expert, start, exec.now(), model.expert_bytes(), plan.faults});
-  };
-
-  if (e.cache.prefetch == cache::kNoPrefetch) {
-    for (std::size_t step = 0; step < tokens; ++step) {
-      const std::size_t token = (offset + step) % tokens;
-      const double token_start = exec.now();
-      exec.compute(dense_time);
-      for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
-        if (!e.replays_layer(layer)) continue;
-        const auto experts = trace.experts(token, layer);
-        for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
-        for (std::size_t k = 0; k < experts.size(); ++k) {
-          ++out.accesses;
-          if (cache.access(layer_keys[k], layer_keys).hit) continue;
-          switch_in(token, layer, experts[k], layer_keys[k]);
-        }
-        exec.compute(layer_time);
-      }
-      out.token_latencies.push_back(exec.now() - token_start);
-    }
-    exec.flush();
-    out.finish = sg4::Engine::get_clock();
-    return;
-  }
-
-  // With a prefetcher: the same replay, plus prefetch actors beside this one. This actor sleeps its
-  // pending compute before it looks at the prefetches, so that all of them see the same clock.
-  const std::size_t depth = e.cache.prefetch_depth;
-  const auto prefetcher = cache::PrefetcherRegistry::instance().make(
-      e.cache.prefetch, {model.moe_layers, model.experts, static_cast<std::uint32_t>(depth),
-                         [&trace](std::size_t t, std::uint32_t l) { return trace.experts(t, l); }});
-  Prefetching p;
-  std::vector<sg4::ActorPtr> prefetch_actors;
-  for (std::size_t i = 0; i < depth; ++i)
-    prefetch_actors.push_back(sg4::Actor::create("prefetch-" + std::to_string(node) + "-" + std::to_string(i),
-                                                 sg4::this_actor::get_host(),
-                                                 [&] { prefetch_node(node, e, tier, cache, layer_keys, p, out); }));
-  std::vector<cache::ExpertKey> predicted;
-  for (std::size_t step = 0; step < tokens; ++step) {
-    const std::size_t token = (offset + step) % tokens;
-    const double token_start = exec.now();
-    exec.compute(dense_time);
-    for (std::uint32_t layer = 0; layer < model.moe_layers; ++layer) {
-      exec.flush();
-      std::unique_lock lock(*p.mutex);
-      p.queue.clear();  // a prefetch not started before its layer routes is no prefetch
-      const auto experts = trace.experts(token, layer);
-      for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = layer * model.experts + experts[k];
-      for (std::size_t k = 0; k < experts.size(); ++k) {
-        ++out.accesses;
-        const cache::ExpertKey key = layer_keys[k];
-        if (contains(p.started, key)) ++out.prefetch_hits;
-        // An expert on its way waits for its prefetch: the wait is part of the token's latency; the
-        // switch is recorded once, as the prefetch, with its own start and end.
-        if (contains(p.running, key)) p.changed->wait(lock, [&] { return cache.resident(key); });
-        if (cache.access(key, layer_keys).hit) continue;
-        lock.unlock();
-        switch_in(token, layer, experts[k], key);
-        exec.flush();
-        lock.lock();
-      }
-      // Hand the next layer's predictions that are neither resident nor on their way to the free
-      // prefetch actors; they start now, as the layer starts computing.
-      p.started.clear();
-      prefetcher->routed(token, layer, layer_keys, predicted);
-      p.token = token;
-      p.layer = layer + 1;
-      for (const auto key : predicted)
-        if (p.running.size() + p.queue.size() < depth && !cache.resident(key) && !contains(p.running, key))
-          p.queue.push_back(key);
-      if (!p.queue.empty()) p.changed->notify_all();
-      lock.unlock();
-      exec.compute(layer_time);
-    }
-    out.token_latencies.push_back(exec.now() - token_start);
-  }
-  exec.flush();
-  out.finish = sg4::Engine::get_clock();
-  {
-    std::unique_lock lock(*p.mutex);
-    p.stop = true;  // prefetches in flight complete; none starts any more
-    p.queue.clear();
-    p.changed->notify_all();
-  }
-  for (const auto& actor : prefetch_actors) actor->join();  // they use this frame's cache and state
+  cache::ReplayPlan plan = cache::replay_plan(e, std::size_t(node) * trace.tokens() / e.nodes);
+  plan.dense_time = dense_layers_compute_time(e);
+  plan.layer_time = moe_layer_compute_time(e);
+  std::unique_ptr<NodeExecutor> exec;
+  if (e.cache.prefetch == cache::kNoPrefetch)
+    exec = std::make_unique<NodeExecutor>(node, e, tier, out);
+  else
+    exec = std::make_unique<PrefetchingExecutor>(node, e, trace, tier, cache, out);
+  auto tally = cache::replay(trace, plan, cache, *exec);
+  out.accesses = tally.accesses;
+  out.token_latencies = std::move(tally.token_latencies);
 }
 
 }  // namespace
