@@ -30,7 +30,7 @@ class NextLayer final : public Prefetcher {
     if (layer > 0) {
       if (layer != previous_layer_ + 1) throw std::logic_error("next-layer prefetcher: layers out of order");
       for (const ExpertKey from : previous_)
-        for (const ExpertKey to : keys) ++count(layer - 1, from, to);
+        for (const ExpertKey to : keys) ++count(from, to);
     }
     previous_.assign(keys.begin(), keys.end());
     previous_layer_ = layer;
@@ -39,7 +39,7 @@ class NextLayer final : public Prefetcher {
     if (layer + 1 >= layers_) return;
     std::fill(score_.begin(), score_.end(), 0);
     for (const ExpertKey from : keys) {
-      const std::uint32_t* row = &counts_[row_of(layer, from)];
+      const std::uint32_t* row = &counts_[row_of(from)];
       for (std::uint32_t e = 0; e < experts_; ++e) score_[e] += row[e];
     }
     candidates_.clear();
@@ -48,16 +48,15 @@ class NextLayer final : public Prefetcher {
     const std::size_t n = std::min<std::size_t>(depth_, candidates_.size());
     std::partial_sort(candidates_.begin(), candidates_.begin() + std::ptrdiff_t(n), candidates_.end(),
                       [&](std::uint32_t a, std::uint32_t b) { return score_[a] != score_[b] ? score_[a] > score_[b] : a < b; });
-    for (std::size_t i = 0; i < n; ++i) predicted.push_back((layer + 1) * experts_ + candidates_[i]);
+    for (std::size_t i = 0; i < n; ++i) predicted.push_back(expert_key(layer + 1, candidates_[i], experts_));
   }
 
  private:
-  // counts_ holds, for each layer l < layers - 1 and expert e at l, a row over the experts of l + 1.
-  std::size_t row_of(std::uint32_t layer, ExpertKey from) const {
-    return (std::size_t(layer) * experts_ + (from - layer * experts_)) * experts_;
-  }
-  std::uint32_t& count(std::uint32_t layer, ExpertKey from, ExpertKey to) {
-    return counts_[row_of(layer, from) + (to - (layer + 1) * experts_)];
+  // counts_ holds, for each layer l < layers - 1 and expert e at l (key `from`), a row over the
+  // experts of l + 1: rows are indexed by the dense key itself.
+  std::size_t row_of(ExpertKey from) const { return std::size_t(from) * experts_; }
+  std::uint32_t& count(ExpertKey from, ExpertKey to) {
+    return counts_[row_of(from) + expert_of(to, experts_)];
   }
 
   std::uint32_t layers_, experts_, depth_;

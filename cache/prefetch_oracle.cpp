@@ -17,7 +17,7 @@ class Oracle final : public Prefetcher {
     if (layer + 1 >= context_.layers) return;
     const auto next = context_.routing(token, layer + 1);  // rank order: the first ones matter most
     const std::size_t n = std::min<std::size_t>(context_.depth, next.size());
-    for (std::size_t k = 0; k < n; ++k) predicted.push_back((layer + 1) * context_.experts + next[k]);
+    for (std::size_t k = 0; k < n; ++k) predicted.push_back(expert_key(layer + 1, next[k], context_.experts));
   }
 
  private:
