@@ -84,30 +84,39 @@ std::string dotted(const std::string& path, const std::string& name) {
   return path.empty() ? name : path + "." + name;
 }
 
-// Parses one scalar of a numeric kind; throws std::invalid_argument with the reason.
-double parse_number(const Param& p, const std::string& text) {
-  if (!p.keyword.empty() && text == p.keyword) return 0;
+// A plain number's magnitude limit (FLOP/s, dollars, parameters): finite in any product the
+// simulator forms with a few of them (docs/interfaces.md, "Bounds on input sizes").
+constexpr double kMaxNumber = 1e30;
+
+// Parses one scalar of a numeric kind into `value` (integers exactly, in `value.whole` too); throws
+// std::invalid_argument with the reason.
+void parse_number(const Param& p, const std::string& text, double& number, std::int64_t& whole) {
+  number = 0;
+  whole = 0;
+  if (!p.keyword.empty() && text == p.keyword) return;
   switch (p.kind) {
-    case Kind::Bytes: return units::parse_bytes(text);
-    case Kind::Bandwidth: return units::parse_bandwidth(text);
-    case Kind::Time: return units::parse_time(text);
+    case Kind::Bytes: number = units::parse_bytes(text); return;
+    case Kind::Bandwidth: number = units::parse_bandwidth(text); return;
+    case Kind::Time: number = units::parse_time(text); return;
     case Kind::Count:
     case Kind::Integer: {
-      long long value = 0;
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), whole);
+      if (ec == std::errc::result_out_of_range)
+        throw std::invalid_argument("\"" + text + "\" is out of range (a 64-bit integer)");
       if (ec != std::errc() || end != text.data() + text.size())
         throw std::invalid_argument("\"" + text + "\" is not an integer");
-      return static_cast<double>(value);
+      number = static_cast<double>(whole);
+      return;
     }
     case Kind::Number:
     case Kind::Ratio: {
-      double value = 0;
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-      if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value))
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+      if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(number))
         throw std::invalid_argument("\"" + text + "\" is not a number");
-      return value;
+      if (std::fabs(number) > kMaxNumber) throw std::invalid_argument("\"" + text + "\" is out of range (at most 1e30)");
+      return;
     }
-    default: return 0;
+    default: return;
   }
 }
 
@@ -137,12 +146,10 @@ bool Values::has(const std::string& name) const {
 double Values::number(const std::string& name) const { return values_.at(name).number; }
 
 std::uint64_t Values::count(const std::string& name) const {
-  return static_cast<std::uint64_t>(values_.at(name).number);
+  return static_cast<std::uint64_t>(values_.at(name).whole);
 }
 
-std::int64_t Values::integer(const std::string& name) const {
-  return static_cast<std::int64_t>(values_.at(name).number);
-}
+std::int64_t Values::integer(const std::string& name) const { return values_.at(name).whole; }
 
 const std::string& Values::text(const std::string& name) const { return values_.at(name).text; }
 
@@ -267,13 +274,13 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
         throw InputError(value.where, "unknown value \"" + value.text + "\" (expected one of: " + join(p.choices) + ")");
     } else {
       try {
-        value.number = parse_number(p, value.text);
+        parse_number(p, value.text, value.number, value.whole);
       } catch (const std::invalid_argument& e) {
         throw InputError(value.where, std::string("bad ") + kind_name(p.kind) + ": " + e.what());
       }
-      if (p.kind == Kind::Count && value.number < 0)
+      if (p.kind == Kind::Count && value.whole < 0)
         throw InputError(value.where, "must not be negative");
-      if (p.kind == Kind::Count && value.number > 4294967295.0)
+      if (p.kind == Kind::Count && value.whole > 4294967295)
         throw InputError(value.where, "too large (at most 4294967295)");
       check_bounds(p, value.number, value.where);
     }

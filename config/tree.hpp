@@ -89,6 +89,7 @@ class Values {
   struct Value {
     std::string text;
     double number = 0;
+    std::int64_t whole = 0;  // Count and Integer: the exact value (number may round it)
     std::string where;
   };
   const Schema* schema_ = nullptr;

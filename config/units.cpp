@@ -74,7 +74,20 @@ double parse(std::string_view text, Quantity quantity) {
     case Quantity::Time: factor = factor_of(unit, kTimeSuffixes); break;
   }
   if (std::isnan(factor)) fail("has an unknown unit \"" + unit + "\"");
-  return number * factor;
+  const double value = number * factor;
+  if (!(std::fabs(value) <= max_of(quantity)))
+    throw std::invalid_argument("\"" + std::string(text) + "\" is out of range (at most " +
+                                format(max_of(quantity), quantity) + ")");
+  return value;
+}
+
+double max_of(Quantity quantity) {
+  switch (quantity) {
+    case Quantity::Bytes: return kMaxBytes;
+    case Quantity::Bandwidth: return kMaxBandwidth;
+    case Quantity::Time: return kMaxTime;
+  }
+  return 0;
 }
 
 double parse_bytes(std::string_view text) { return parse(text, Quantity::Bytes); }

@@ -1,8 +1,15 @@
 #include "sim/replay.hpp"
 
 #include <simgrid/s4u.hpp>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <system_error>
 #include <deque>
 #include <mutex>
 
@@ -279,6 +286,79 @@ double dense_layers_compute_time(const spec::Experiment& e) {
   return bytes > 0 ? roofline(e, bytes) : 0.0;
 }
 
+namespace {
+
+// Starts a SimGrid engine on `args` (program name first) and makes it build a platform, so that
+// every option is parsed and the network model is instantiated. SimGrid reports a bad option by
+// aborting the process (and writing a backtrace file into the working directory), so this runs in
+// a child process, in a private scratch directory, without a core dump. Returns the child's
+// diagnostics when it failed, "" when the options are fine.
+std::string simgrid_refuses(const std::vector<std::string>& args) {
+  char scratch[] = "/tmp/rmai-simgrid-check-XXXXXX";
+  if (!::mkdtemp(scratch)) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::close(pipe_fds[0]);
+    const rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    if (::chdir(scratch) != 0) ::_exit(3);
+    try {
+      std::vector<std::string> copy = args;
+      std::vector<char*> argv;
+      for (auto& a : copy) argv.push_back(a.data());
+      int argc = static_cast<int>(argv.size());
+      sg4::Engine engine(&argc, argv.data());
+      auto* zone = sg4::create_full_zone("check");
+      zone->create_host("h", 1e9);
+      zone->seal();
+    } catch (const std::exception& error) {
+      std::fputs(error.what(), stderr);
+      std::fflush(stderr);
+      ::_exit(2);
+    }
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  std::string out;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    if (out.size() < 65536) out.append(buffer, std::size_t(n));
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(scratch, ignored);
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  // The first line that says what is wrong: SimGrid's CRITICAL message, or the exception's text.
+  std::istringstream lines(out);
+  std::string first;
+  for (std::string line; std::getline(lines, line);) {
+    if (const auto at = line.find("[root/CRITICAL] "); at != std::string::npos) return line.substr(at + 16);
+    if (first.empty() && !line.empty()) first = line;
+  }
+  return first.empty() ? "SimGrid refused it" : first;
+}
+
+}  // namespace
+
+void check_simgrid_options(const std::vector<std::string>& simgrid_args) {
+  for (const auto& option : simgrid_args) {
+    std::vector<std::string> args{"rmai"};
+    args.insert(args.end(), default_simgrid_options().begin(), default_simgrid_options().end());
+    args.push_back(option);
+    if (const std::string why = simgrid_refuses(args); !why.empty()) throw InputError(option, why);
+  }
+}
+
 void check_registered(const spec::Experiment& e) {
   if (!cache::PolicyRegistry::instance().contains(e.cache.policy))
     throw InputError(e.values.child("cache").where("policy"),
@@ -295,6 +375,7 @@ void check_registered(const spec::Experiment& e) {
 metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args) {
   check_registered(e);
+  check_simgrid_options(simgrid_args);
 
   std::vector<std::string> args{"rmai"};
   args.insert(args.end(), default_simgrid_options().begin(), default_simgrid_options().end());

@@ -14,6 +14,11 @@ namespace rmai::sim {
 // `--cfg=` options given by the user come after these and override them.
 const std::vector<std::string>& default_simgrid_options();
 
+// Checks each pass-through `--cfg=`/`--log=` option with a throw-away engine in a child process,
+// before the real one starts: SimGrid aborts the process on a bad one. Throws InputError naming the
+// option and SimGrid's reason.
+void check_simgrid_options(const std::vector<std::string>& simgrid_args);
+
 // Checks that the cache policy, the prefetcher and the tier the experiment names are registered
 // (load_experiment cannot: the registries live above the models library). Throws InputError.
 void check_registered(const spec::Experiment& experiment);

@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <stdexcept>
 
 #include "config/units.hpp"
@@ -48,7 +52,25 @@ TEST(Units, RejectsWhatIsNotAQuantity) {
 TEST(Units, FormatRoundTrips) {
   for (const double v : {352321536.0, 0.1, 12.5e9, 3e-7})
     for (const auto q : {Quantity::Bytes, Quantity::Bandwidth, Quantity::Time})
-      EXPECT_EQ(parse(format(v, q), q), v);
+      if (v <= max_of(q)) {
+        EXPECT_EQ(parse(format(v, q), q), v);
+      }
+}
+
+TEST(Units, ValuesBeyondTheQuantitysBoundAreRefused) {
+  // Products that overflow (1e300 Tb/s is infinite in a double) and finite values beyond the bound.
+  for (const auto& [text, q] : std::vector<std::pair<std::string, Quantity>>{
+           {"1e300Tbps", Quantity::Bandwidth}, {"1e308TB", Quantity::Bytes}, {"1e308s", Quantity::Time},
+           {"2e18B", Quantity::Bytes}, {"1e7s", Quantity::Time}, {"-1e7s", Quantity::Time}, {"1e25Bps", Quantity::Bandwidth}}) {
+    try {
+      parse(text, q);
+      ADD_FAILURE() << text << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(parse("1e18B", Quantity::Bytes), 1e18);
+  EXPECT_EQ(parse("1000000s", Quantity::Time), 1e6);
 }
 
 }  // namespace
