@@ -24,11 +24,22 @@ fs::path models_dir() { return home_dir() / "models"; }
 YAML::Node load_yaml_file(const fs::path& path) {
   std::ifstream in(path);
   if (!in) throw InputError(path.string(), "cannot open file");
+  std::vector<YAML::Node> documents;
   try {
-    return YAML::Load(in);
+    documents = YAML::LoadAll(in);
   } catch (const YAML::Exception& e) {
     throw InputError(path.string() + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
   }
+  if (documents.size() > 1)
+    throw InputError(location(path.string(), documents[1], ""), "a second YAML document: one document per file");
+  return documents.empty() ? YAML::Node() : documents[0];
+}
+
+std::string key_of(const YAML::Node& key, const std::string& file, const std::string& path) {
+  if (!key.IsScalar())
+    throw InputError(location(file, key, path), "a key must be a plain word, not a " +
+                                                    std::string(key.IsSequence() ? "list" : key.IsMap() ? "map" : "null"));
+  return key.Scalar();
 }
 
 std::string location(const std::string& file, const YAML::Node& node, const std::string& key) {
@@ -128,6 +139,11 @@ void check_bounds(const Param& p, double value, const std::string& where) {
     throw InputError(where, std::string("must be positive (a ") + kind_name(p.kind) + " > 0)");
   if (p.bound == Bound::NonNegative && value < 0)
     throw InputError(where, std::string("must not be negative"));
+  if (p.max > 0 && value > p.max) {
+    std::ostringstream limit;
+    limit << p.max;
+    throw InputError(where, "too large (at most " + limit.str() + ")");
+  }
 }
 
 Layer layer_of(const YAML::Node& map, const std::string& file) {
@@ -183,7 +199,7 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
       throw InputError(location(layer.file, map, path), "expected a map of " + schema.name + " parameters");
     std::set<std::string> seen;
     for (const auto& kv : map) {
-      const std::string key = kv.first.as<std::string>();
+      const std::string key = key_of(kv.first, layer.file, path);
       if (!seen.insert(key).second)
         throw InputError(location(layer.file, kv.first, dotted(path, key)), "duplicate key");
       if (key == "preset" && allow_preset_key) continue;

@@ -24,11 +24,16 @@ namespace rmai::config {
 std::filesystem::path home_dir();
 std::filesystem::path models_dir();
 
-// Parses a YAML file; a missing file or a syntax error is an InputError naming file and line.
+// Parses a YAML file; a missing file, a syntax error or a second document is an InputError naming
+// file and line.
 YAML::Node load_yaml_file(const std::filesystem::path& path);
 
 // "file:line: key" (line omitted when unknown, e.g. for values given with --set).
 std::string location(const std::string& file, const YAML::Node& node, const std::string& key);
+
+// The text of a map key; a key that is not a plain scalar (`? [a, b]`) is an InputError naming the
+// file and line (`path` is the dotted key of the map it is in).
+std::string key_of(const YAML::Node& key, const std::string& file, const std::string& path);
 
 enum class Kind { Count, Integer, Number, Ratio, Bytes, Bandwidth, Time, Text, Component };
 enum class Bound { Any, NonNegative, Positive };
@@ -43,6 +48,7 @@ struct Param {
   std::string fallback;
   bool required = true;  // false with an empty fallback: optional, may be absent
   Bound bound = Bound::Positive;
+  double max = 0;                     // numeric kinds: the largest value accepted (0: the kind's own)
   std::vector<std::string> choices;   // Text: the accepted values (empty: any)
   std::string keyword;                // numeric kinds: a word accepted as the value 0 ("expert")
   std::string preset_dir;             // Component: presets in models/<preset_dir>/ (empty: none)

@@ -124,6 +124,15 @@ fs::path find_file(const std::string& given, const std::string& where, const fs:
   throw InputError(where, what + " file not found (tried " + tried + ")");
 }
 
+// The name becomes a directory under results/ when --out is omitted: one plain path component.
+void check_name(const std::string& name, const std::string& where) {
+  const auto bad = std::find_if(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+      name.find('\\') != std::string::npos || bad != name.end() || name.size() > 128)
+    throw InputError(where, "the experiment name must be one file name (no '/', no control characters, not '.' or "
+                            "'..', at most 128 characters): results go to results/<name>");
+}
+
 }  // namespace
 
 fs::path find_generator(const std::string& given, const std::string& where, const fs::path& experiment) {
@@ -184,6 +193,7 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.values = config::resolve(schema::experiment(), {config::Layer{root, file.string()}}, "");
   const auto& v = e.values;
   e.name = v.has("name") ? v.text("name") : file.stem().string();
+  check_name(e.name, v.has("name") ? v.where("name") : file.string());
   e.mode = v.text("mode");
   e.seed = static_cast<std::uint64_t>(v.integer("seed"));
   e.nodes = static_cast<std::uint32_t>(v.count("nodes"));
@@ -220,6 +230,15 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.trace.sequences = static_cast<std::uint32_t>(trace.count("sequences"));
   e.trace.seed = trace.has("seed") ? static_cast<std::uint64_t>(trace.integer("seed")) : e.seed;
   e.trace.generator = find_generator(trace.text("generator"), trace.where("generator"), file);
+  if (!e.trace.file) {
+    const double entries = double(e.trace.tokens) * e.model.moe_layers * e.model.top_k;
+    if (entries > kMaxTraceEntries)
+      throw InputError(trace.where("tokens"), std::to_string(e.trace.tokens) + " tokens of " + e.model.name + " are " +
+                                                  std::to_string(std::uint64_t(entries)) + " routed experts: a run holds at most " +
+                                                  std::to_string(std::uint64_t(kMaxTraceEntries)) + " (256 MiB) in memory");
+    if (e.trace.sequences > e.trace.tokens)
+      throw InputError(trace.where("sequences"), "more sequences than tokens");
+  }
   check_consistency(e);
   return e;
 }

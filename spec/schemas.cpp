@@ -49,6 +49,11 @@ Param component(std::string name, const Schema& schema, std::string preset_dir, 
   return p;
 }
 
+Param at_most(Param p, double max) {
+  p.max = max;
+  return p;
+}
+
 Param text(std::string name, std::string description) {
   return optional(std::move(name), Kind::Text, std::move(description));
 }
@@ -260,7 +265,7 @@ const Schema& experiment() {
       choice("mode", "sim (SimGrid model) or emul (real region code)", {"sim", "emul"}, "sim"),
       required("model", Kind::Text, "MoE model, a name in models/moe"),
       component("platform", platform(), "platforms", "default"),
-      optional("nodes", Kind::Count, "inference nodes sharing the memory pool", "1"),
+      at_most(optional("nodes", Kind::Count, "inference nodes sharing the memory pool", "1"), kMaxNodes),
       optional("seed", Kind::Integer, "seed of everything random", "1", Bound::NonNegative),
       component("memory", memory(), ""),
       component("cache", cache(), ""),

@@ -97,7 +97,7 @@ SweepSpec load_sweep(const fs::path& experiment, bool quick, const std::vector<s
   if (const YAML::Node block = root.IsMap() ? root["sweep"] : YAML::Node(); block && !block.IsNull()) {
     if (!block.IsMap()) throw InputError(config::location(file, block, "sweep"), "expected a map of key: [values]");
     for (const auto& kv : block) {
-      const std::string key = kv.first.as<std::string>();
+      const std::string key = config::key_of(kv.first, file, "sweep");
       const std::string where = config::location(file, kv.first, key);
       SweepDimension d{keys_of(key, where), {}, where};
       d.values = values_of(file, kv.second, d.keys, key);
@@ -109,7 +109,7 @@ SweepSpec load_sweep(const fs::path& experiment, bool quick, const std::vector<s
   if (const YAML::Node block = root.IsMap() ? root["quick"] : YAML::Node(); block && !block.IsNull()) {
     if (!block.IsMap()) throw InputError(config::location(file, block, "quick"), "expected a map of key: value");
     for (const auto& kv : block) {
-      const std::string key = kv.first.as<std::string>();
+      const std::string key = config::key_of(kv.first, file, "quick");
       const std::string where = config::location(file, kv.first, "quick." + key);
       if (key != "sweep") {
         check_key(key, where);
@@ -119,7 +119,7 @@ SweepSpec load_sweep(const fs::path& experiment, bool quick, const std::vector<s
       }
       if (!kv.second.IsMap()) throw InputError(where, "expected a map of key: [values]");
       for (const auto& entry : kv.second) {
-        const std::string name = entry.first.as<std::string>();
+        const std::string name = config::key_of(entry.first, file, "quick.sweep");
         const std::string at = config::location(file, entry.first, "quick.sweep." + name);
         const auto keys = keys_of(name, at);
         SweepDimension* d = find(spec.dimensions, keys);

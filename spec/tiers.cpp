@@ -60,7 +60,7 @@ config::Param param_of(const std::string& name, const YAML::Node& node, const st
   const std::string key = path + "." + name;
   if (!node.IsMap()) throw InputError(config::location(file, node, key), "expected {kind: ..., description: ...}");
   for (const auto& kv : node) {
-    const std::string field = kv.first.as<std::string>();
+    const std::string field = config::key_of(kv.first, file, key);
     if (field != "kind" && field != "description" && field != "bound" && field != "keyword")
       throw InputError(config::location(file, kv.first, key + "." + field),
                        "unknown field (a parameter has kind, description, bound, keyword)");
@@ -97,7 +97,7 @@ TierDefinition definition_of(const fs::path& path, std::uint64_t& order) {
   for (const auto& kv : block) {
     static const std::vector<std::string> fields{"order", "label", "colour", "medium", "path", "no_emulation",
                                                  "default", "parameters"};
-    const std::string field = kv.first.as<std::string>();
+    const std::string field = config::key_of(kv.first, file, where);
     if (std::find(fields.begin(), fields.end(), field) == fields.end())
       throw InputError(config::location(file, kv.first, where + "." + field),
                        "unknown field (a tier definition has " + config::join(fields) + ")");
@@ -141,7 +141,7 @@ TierDefinition definition_of(const fs::path& path, std::uint64_t& order) {
   if (const YAML::Node params = block["parameters"]; params && !params.IsNull()) {
     if (!params.IsMap()) throw InputError(config::location(file, params, where + ".parameters"), "expected a map");
     for (const auto& kv : params)
-      d.schema.params.push_back(param_of(kv.first.as<std::string>(), kv.second, file, where + ".parameters"));
+      d.schema.params.push_back(param_of(config::key_of(kv.first, file, where + ".parameters"), kv.second, file, where + ".parameters"));
   }
   return d;
 }

@@ -70,5 +70,73 @@ TEST_F(Hardening, IntegersStayExact) {
   EXPECT_NE(resolved("9223372036854775807").find("seed: 9223372036854775807"), std::string::npos);
 }
 
+TEST_F(Hardening, MalformedYamlStructureIsExitTwoWithFileAndLine) {
+  const std::string base = "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {tokens: 2}\n";
+  struct Case {
+    std::string text, named;
+    std::vector<std::string> commands;  // run and check ignore the sweep block; sweep reads it
+  };
+  const std::vector<std::string> all{"run", "check", "sweep"};
+  for (const auto& c : std::vector<Case>{
+           {"? [a, b]\n: 1\n" + base, "bad.yaml:1: a key must be a plain word, not a list", all},
+           {base + "memory:\n  ? {x: 1}\n  : rmai\n", "bad.yaml:5: memory: a key must be a plain word, not a map", all},
+           {base + "---\nmodel: other\n", "bad.yaml:5: a second YAML document", all},
+           {base + "sweep:\n  ? [nodes]\n  : [1, 2]\n", "bad.yaml:5: sweep: a key must be a plain word", {"sweep"}},
+       }) {
+    const fs::path file = write("in/bad.yaml", c.text);
+    for (const auto& command : c.commands) {
+      std::vector<std::string> args{command, file.string()};
+      if (command != "check") args.insert(args.end(), {"--out", (dir_ / "out").string()});
+      const auto r = run(args, dir_);
+      EXPECT_EQ(r.exit_code, 2) << command << "\n" << c.text << r.err;
+      EXPECT_NE(r.err.find(c.named), std::string::npos) << command << ": expected \"" << c.named << "\" in: " << r.err;
+      EXPECT_FALSE(fs::exists(dir_ / "out")) << command;
+    }
+    fs::remove_all(dir_ / "in");
+  }
+}
+
+TEST_F(Hardening, ExperimentNamesStayInsideResults) {
+  for (const std::string& name : std::vector<std::string>{"../evil", "a/b", "..", ".", "\"a\\nb\"", "\"tab\\there\"", std::string(129, 'x')}) {
+    const fs::path file =
+        write("in/exp.yaml", "model: mixtral-8x7b\nname: " + name + "\ncache: {gpu_experts: 64}\ntrace: {tokens: 2}\n");
+    const auto r = run({"run", file.string()}, dir_);  // no --out: results/<name>
+    EXPECT_EQ(r.exit_code, 2) << name << ": " << r.err;
+    EXPECT_NE(r.err.find("exp.yaml:2: name: the experiment name must be one file name"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "results")) << name;
+    EXPECT_FALSE(fs::exists(dir_ / "evil")) << name;
+    fs::remove_all(dir_ / "in");
+  }
+}
+
+TEST_F(Hardening, SizesThatWouldExhaustMemoryAreRefusedBeforeAllocating) {
+  for (const auto& [set, named] : std::vector<std::pair<std::string, std::string>>{
+           {"nodes=4294967295", "nodes: too large (at most 4096)"},
+           {"nodes=4097", "nodes: too large (at most 4096)"},
+           {"trace.tokens=4294967295", "trace.tokens: 4294967295 tokens of mixtral-8x7b"},
+           {"trace.tokens=3000000", "trace.tokens: 3000000 tokens"},
+           {"trace.sequences=3", "trace.sequences: more sequences than tokens"}})
+    expect_refused(run_args({"--set", set}), named);
+}
+
+TEST_F(Hardening, DeeplyNestedJsonIsRefusedWithoutRecursion) {
+  // 100k levels of nesting anywhere in a record: before, freeing or printing them overflowed the stack.
+  const std::string deep = std::string(100000, '[') + "1" + std::string(100000, ']');
+  const std::string record = "{\"layer\":0,\"token_idx\":0,\"problem_id\":1,\"experts\":[1]}\n";
+  for (const std::string& line : std::vector<std::string>{
+           "{\"layer\":0,\"token_idx\":0,\"problem_id\":1,\"experts\":" + deep + "}",
+           "{\"layer\":" + deep + ",\"token_idx\":0,\"problem_id\":1,\"experts\":[1]}",
+           "{\"problem_id\":" + deep + ",\"layer\":0,\"token_idx\":0,\"experts\":[1]}",
+           deep, "{\"a\":" + std::string(9, '{') + std::string(9, '}') + "}"}) {
+    const fs::path log = write("in/log.jsonl", record + line + "\n");
+    const auto r = run({"trace", "import", "--format", "jsonl", log.string(), "-o", (dir_ / "out.csv").string()}, dir_);
+    EXPECT_FALSE(r.signaled) << r.err;
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("log.jsonl:2: arrays and objects nested more than 8 deep"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "out.csv"));
+    fs::remove_all(dir_ / "in");
+  }
+}
+
 }  // namespace
 }  // namespace rmai

@@ -93,7 +93,7 @@ void check_keys(const std::string& file, const YAML::Node& map, const std::strin
   if (!map.IsMap()) fail(file, map, path, "expected a map");
   std::set<std::string> seen;
   for (const auto& kv : map) {
-    const auto key = kv.first.as<std::string>();
+    const auto key = config::key_of(kv.first, file, path);
     const std::string dotted = path.empty() ? key : path + "." + key;
     if (!allowed.count(key)) {
       std::string names;

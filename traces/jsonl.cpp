@@ -31,6 +31,30 @@ std::string describe(const json& value) {
   return std::string(value.type_name()) + " " + text;
 }
 
+// How deep arrays and objects nest in `text`, outside strings, stopping at `limit + 1`: a record
+// is at most three levels deep, and nlohmann's values are freed (and printed) recursively, so a
+// deeper line is refused before it is parsed.
+int nesting_depth(std::string_view text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) break;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+constexpr int kMaxDepth = 8;
+
 // nlohmann's message without its tag and without "line 1" (each record is parsed on its own).
 std::string parse_message(const json::exception& error) {
   std::string text = error.what();
@@ -201,6 +225,8 @@ class Importer {
       }
       return true;
     };
+    if (nesting_depth(text, kMaxDepth) > kMaxDepth)
+      fail("arrays and objects nested more than " + std::to_string(kMaxDepth) + " deep: not a routing record");
     json record;
     try {
       record = json::parse(text.begin(), text.end(), check_keys);
