@@ -2,6 +2,7 @@
 // key or file, never with a signal, and leaves nothing behind (no results, no SimGrid backtrace
 // files in the working directory).
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <fstream>
 #include <sstream>
@@ -136,6 +137,47 @@ TEST_F(Hardening, DeeplyNestedJsonIsRefusedWithoutRecursion) {
     EXPECT_FALSE(fs::exists(dir_ / "out.csv"));
     fs::remove_all(dir_ / "in");
   }
+}
+
+TEST_F(Hardening, TraceShapesBeyondTheBoundsAreRefusedBeforeAllocating) {
+  // A 36-byte header claiming 16384 layers of top-65536 of 65536 experts; a CSV whose one row sits
+  // at layer 8191; generator shapes as large.
+  std::string header("RMAITRC\0", 8);
+  for (const std::uint32_t field : {1u, 16384u, 65536u, 65536u, 0u}) header.append(reinterpret_cast<const char*>(&field), 4);
+  const std::uint64_t tokens = 1;
+  header.append(reinterpret_cast<const char*>(&tokens), 8);
+  const fs::path binary = write("in/huge.rmtrace", header);
+  const fs::path csv = write("in/huge.csv", "seq,token,layer,experts,weights\n0,0,8191,65535,\n");
+  const auto out = (dir_ / "out.csv").string();
+  for (const auto& [args, named] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"trace", "stats", binary.string()}, "huge.rmtrace: header: trace shape: 16384 layers, more than 512"},
+           {{"trace", "convert", binary.string(), "-o", out}, "huge.rmtrace: header: trace shape: 16384 layers"},
+           {{"trace", "stats", csv.string()}, "huge.csv: trace shape: 8192 layers, more than 512"},
+           {{"trace", "gen", "--shape", "4294967295,65536,65536", "--tokens", "10", "-o", out}, "--shape"},
+           {{"trace", "gen", "--shape", "32,65,65536", "--tokens", "10", "-o", out}, "top_k 65, more than 64"}}) {
+    const auto r = run(args, dir_);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << "expected \"" << named << "\" in: " << r.err;
+    EXPECT_FALSE(fs::exists(out));
+  }
+  rusage children{};
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  EXPECT_LT(children.ru_maxrss, 500 * 1024) << "KB: a child of this test peaked above 500 MB";
+}
+
+TEST_F(Hardening, ABinaryTracesSizeIsCheckedAgainstItsHeader) {
+  // One token claimed, a billion announced: refused from the file size, not after reading.
+  std::string header("RMAITRC\0", 8);
+  for (const std::uint32_t field : {1u, 2u, 1u, 4u, 0u}) header.append(reinterpret_cast<const char*>(&field), 4);
+  const std::uint64_t tokens = 1000000000;
+  header.append(reinterpret_cast<const char*>(&tokens), 8);
+  const fs::path binary = write("in/short.rmtrace", header + std::string(12, '\0'));
+  const auto r = run({"trace", "stats", binary.string()}, dir_);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("the header announces 1000000000 token records of 12 bytes (12000000036 bytes with the header) "
+                       "but the file has 48: truncated file"),
+            std::string::npos)
+      << r.err;
 }
 
 }  // namespace

@@ -283,17 +283,14 @@ TEST_F(TraceFormatsTest, BadHeader) {
 TEST_F(TraceFormatsTest, TruncatedOrTrailing) {
   const std::string good = binary_of(two_tokens(true));
   ASSERT_EQ(good.size(), kHeaderSize + 2 * kWeightedRecord);
-  const std::string second =
-      "token record 1 at byte " + std::to_string(kHeaderSize + kWeightedRecord);
-  expect_error(good.substr(0, good.size() - 5),
-               {second,
-                "truncated file: the header announces 2 tokens but the file ends 39 "
-                "bytes into this record of 44 bytes"});
-  expect_error(good.substr(0, kHeaderSize), {"token record 0 at byte 36", "truncated file"});
-  expect_error(good + "x", {"byte 124", "trailing data after the 2 token records"});
+  // A regular file's size is checked against the header before anything is read or allocated.
+  const std::string announces = "header: the header announces 2 token records of 44 bytes (124 bytes with the header)";
+  expect_error(good.substr(0, good.size() - 5), {announces, "but the file has 119: truncated file"});
+  expect_error(good.substr(0, kHeaderSize), {announces, "but the file has 36: truncated file"});
+  expect_error(good + "x", {announces, "but the file has 125: trailing data"});
   std::string more = good;
   poke<std::uint64_t>(more, 28, 1);  // the header announces one token, two follow
-  expect_error(more, {"byte 80", "trailing data after the 1 token records"});
+  expect_error(more, {"announces 1 token records of 44 bytes (80 bytes with the header) but the file has 124"});
 }
 
 TEST_F(TraceFormatsTest, BadRecords) {

@@ -21,6 +21,7 @@
 // The file ends right after the last record. Records obey the CSV's rules (traces/csv.cpp):
 // expert ids below `experts` and distinct within a row; tokens of a sequence in increasing index
 // order, sequences possibly interleaved.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -139,9 +140,21 @@ Header read_header(std::FILE* file, const std::string& name) {
   }
   std::memcpy(&header.tokens, bytes + 28, sizeof header.tokens);
   // Bounds the token count so that byte offsets below cannot overflow.
-  if (header.tokens > (UINT64_MAX - kHeaderSize) / record_size(header.shape, header.weights))
+  const std::uint64_t record = record_size(header.shape, header.weights);
+  if (header.tokens > (UINT64_MAX - kHeaderSize) / record)
     throw InputError(where,
                      "token count " + std::to_string(header.tokens) + " is impossibly large");
+  // A regular file must hold exactly what the header announces: checked before anything is
+  // allocated for it (a pipe is checked record by record as it streams).
+  struct stat info {};
+  if (::fstat(::fileno(file), &info) == 0 && S_ISREG(info.st_mode)) {
+    const std::uint64_t expected = kHeaderSize + header.tokens * record;
+    if (std::uint64_t(info.st_size) != expected)
+      throw InputError(where, "the header announces " + std::to_string(header.tokens) + " token records of " +
+                                  std::to_string(record) + " bytes (" + std::to_string(expected) +
+                                  " bytes with the header) but the file has " + std::to_string(info.st_size) +
+                                  (std::uint64_t(info.st_size) < expected ? ": truncated file" : ": trailing data"));
+  }
   return header;
 }
 

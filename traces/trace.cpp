@@ -13,8 +13,14 @@ void validate(const TraceShape& shape) {
   if (shape.top_k > shape.experts)
     throw std::invalid_argument("trace shape: top_k " + std::to_string(shape.top_k) +
                                 " exceeds the " + std::to_string(shape.experts) + " experts");
-  if (shape.experts > 65536)
+  if (shape.experts > kMaxExperts)
     throw std::invalid_argument("trace shape: more than 65536 experts per layer");
+  if (shape.layers > kMaxLayers)
+    throw std::invalid_argument("trace shape: " + std::to_string(shape.layers) + " layers, more than " +
+                                std::to_string(kMaxLayers));
+  if (shape.top_k > kMaxTopK)
+    throw std::invalid_argument("trace shape: top_k " + std::to_string(shape.top_k) + ", more than " +
+                                std::to_string(kMaxTopK));
 }
 
 RoutingTrace::RoutingTrace(TraceShape shape) : shape_(shape) { validate(shape); }

@@ -20,8 +20,15 @@ struct TraceShape {
   friend bool operator==(const TraceShape&, const TraceShape&) = default;
 };
 
-// Throws std::invalid_argument if no trace can have this shape: a zero size, top_k > experts, or
-// more than 65536 experts (ids are stored in 16 bits).
+// The largest shapes a trace may have (docs/interfaces.md, "Bounds on input sizes"): far above
+// any catalog model (61 layers, top-8, 256 experts), small enough that a token record and the
+// per-layer tables stay small whatever a file's header or rows claim.
+inline constexpr std::uint32_t kMaxLayers = 512;
+inline constexpr std::uint32_t kMaxTopK = 64;
+inline constexpr std::uint32_t kMaxExperts = 65536;  // ids are stored in 16 bits
+
+// Throws std::invalid_argument if no trace can have this shape: a zero size, top_k > experts, or a
+// size beyond the bounds above.
 void validate(const TraceShape& shape);
 
 // Routing of one token: experts[layer * top_k + k], in the router's rank order (top-1 first).
