@@ -154,7 +154,9 @@ TEST_F(Hardening, TraceShapesBeyondTheBoundsAreRefusedBeforeAllocating) {
            {{"trace", "convert", binary.string(), "-o", out}, "huge.rmtrace: header: trace shape: 16384 layers"},
            {{"trace", "stats", csv.string()}, "huge.csv: trace shape: 8192 layers, more than 512"},
            {{"trace", "gen", "--shape", "4294967295,65536,65536", "--tokens", "10", "-o", out}, "--shape"},
-           {{"trace", "gen", "--shape", "32,65,65536", "--tokens", "10", "-o", out}, "top_k 65, more than 64"}}) {
+           {{"trace", "gen", "--shape", "32,65,65536", "--tokens", "10", "-o", out}, "top_k 65, more than 64"},
+           {{"trace", "stats", write("in/wide.csv", "seq,token,layer,experts,weights\n0,0,0,65535,\n0,0,1,1,\n").string()},
+            "trace statistics: the cross-layer tables of 2 layers x 65536 experts would take 65536 MiB"}}) {
     const auto r = run(args, dir_);
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find(named), std::string::npos) << "expected \"" << named << "\" in: " << r.err;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "config/errors.hpp"
+
 namespace rmai::traces {
 
 RoutingCounts::RoutingCounts(TraceShape shape, std::vector<std::uint32_t> windows)
@@ -11,6 +13,15 @@ RoutingCounts::RoutingCounts(TraceShape shape, std::vector<std::uint32_t> window
       assignments_(Eigen::MatrixXd::Zero(shape.layers, shape.experts)),
       reuse_sum_(Eigen::VectorXd::Zero(shape.layers)) {
   validate(shape);
+  // Two dense experts x experts tables per pair of adjacent layers: fine for every real model (256
+  // experts: 1 MiB per table), impossible for 65536; refused before allocating beyond the budget.
+  const double pair_bytes = 2.0 * (shape.layers - 1) * double(shape.experts) * shape.experts * sizeof(double);
+  if (pair_bytes > kPairTableBudget)
+    throw InputError("trace statistics", "the cross-layer tables of " + std::to_string(shape.layers) + " layers x " +
+                                             std::to_string(shape.experts) + " experts would take " +
+                                             std::to_string(std::uint64_t(pair_bytes / (1 << 20))) +
+                                             " MiB (at most " + std::to_string(kPairTableBudget >> 20) +
+                                             " MiB): too many experts per layer");
   for (std::uint32_t l = 0; l + 1 < shape.layers; ++l) {
     top1_pairs_.push_back(Eigen::MatrixXd::Zero(shape.experts, shape.experts));
     rank_pairs_.push_back(Eigen::MatrixXd::Zero(shape.experts, shape.experts));

@@ -13,6 +13,10 @@
 
 namespace rmai::traces {
 
+// The most the cross-layer pair tables of RoutingCounts may take (docs/interfaces.md, "Bounds on
+// input sizes").
+inline constexpr std::size_t kPairTableBudget = std::size_t{256} << 20;
+
 // Raw counts of a trace, accumulated token by token in trace order.
 class RoutingCounts {
  public:
