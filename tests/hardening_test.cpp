@@ -167,6 +167,21 @@ TEST_F(Hardening, TraceShapesBeyondTheBoundsAreRefusedBeforeAllocating) {
   EXPECT_LT(children.ru_maxrss, 500 * 1024) << "KB: a child of this test peaked above 500 MB";
 }
 
+TEST_F(Hardening, ALineThatNeverEndsIsRefusedAtItsLine) {
+  const std::string endless(3 << 20, '7');
+  const fs::path csv = write("in/endless.csv", "seq,token,layer,experts,weights\n0,0,0," + endless);
+  const fs::path log = write("in/endless.jsonl", "{\"layer\": " + endless);
+  for (const auto& [args, named] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"trace", "stats", csv.string()}, "endless.csv:2: a line longer than 1 MiB"},
+           {{"trace", "import", "--format", "jsonl", log.string(), "-o", (dir_ / "out.csv").string()},
+            "endless.jsonl:1: a line longer than 1 MiB"}}) {
+    const auto r = run(args, dir_);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(named), std::string::npos) << "expected \"" << named << "\" in: " << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "out.csv"));
+}
+
 TEST_F(Hardening, ABinaryTracesSizeIsCheckedAgainstItsHeader) {
   // One token claimed, a billion announced: refused from the file size, not after reading.
   std::string header("RMAITRC\0", 8);

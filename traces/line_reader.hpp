@@ -43,6 +43,7 @@ class LineReader {
         line = std::string_view(start, stop - start);
         begin_ = stop + 1 - buffer_.data();
         terminated_ = true;
+        ++lines_;
         break;
       }
       if (eof_) {
@@ -50,13 +51,17 @@ class LineReader {
         line = std::string_view(start, size);
         begin_ = end_;
         terminated_ = false;
+        ++lines_;
         break;
       }
       // Keep the partial line at the front and read more behind it.
       std::memmove(buffer_.data(), start, size);
       begin_ = 0;
       end_ = size;
-      if (end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);  // a very long line
+      if (size >= kMaxLine)  // no record is this long: a damaged or hostile file, not a trace
+        throw InputError(name_ + ":" + std::to_string(lines_ + 1),
+                         "a line longer than " + std::to_string(kMaxLine >> 20) + " MiB: not a trace record");
+      if (end_ == buffer_.size()) buffer_.resize(buffer_.size() * 2);  // a long line
       const std::size_t got =
           std::fread(buffer_.data() + end_, 1, buffer_.size() - end_, file_.get());
       if (got == 0) {
@@ -81,6 +86,10 @@ class LineReader {
   std::string name_;
   std::unique_ptr<std::FILE, Closer> file_;
   static constexpr std::size_t kBuffer = std::size_t{1} << 20;  // reads in large blocks
+  // The longest line accepted (docs/interfaces.md, "Bounds on input sizes"); the buffer stays below
+  // twice this.
+  static constexpr std::size_t kMaxLine = std::size_t{1} << 20;
+  std::uint64_t lines_ = 0;  // lines returned so far
   std::vector<char> buffer_;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
