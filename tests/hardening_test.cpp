@@ -168,13 +168,13 @@ TEST_F(Hardening, TraceShapesBeyondTheBoundsAreRefusedBeforeAllocating) {
 }
 
 TEST_F(Hardening, ALineThatNeverEndsIsRefusedAtItsLine) {
-  const std::string endless(3 << 20, '7');
+  const std::string endless(5 << 20, '7');
   const fs::path csv = write("in/endless.csv", "seq,token,layer,experts,weights\n0,0,0," + endless);
   const fs::path log = write("in/endless.jsonl", "{\"layer\": " + endless);
   for (const auto& [args, named] : std::vector<std::pair<std::vector<std::string>, std::string>>{
-           {{"trace", "stats", csv.string()}, "endless.csv:2: a line longer than 1 MiB"},
+           {{"trace", "stats", csv.string()}, "endless.csv:2: a line longer than 4 MiB"},
            {{"trace", "import", "--format", "jsonl", log.string(), "-o", (dir_ / "out.csv").string()},
-            "endless.jsonl:1: a line longer than 1 MiB"}}) {
+            "endless.jsonl:1: a line longer than 4 MiB"}}) {
     const auto r = run(args, dir_);
     EXPECT_EQ(r.exit_code, 2) << r.err;
     EXPECT_NE(r.err.find(named), std::string::npos) << "expected \"" << named << "\" in: " << r.err;

@@ -88,7 +88,7 @@ class LineReader {
   static constexpr std::size_t kBuffer = std::size_t{1} << 20;  // reads in large blocks
   // The longest line accepted (docs/interfaces.md, "Bounds on input sizes"); the buffer stays below
   // twice this.
-  static constexpr std::size_t kMaxLine = std::size_t{1} << 20;
+  static constexpr std::size_t kMaxLine = std::size_t{4} << 20;
   std::uint64_t lines_ = 0;  // lines returned so far
   std::vector<char> buffer_;
   std::size_t begin_ = 0;
