@@ -161,7 +161,24 @@ SweepSpec load_sweep(const fs::path& experiment, bool quick, const std::vector<s
   return spec;
 }
 
+std::uint64_t point_count(const SweepSpec& spec) {
+  std::uint64_t count = 1;
+  for (const auto& d : spec.dimensions) {
+    const std::uint64_t n = d.values.size();
+    count = n != 0 && count > UINT64_MAX / n ? UINT64_MAX : count * n;
+  }
+  return count;
+}
+
 std::vector<SweepPoint> expand(const SweepSpec& spec) {
+  if (const std::uint64_t count = point_count(spec); count > spec.max_points) {
+    std::vector<std::string> sizes;
+    for (const auto& d : spec.dimensions) sizes.push_back(std::to_string(d.values.size()));
+    throw InputError(spec.experiment.string() + ": sweep",
+                     (count == UINT64_MAX ? std::string("more than 2^64") : std::to_string(count)) + " points (" +
+                         config::join(sizes, " x ") + "), more than the " + std::to_string(spec.max_points) +
+                         " allowed: narrow the sweep, or raise the limit with --max-points");
+  }
   std::vector<SweepPoint> points(1);
   for (const auto& d : spec.dimensions) {
     std::vector<SweepPoint> next;

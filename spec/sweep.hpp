@@ -12,6 +12,7 @@
 //
 // A point is a list of `key=value` assignments, applied with config::apply_set on top of the file.
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -19,6 +20,10 @@
 namespace rmai::spec {
 
 // One axis of the product: one key, or several keys whose values advance together.
+// The largest sweep expanded unless asked otherwise (`rmai sweep --max-points`): a few bytes of
+// YAML with aliases can name millions of points (docs/interfaces.md, "Bounds on input sizes").
+inline constexpr std::uint64_t kMaxSweepPoints = 10000;
+
 struct SweepDimension {
   std::vector<std::string> keys;
   std::vector<std::vector<std::string>> values;  // one tuple (a value per key) per step
@@ -29,6 +34,7 @@ struct SweepSpec {
   std::filesystem::path experiment;
   std::vector<std::string> sets;             // the quick block's overrides (only with quick)
   std::vector<SweepDimension> dimensions;    // the first varies slowest
+  std::uint64_t max_points = kMaxSweepPoints;  // expand() refuses a larger product
 };
 
 struct SweepPoint {
@@ -42,7 +48,11 @@ struct SweepPoint {
 // schema. Throws InputError naming file:line and the key.
 SweepSpec load_sweep(const std::filesystem::path& experiment, bool quick, const std::vector<std::string>& cli_sweeps);
 
-// The points of the product in order. No dimensions: one point without assignments.
+// The number of points of the product (saturating at UINT64_MAX), computed without expanding.
+std::uint64_t point_count(const SweepSpec& spec);
+
+// The points of the product in order. No dimensions: one point without assignments. Throws
+// InputError when there are more than spec.max_points, before expanding anything.
 std::vector<SweepPoint> expand(const SweepSpec& spec);
 
 }  // namespace rmai::spec

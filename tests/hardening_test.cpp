@@ -182,6 +182,24 @@ TEST_F(Hardening, ALineThatNeverEndsIsRefusedAtItsLine) {
   EXPECT_FALSE(fs::exists(dir_ / "out.csv"));
 }
 
+TEST_F(Hardening, ASweepOfTooManyPointsIsRefusedBeforeExpanding) {
+  // 339 bytes of YAML with aliases: 64 M points.
+  const fs::path file = write("in/aliases.yaml",
+                              "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {tokens: 2}\nsweep:\n"
+                              "  seed: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]\n"
+                              "  trace.seed: *a\n  nodes: *a\n  platform.memory_servers: *a\n  cache.policy: [lru, lfu]\n"
+                              "  cache.gpu_experts: [8, 16, 32, 64]\n  trace.tokens: [1, 2, 3, 4, 5]\n");
+  const auto r = run({"sweep", file.string(), "--out", (dir_ / "out").string()}, dir_);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("aliases.yaml: sweep: 6400000 points (20 x 20 x 20 x 20 x 2 x 4 x 5), more than the 10000"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+  rusage children{};
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  EXPECT_LT(children.ru_maxrss, 500 * 1024) << "KB";
+}
+
 TEST_F(Hardening, ABinaryTracesSizeIsCheckedAgainstItsHeader) {
   // One token claimed, a billion announced: refused from the file size, not after reading.
   std::string header("RMAITRC\0", 8);
