@@ -21,18 +21,48 @@ fs::path home_dir() {
 
 fs::path models_dir() { return home_dir() / "models"; }
 
+namespace {
+
+// The line of a second document in YAML text (0: none): a "---" after content, or content after
+// "...". Markers at the start of a line end any scalar (YAML 1.2, 9.1.4), so lines suffice.
+// (yaml-cpp 0.7's LoadAll, the library's own way, loops forever on some malformed documents.)
+std::size_t second_document_line(std::istream& in) {
+  bool content = false, ended = false;
+  std::size_t number = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    const bool marker = line.size() >= 3 && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+    if (marker && line.compare(0, 3, "---") == 0) {
+      if (content || ended) return number;
+      continue;
+    }
+    if (marker && line.compare(0, 3, "...") == 0) {
+      ended = content;
+      continue;
+    }
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || (!content && line[0] == '%')) continue;
+    if (ended) return number;
+    content = true;
+  }
+  return 0;
+}
+
+}  // namespace
+
 YAML::Node load_yaml_file(const fs::path& path) {
   std::ifstream in(path);
   if (!in) throw InputError(path.string(), "cannot open file");
-  std::vector<YAML::Node> documents;
+  if (const std::size_t line = second_document_line(in))
+    throw InputError(path.string() + ":" + std::to_string(line), "a second YAML document: one document per file");
+  in.clear();
+  in.seekg(0);
   try {
-    documents = YAML::LoadAll(in);
+    return YAML::Load(in);
   } catch (const YAML::Exception& e) {
     throw InputError(path.string() + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
   }
-  if (documents.size() > 1)
-    throw InputError(location(path.string(), documents[1], ""), "a second YAML document: one document per file");
-  return documents.empty() ? YAML::Node() : documents[0];
 }
 
 std::string key_of(const YAML::Node& key, const std::string& file, const std::string& path) {

@@ -81,7 +81,7 @@ TEST_F(Hardening, MalformedYamlStructureIsExitTwoWithFileAndLine) {
   for (const auto& c : std::vector<Case>{
            {"? [a, b]\n: 1\n" + base, "bad.yaml:1: a key must be a plain word, not a list", all},
            {base + "memory:\n  ? {x: 1}\n  : rmai\n", "bad.yaml:5: memory: a key must be a plain word, not a map", all},
-           {base + "---\nmodel: other\n", "bad.yaml:5: a second YAML document", all},
+           {base + "---\nmodel: other\n", "bad.yaml:4: a second YAML document", all},
            {base + "sweep:\n  ? [nodes]\n  : [1, 2]\n", "bad.yaml:5: sweep: a key must be a plain word", {"sweep"}},
        }) {
     const fs::path file = write("in/bad.yaml", c.text);

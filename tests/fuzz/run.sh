@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the trace readers (canonical CSV, JSON-lines import) with libFuzzer under AddressSanitizer
+# Fuzzes the trace readers (canonical CSV, JSON-lines import, binary .rmtrace) and the experiment
+# loader (YAML with --set) with libFuzzer under AddressSanitizer
 # and UndefinedBehaviorSanitizer for a bounded time each, the two targets side by side.
 #
 #   tests/fuzz/run.sh [WORK_DIR]      (CTest passes <build>/tests/fuzz)
@@ -30,8 +31,8 @@ fi
 
 # UBSan must stop on its first report, or it is only a line in the log.
 flags=(-std=c++20 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
-       -I"$src" -I"$src/tests/fuzz")
-headers=("$src"/traces/*.hpp "$src/config/errors.hpp" "$src/tests/fuzz/memfile.hpp")
+       -I"$src" -I"$src/tests/fuzz" -DRMAI_SOURCE_DIR="\"$src\"")
+headers=("$src"/traces/*.hpp "$src"/config/*.hpp "$src"/spec/*.hpp "$src/tests/fuzz/memfile.hpp")
 
 # Compiles $2 into object $1 unless the object is newer than it and every header.
 compile() {
@@ -42,44 +43,63 @@ compile() {
   "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link -c "$source" -o "$object"
 }
 
-pids=()
-for unit in trace csv jsonl; do
-  compile "$work/$unit.o" "$src/traces/$unit.cpp" & pids+=($!)
+# Two at a time (this machine has two cores): the units of the readers and of the experiment loader.
+units=(traces/trace traces/csv traces/jsonl traces/binary config/units config/tree spec/experiment
+       spec/schemas spec/tiers)
+targets=(csv jsonl rmtrace experiment)
+jobs=()
+for unit in "${units[@]}"; do
+  compile "$work/${unit//\//_}.o" "$src/$unit.cpp" & jobs+=($!)
+  [ ${#jobs[@]} -ge 2 ] && { wait "${jobs[0]}"; jobs=("${jobs[@]:1}"); }
 done
-for target in csv jsonl; do
-  compile "$work/fuzz_$target.o" "$src/tests/fuzz/fuzz_$target.cpp" & pids+=($!)
+for target in "${targets[@]}"; do
+  compile "$work/fuzz_$target.o" "$src/tests/fuzz/fuzz_$target.cpp" & jobs+=($!)
+  [ ${#jobs[@]} -ge 2 ] && { wait "${jobs[0]}"; jobs=("${jobs[@]:1}"); }
 done
-for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed compile stops here
+for pid in "${jobs[@]}"; do wait "$pid"; done  # set -e: a failed compile stops here
 
-"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_csv.o" "$work/trace.o" "$work/csv.o" \
-  -o "$work/fuzz_csv"
-"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_jsonl.o" "$work/trace.o" "$work/csv.o" \
-  "$work/jsonl.o" -o "$work/fuzz_jsonl"
+readers=("$work/traces_trace.o" "$work/traces_csv.o" "$work/traces_binary.o")
+"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_csv.o" "${readers[@]}" -o "$work/fuzz_csv"
+"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_jsonl.o" "${readers[@]}" "$work/traces_jsonl.o" \
+  -o "$work/fuzz_jsonl"
+"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_rmtrace.o" "${readers[@]}" -o "$work/fuzz_rmtrace"
+"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_experiment.o" "$work/config_units.o" "$work/config_tree.o" \
+  "$work/spec_experiment.o" "$work/spec_schemas.o" "$work/spec_tiers.o" -lyaml-cpp -o "$work/fuzz_experiment"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# -max_len: large enough for 100k-deep nesting and lines longer than the readers' buffers.
 run_target() {
-  local target=$1
+  local target=$1 dict=()
+  [ -f "$src/tests/fuzz/$target.dict" ] && dict=(-dict="$src/tests/fuzz/$target.dict")
   mkdir -p "$work/corpus-$target" "$work/findings-$target"
   # The scratch corpus first: new inputs go there, never into the seeds in the source tree.
   # Explicit exit codes: libFuzzer's default 77 would read as "skipped" to CTest.
-  "$work/fuzz_$target" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 \
-    -error_exitcode=1 -timeout_exitcode=1 -dict="$src/tests/fuzz/$target.dict" \
+  "$work/fuzz_$target" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+    -max_len=262144 -error_exitcode=1 -timeout_exitcode=1 "${dict[@]}" \
     -artifact_prefix="$work/findings-$target/" -print_final_stats=1 \
     "$work/corpus-$target" "$src/tests/fuzz/corpus/$target" >"$work/$target.log" 2>&1
 }
 
+report() {
+  local target=$1
+  echo "fuzz_$target: no finding ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target.log" | grep -o '[0-9]*$') runs in ${seconds}s)"
+}
+
 status=0
-run_target csv & csv_pid=$!
-run_target jsonl & jsonl_pid=$!
-for target in csv jsonl; do
-  pid_var=${target}_pid
-  if wait "${!pid_var}"; then
-    echo "fuzz_$target: no finding ($(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work/$target.log" | grep -o '[0-9]*$') runs in ${seconds}s)"
-  else
-    status=1
-    echo "fuzz_$target: FINDING (log $work/$target.log, inputs in $work/findings-$target/):"
-    tail -60 "$work/$target.log"
-  fi
+for pair in "csv jsonl" "rmtrace experiment"; do  # two at a time
+  set -- $pair
+  run_target "$1" & first=$!
+  run_target "$2" & second=$!
+  for target in "$1" "$2"; do
+    if [ "$target" = "$1" ]; then pid=$first; else pid=$second; fi
+    if wait "$pid"; then
+      report "$target"
+    else
+      status=1
+      echo "fuzz_$target: FINDING (log $work/$target.log, inputs in $work/findings-$target/):"
+      tail -60 "$work/$target.log"
+    fi
+  done
 done
 exit $status
