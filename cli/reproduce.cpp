@@ -13,6 +13,7 @@
 
 #include "cli/commands.hpp"
 #include "emul/region.hpp"
+#include "cli/options.hpp"
 #include "cli/support.hpp"
 #include "config/tree.hpp"
 #include "config/errors.hpp"
@@ -49,31 +50,21 @@ std::vector<fs::path> figure_scripts() {
   return out;
 }
 
-}  // namespace
-
-int reproduce(const std::vector<std::string>& args) {
+struct Options {
   fs::path out = "results/reproduce";
   bool quick = false;
-  std::string jobs = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  std::string jobs_text;
   std::vector<std::string> only;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto value = [&] {
-      if (i + 1 >= args.size()) throw InputError(args[i], "needs a value");
-      return args[++i];
-    };
-    if (args[i] == "--out") {
-      out = value();
-    } else if (args[i] == "--quick") {
-      quick = true;
-    } else if (args[i] == "--jobs") {
-      jobs = value();
-      if (jobs.empty() || jobs.find_first_not_of("0123456789") != std::string::npos || std::stoul(jobs) == 0)
-        throw InputError("--jobs", "'" + jobs + "' is not a positive number");
-    } else if (args[i] == "--only") {
-      only.push_back(value());
-    } else {
-      throw InputError(args[i], "unknown option (rmai reproduce [--out DIR] [--quick] [--jobs N] [--only NAME]...)");
-    }
+};
+
+int reproduce(const Options& o) {
+  const fs::path& out = o.out;
+  const bool quick = o.quick;
+  const auto& only = o.only;
+  std::string jobs = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  if (!o.jobs_text.empty()) {
+    if (parse_count("--jobs", o.jobs_text) == 0) throw InputError("--jobs", "must be at least 1");
+    jobs = o.jobs_text;
   }
   auto experiments = paper_experiments();
   for (const auto& name : only)
@@ -134,6 +125,25 @@ int reproduce(const std::vector<std::string>& args) {
                (out / "report.html").c_str());
   for (const auto& f : failed) std::cerr << "rmai reproduce: failed: " << f << "\n";
   return failed.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_reproduce_command(CLI::App& root) {
+  const auto o = std::make_shared<Options>();
+  CLI::App* app = add_command(root, "reproduce",
+                              "Every paper experiment as a sweep, the validation, the figures and the report",
+                              [o] { return reproduce(*o); });
+  app->footer(
+      "The experiments are the YAMLs in experiments/ with a sweep block, each swept into DIR/<name>; then the "
+      "emulator is validated against the simulator on this machine (DIR/validate, skipped where userfaultfd is "
+      "not available), the figures are drawn into DIR/figures and the report written to DIR/report.html.");
+  add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory of it all (default results/reproduce)")
+      ->type_name("DIR");
+  app->add_flag("--quick", o->quick, "every sweep's `quick:` block, and a short validation");
+  add_value(app, "--jobs", o->jobs_text, "runs at once (default: the number of cores)")->type_name("N");
+  add_values(app, "--only", o->only, "only this experiment (a name in experiments/, or validate); repeatable")
+      ->type_name("NAME");
 }
 
 }  // namespace rmai::cli

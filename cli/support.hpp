@@ -8,14 +8,10 @@
 
 namespace rmai::cli {
 
-// The options of every command that loads an experiment: --set key=value (or --set=key=value),
-// --seed N and --mode M, appended to `sets` as assignments. Returns whether args[i] is one of them,
-// with i moved past its value. Throws InputError for a missing value.
-// The value after option args[i], moving i onto it. Throws InputError naming the option when there is
-// none (the end, or another --option).
-const std::string& option_value(const std::vector<std::string>& args, std::size_t& i);
-
-bool take_experiment_option(const std::vector<std::string>& args, std::size_t& i, std::vector<std::string>& sets);
+// The repository's revision (`git describe --dirty`, "unknown" outside a checkout) and the SimGrid
+// version built against: the provenance of config.resolved.yaml and of `rmai --version`.
+std::string git_revision();
+std::string simgrid_version();
 
 // Starts a program (looked up in PATH) with the same stdout and stderr.
 pid_t start_program(const std::vector<std::string>& args);

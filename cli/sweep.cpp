@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,6 +21,7 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
 #include "sim/replay.hpp"
@@ -35,79 +35,58 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: rmai sweep EXP.yaml [--sweep key=v1,v2,...]... [--set key=value]... [--quick]
-                  [--jobs N] [--out DIR] [--emit slurm] [--point I] [--collect]
-       rmai sweep --collect DIR
-
-Runs every point of the experiment's sweep (the cartesian product of its `sweep:` block and the
---sweep options; the first key varies slowest) as a separate `rmai run` into DIR/p0000, DIR/p0001, ...
-(DIR defaults to results/<name>), at most N at once (default: the number of cores), then joins the
-points into DIR/results.csv. Run it again to resume: finished points are not run again.
-  --quick        apply the YAML's `quick:` block (overrides and shorter value lists)
-  --emit slurm   write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running
-  --point I      run point I only (what each Slurm task does)
-  --collect      join DIR's points into DIR/results.csv without running anything
-Exit codes: 0 all points finished, 1 some point failed or is missing, 2 bad input.
-)";
+constexpr const char* kDescription =
+    "Run every point of the experiment's sweep (the cartesian product of its `sweep:` block and the --sweep "
+    "options; the first key varies slowest) as a separate `rmai run` into DIR/p0000, DIR/p0001, ... (DIR "
+    "defaults to results/<name>), at most N at once, then join the points into DIR/results.csv. Run it again "
+    "to resume: finished points are not run again. `rmai sweep --collect DIR` joins a directory's points only.";
 
 struct Options {
   std::string target;  // EXP.yaml, or DIR with --collect
   std::vector<std::string> sets, sweeps;
   bool quick = false, collect = false;
-  unsigned jobs = 0;
+  std::string jobs_text, point_text;
+  unsigned jobs = 0;  // 0: the number of cores
   std::string out, emit;
   std::optional<std::size_t> point;
 };
 
-std::uint64_t number_of(const std::string& flag, const std::string& text) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) throw InputError(flag, "'" + text + "' is not a number");
-  return value;
-}
-
-Options parse(const std::vector<std::string>& args) {
-  Options o;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&]() {
-      if (i + 1 >= args.size()) throw InputError(a, "needs a value");
-      return args[++i];
-    };
-    if (a == "--set") {
-      o.sets.push_back(value());
-    } else if (a.rfind("--set=", 0) == 0) {
-      o.sets.push_back(a.substr(6));
-    } else if (a == "--sweep") {
-      o.sweeps.push_back(value());
-    } else if (a.rfind("--sweep=", 0) == 0) {
-      o.sweeps.push_back(a.substr(8));
-    } else if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--collect") {
-      o.collect = true;
-    } else if (a == "--jobs") {
-      o.jobs = static_cast<unsigned>(number_of(a, value()));
-      if (o.jobs == 0) throw InputError(a, "must be at least 1");
-    } else if (a == "--out") {
-      o.out = value();
-    } else if (a == "--emit") {
-      o.emit = value();
-      if (o.emit != "slurm") throw InputError(a, "unknown target \"" + o.emit + "\" (slurm)");
-    } else if (a == "--point") {
-      o.point = number_of(a, value());
-    } else if (!a.empty() && a[0] == '-') {
-      throw InputError(a, "unknown option (rmai sweep --help)");
-    } else if (o.target.empty()) {
-      o.target = a;
-    } else {
-      throw InputError(a, "unexpected argument (one experiment file)");
-    }
+// What the parser leaves to be checked: numbers, and the options that exclude each other.
+void check(Options& o) {
+  if (!o.jobs_text.empty()) {
+    o.jobs = static_cast<unsigned>(parse_count("--jobs", o.jobs_text));
+    if (o.jobs == 0) throw InputError("--jobs", "must be at least 1");
   }
+  if (!o.point_text.empty()) o.point = parse_count("--point", o.point_text);
+  if (!o.emit.empty() && o.emit != "slurm") throw InputError("--emit", "unknown target \"" + o.emit + "\" (slurm)");
   if (o.target.empty() && !(o.collect && !o.out.empty())) throw InputError("", "no experiment file given (rmai sweep --help)");
   if (!o.emit.empty() && (o.point || o.collect)) throw InputError("--emit", "goes with neither --point nor --collect");
-  return o;
 }
+
+int sweep(Options& o);
+
+}  // namespace
+
+void add_sweep_command(CLI::App& root) {
+  const auto o = std::make_shared<Options>();
+  CLI::App* app = add_command(root, "sweep", "Run every point of a sweep, one `rmai run` each; results in DIR/results.csv",
+                              [o] { return sweep(*o); });
+  app->add_option("EXP.yaml", o->target, "experiment file (or the sweep directory with --collect)");
+  add_values(app, "--sweep", o->sweeps, "add a dimension, or replace a key's values (repeatable)")
+      ->type_name("KEY=V1,V2,...");
+  add_values(app, "--set", o->sets, "override a key of the experiment in every point (repeatable)")
+      ->type_name("KEY=VALUE");
+  app->add_flag("--quick", o->quick, "apply the YAML's `quick:` block (overrides and shorter value lists)");
+  add_value(app, "--jobs", o->jobs_text, "points run at once (default: the number of cores)")->type_name("N");
+  add_value(app, "--out", o->out, "the sweep directory (default results/<name>)")->type_name("DIR");
+  add_value(app, "--emit", o->emit, "write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running")
+      ->type_name("slurm");
+  add_value(app, "--point", o->point_text, "run point I only (what each Slurm task does)")->type_name("I");
+  app->add_flag("--collect", o->collect, "join DIR's points into DIR/results.csv without running anything");
+  app->footer(std::string(kDescription) + "\nExit codes: 0 all points finished, 1 some point failed or is missing, 2 bad input.");
+}
+
+namespace {
 
 std::string joined(const std::vector<std::string>& items, const char* separator = ", ") {
   std::string out;
@@ -469,15 +448,8 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   return 0;
 }
 
-}  // namespace
-
-int sweep(const std::vector<std::string>& args) {
-  for (const auto& a : args)
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-  const Options o = parse(args);
+int sweep(Options& o) {
+  check(o);
   if (o.collect && (o.target.empty() || fs::is_directory(o.target))) return collect(o.target.empty() ? o.out : o.target);
 
   const fs::path experiment = fs::absolute(o.target).lexically_normal();
@@ -537,4 +509,5 @@ int sweep(const std::vector<std::string>& args) {
   return collect(dir);
 }
 
+}  // namespace
 }  // namespace rmai::cli
