@@ -1,6 +1,9 @@
 #include "cli/commands.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -55,6 +58,18 @@ int check(const ExperimentArgs& o) {
   return 0;
 }
 
+// A few lines of summary.json (the one place these are computed) for whoever ran it.
+void print_key_results(const metrics::RunResult& result) {
+  const auto s = nlohmann::json::parse(metrics::summary_json(result));
+  const double switches = s["expert_switches"].get<double>();
+  std::fprintf(stderr,
+               "rmai:   expert switch p50 %.3f ms, p99 %.3f ms; %.1f tokens/s; cache hit rate %.1f%%; "
+               "%.1f faults per switch\n",
+               s["expert_switch_s"]["p50"].get<double>() * 1e3, s["expert_switch_s"]["p99"].get<double>() * 1e3,
+               s["tokens_per_s"].get<double>(), s["cache_hit_rate"].get<double>() * 100,
+               switches > 0 ? s["page_faults"].get<double>() / switches : 0.0);
+}
+
 int run(const RunArgs& o) {
   const auto e = spec::load_experiment(o.experiment.file, o.experiment.sets);
   const auto trace = traces::experiment_trace(e);
@@ -68,6 +83,7 @@ int run(const RunArgs& o) {
             << " expert switches, " << result.simulated_time_s << (e.mode == "emul" ? " s replayed" : " s simulated")
             << " in " << result.wall_time_s
             << " s; results in " << out.string() << "\n";
+  print_key_results(result);
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #include "cli/commands.hpp"
 #include "emul/region.hpp"
 #include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "cli/support.hpp"
 #include "config/tree.hpp"
 #include "config/errors.hpp"
@@ -77,8 +78,11 @@ int reproduce(const Options& o) {
   const auto start = std::chrono::steady_clock::now();
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   std::vector<std::string> failed;
+  Progress progress("rmai reproduce");  // the sweeps draw their own progress: a line per stage here
+  std::size_t done = 0;
   for (const auto& experiment : experiments) {
-    std::cerr << "rmai reproduce: " << experiment.stem().string() << "\n";
+    progress.note(experiment.stem().string() + " (experiment " + std::to_string(++done) + " of " +
+                  std::to_string(experiments.size()) + ", " + clock_text(progress.elapsed_s()) + " elapsed)");
     std::vector<std::string> sweep{self, "sweep", experiment.string(), "--out", (out / experiment.stem()).string(),
                                    "--jobs", jobs};
     if (quick) sweep.push_back("--quick");
@@ -97,7 +101,8 @@ int reproduce(const Options& o) {
       write_atomic(dir / "skipped.txt", why + "\n");
       std::cerr << "rmai reproduce: validate skipped: " << why << "\n";
     } else {
-      std::cerr << "rmai reproduce: validate (the emulator on this machine against the simulator)\n";
+      progress.note("validate (the emulator on this machine against the simulator), " +
+                    clock_text(progress.elapsed_s()) + " elapsed");
       std::vector<std::string> validate{self, "validate", (config::home_dir() / "experiments" / "validate.yaml").string(),
                                         "--out", dir.string()};
       if (quick) validate.insert(validate.end(), {"--set", "trace.tokens=16"});
@@ -106,6 +111,7 @@ int reproduce(const Options& o) {
   }
   // The figure scripts are independent: run them `jobs` at a time (each spends a second importing
   // matplotlib).
+  progress.note("figures and report");
   fs::create_directories(out / "figures");
   const auto scripts = figure_scripts();
   const std::size_t parallel = std::max<std::size_t>(1, std::stoul(jobs));

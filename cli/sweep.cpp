@@ -22,8 +22,10 @@
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
+#include "config/tree.hpp"
 #include "sim/replay.hpp"
 #include "spec/experiment.hpp"
 #include "spec/sweep.hpp"
@@ -88,12 +90,6 @@ void add_sweep_command(CLI::App& root) {
 
 namespace {
 
-std::string joined(const std::vector<std::string>& items, const char* separator = ", ") {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
-  return out;
-}
-
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -105,16 +101,6 @@ std::string csv_field(const std::string& s) {
   std::string out = "\"";
   for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
-}
-
-std::string clock_text(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  char text[32];
-  if (s >= 3600)
-    std::snprintf(text, sizeof text, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  else
-    std::snprintf(text, sizeof text, "%ld:%02ld", s / 60, s % 60);
-  return text;
 }
 
 // --- sweep.json: what the directory holds, to resume it and to collect it -------------------------
@@ -233,7 +219,7 @@ int collect(const fs::path& dir) {
     }
     if (row.status.empty()) row.status = "failed";
     (row.status == "ok" ? ok : row.status == "failed" ? failed : missing)++;
-    if (!problem.empty()) problems.push_back(p.name + " (" + joined(p.assignments) + "): " + problem);
+    if (!problem.empty()) problems.push_back(p.name + " (" + config::join(p.assignments) + "): " + problem);
     for (const auto& [key, value] : row.metrics)
       if (seen_metrics.insert(key).second) metrics.push_back(key);
     rows.push_back(std::move(row));
@@ -281,17 +267,18 @@ void refuse_hopeless(const spec::SweepSpec& spec, const std::vector<spec::SweepP
       }
       if (all_bad)
         throw InputError(spec.dimensions[d].where,
-                         "value " + joined(spec.dimensions[d].values[step]) + " fails in every point: " + first);
+                         "value " + config::join(spec.dimensions[d].values[step]) + " fails in every point: " + first);
     }
 }
 
 // --- running ---------------------------------------------------------------------------------------
 
-// Progress on stderr: a bar redrawn in place on a terminal, else one line per finished point.
-class Progress {
+// Progress on stderr (cli/progress.hpp): a bar redrawn in place on a terminal, else one line per
+// finished point.
+class SweepProgress {
  public:
-  Progress(std::size_t total, std::size_t done, unsigned jobs)
-      : total_(total), done_(done), jobs_(jobs), tty_(::isatty(STDERR_FILENO)), start_(Clock::now()) {}
+  SweepProgress(std::size_t total, std::size_t done, unsigned jobs)
+      : total_(total), done_(done), jobs_(jobs), line_("rmai: sweep") {}
 
   void finished(const spec::SweepPoint& p, bool ok, std::optional<double> seconds) {
     ++done_;
@@ -300,45 +287,36 @@ class Progress {
       run_seconds_ += *seconds;
       ++runs_;
     }
-    if (tty_) {
-      draw();
-    } else {
-      std::cerr << "rmai: sweep: " << p.name << (ok ? " ok" : " failed") << " (" << joined(p.assignments) << "); "
-                << status() << "\n";
-    }
+    if (line_.terminal())
+      line_.status(bar(), true);
+    else
+      line_.note(p.name + (ok ? " ok" : " failed") + " (" + config::join(p.assignments) + "); " + status());
   }
   void tick() {
-    if (tty_ && Clock::now() - last_draw_ > std::chrono::seconds(1)) draw();
+    if (line_.terminal()) line_.status(bar());
   }
-  void end() {
-    if (tty_ && drawn_) std::cerr << "\n";
-  }
+  void end() { line_.end(); }
 
  private:
   std::string status() const {
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
     std::string eta = "-:--";
     if (runs_ > 0) {  // the mean time of the points run so far, `jobs` of them at once
       const double rounds = std::ceil(double(total_ - done_) / jobs_);
       eta = clock_text(rounds * run_seconds_ / runs_);
     }
     return std::to_string(done_) + "/" + std::to_string(total_) + " points, " + std::to_string(failed_) +
-           " failed, " + clock_text(elapsed) + " elapsed, ETA " + eta;
+           " failed, " + clock_text(line_.elapsed_s()) + " elapsed, ETA " + eta;
   }
-  void draw() {
+  std::string bar() const {
     constexpr std::size_t kWidth = 20;
     const std::size_t filled = total_ ? done_ * kWidth / total_ : kWidth;
-    std::cerr << "\r[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] " << status() << "\033[K"
-              << std::flush;
-    last_draw_ = Clock::now();
-    drawn_ = true;
+    return "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] " + status();
   }
 
   std::size_t total_, done_, failed_ = 0, runs_ = 0;
   unsigned jobs_;
-  bool tty_, drawn_ = false;
   double run_seconds_ = 0;
-  Clock::time_point start_, last_draw_;
+  Progress line_;
 };
 
 // Starts `rmai run` for one point with its stdout and stderr in DIR/<point>/error.log (removed if it
@@ -371,7 +349,7 @@ pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector
 // error goes to their error.log like a run's.
 void run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
                 const std::vector<spec::SweepPoint>& points, const std::vector<std::string>& invalid,
-                const std::vector<std::size_t>& todo, Progress& progress, unsigned jobs) {
+                const std::vector<std::size_t>& todo, SweepProgress& progress, unsigned jobs) {
   struct Running {
     std::size_t index;
     Clock::time_point start;
@@ -479,7 +457,7 @@ int sweep(Options& o) {
   if (!o.point) refuse_hopeless(spec, points, invalid);
   for (std::size_t i = 0; i < points.size(); ++i)  // said now, not only hours later in the final report
     if (!invalid[i].empty())
-      std::cerr << "rmai: sweep: " << points[i].name << " (" << joined(points[i].assignments)
+      std::cerr << "rmai: sweep: " << points[i].name << " (" << config::join(points[i].assignments)
                 << ") is invalid and will fail: " << invalid[i] << "\n";
   if (name.empty()) name = experiment.stem().string();
   const fs::path dir = o.out.empty() ? fs::path("results") / name : fs::path(o.out);
@@ -497,7 +475,7 @@ int sweep(Options& o) {
     std::cerr << "rmai: sweep: " << points.size() << " points into " << dir.string() << ", " << done
               << " already done, " << todo.size() << " to run, " << std::min<std::size_t>(jobs, todo.size())
               << " at once\n";
-  Progress progress(total, done, jobs);
+  SweepProgress progress(total, done, jobs);
   run_points(experiment, dir, common, points, invalid, todo, progress, jobs);
 
   if (o.point) {

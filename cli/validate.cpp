@@ -17,6 +17,7 @@
 #include "spec/schemas.hpp"
 #include "spec/experiment.hpp"
 #include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "cli/support.hpp"
 
 namespace rmai::cli {
@@ -85,7 +86,7 @@ std::string number(double v) {
 
 // One child run, its messages on our stderr. Throws when the run fails.
 void run_child(const fs::path& self, const Options& o, const std::string& tier, const std::string& mode,
-               const fs::path& dir) {
+               const fs::path& dir, Progress& progress, std::size_t run, std::size_t runs) {
   std::vector<std::string> args{self.string(), "run", o.experiment.file};
   for (const auto& s : o.experiment.sets) args.push_back("--set=" + s);
   args.push_back("--set=memory.tier=" + tier);
@@ -95,7 +96,8 @@ void run_child(const fs::path& self, const Options& o, const std::string& tier, 
     args.push_back("--set=platform=" + o.platform);
   }
   args.insert(args.end(), {"--out", dir.string()});
-  std::cerr << "rmai validate: " << tier << " (" << mode << ")\n";
+  progress.note(tier + " (" + mode + "), run " + std::to_string(run) + " of " + std::to_string(runs) + ", " +
+                clock_text(progress.elapsed_s()) + " elapsed");
   const int code = finish(start_program(args));
   if (code != 0)
     throw std::runtime_error("the " + mode + " run of tier " + tier + " failed (exit " + std::to_string(code) +
@@ -108,10 +110,13 @@ int validate(Options& o) {
   spec::load_experiment(o.experiment.file, o.experiment.sets);
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error\n";
+  // The runs write their own lines, so progress is a line per run, not a line rewritten in place.
+  Progress progress("rmai validate");
+  std::size_t run = 0;
   for (const auto& tier : o.tiers) {
     const fs::path emul_dir = o.out / "emul" / tier, sim_dir = o.out / "sim" / tier;
-    run_child(self, o, tier, "emul", emul_dir);
-    run_child(self, o, tier, "sim", sim_dir);
+    run_child(self, o, tier, "emul", emul_dir, progress, ++run, 2 * o.tiers.size());
+    run_child(self, o, tier, "sim", sim_dir, progress, ++run, 2 * o.tiers.size());
     const json emul = json::parse(slurp(emul_dir / "summary.json"));
     const json sim = json::parse(slurp(sim_dir / "summary.json"));
     for (const auto& m : metrics()) {

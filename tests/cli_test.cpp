@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -425,6 +427,49 @@ TEST_F(CliTest, BadOptionsNameTheOption) {
     EXPECT_EQ(r.exit_code, 2) << describe(r);
     EXPECT_EQ(r.err, "rmai: error: " + expected + "\n") << describe(r);
   }
+}
+
+// rmai list SECTION --json: the tier catalog in presentation order, and parameters with dotted keys
+// and the values their presets set.
+TEST_F(CliTest, ListSectionsAsJson) {
+  const Result tiers = run({"list", "tiers", "--json"});
+  ASSERT_EQ(tiers.exit_code, 0) << describe(tiers);
+  const json t = json::parse(tiers.out);
+  ASSERT_EQ(t.size(), 1u) << tiers.out;  // only the section asked for
+  ASSERT_TRUE(t["tiers"].is_array());
+  std::vector<std::string> names;
+  for (const auto& tier : t["tiers"]) {
+    for (const char* key : {"name", "label", "colour", "medium", "description", "no_emulation"})
+      EXPECT_TRUE(tier[key].is_string()) << key << " in " << tier.dump();
+    EXPECT_EQ(tier["emulated"].get<bool>(), tier["no_emulation"].get<std::string>().empty()) << tier.dump();
+    names.push_back(tier["name"]);
+  }
+  for (const auto& name : kTiers) EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+
+  const Result params = run({"list", "parameters", "--json"});
+  ASSERT_EQ(params.exit_code, 0) << describe(params);
+  std::map<std::string, json> by_key;
+  const json all = json::parse(params.out);
+  for (const auto& p : all["parameters"]) by_key[p["key"]] = p;
+  ASSERT_TRUE(by_key.count("platform.nic.bandwidth")) << params.out.substr(0, 2000);
+  const json& nic = by_key["platform.nic.bandwidth"];
+  EXPECT_EQ(nic["kind"], "bandwidth");
+  EXPECT_EQ(nic["unit"], "B/s");
+  EXPECT_EQ(nic["presets"]["connectx-7-400g"], "400Gbps");
+  EXPECT_EQ(nic["presets"]["connectx-6-200g"], "200Gbps");
+  EXPECT_EQ(by_key["platform.nic"]["presets"]["default"], "connectx-6-200g");
+  EXPECT_EQ(by_key["memory.rmai.fault_batch"]["kind"], "count");
+  EXPECT_EQ(by_key["cache.gpu_experts"]["required"], true);
+  EXPECT_EQ(by_key["cache.policy"]["default"], "lru");
+
+  const Result text = run({"list", "parameters"});
+  EXPECT_NE(text.out.find("platform.nic.bandwidth"), std::string::npos);
+  EXPECT_NE(text.out.find("connectx-7-400g 400Gbps"), std::string::npos);
+  EXPECT_EQ(text.out.find("models (models/moe)"), std::string::npos);  // one section only
+
+  const Result bad = run({"list", "colours"});
+  EXPECT_EQ(bad.exit_code, 2) << describe(bad);
+  EXPECT_NE(bad.err.find("colours: no such section"), std::string::npos) << bad.err;
 }
 
 }  // namespace
