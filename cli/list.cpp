@@ -198,9 +198,9 @@ void print(const Section& section, const json& data) {
       std::printf("  %-32s %-28s %-18s %s\n", text(p["key"]).c_str(), kind.c_str(), fallback.c_str(),
                   text(p["description"]).c_str());
       if (p.contains("presets") && !text(p["key"]).ends_with(".description")) {  // descriptions: too long here
-        std::string line;
-        for (const auto& [preset, value] : p["presets"].items()) line += (line.empty() ? "" : ", ") + preset + " " + text(value);
-        std::cout << "      presets: " << line << "\n";
+        std::vector<std::string> items;
+        for (const auto& [preset, value] : p["presets"].items()) items.push_back(preset + " " + text(value));
+        std::cout << "      presets: " << config::join(items) << "\n";
       }
     }
   } else if (data.is_array() && !data.empty() && data[0].is_object()) {

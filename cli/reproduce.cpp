@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 #include "cli/commands.hpp"
 #include "emul/region.hpp"
 #include "cli/options.hpp"
@@ -24,7 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int spawn(const std::vector<std::string>& args) { return finish(start_program(args)); }
+int run_program(const std::vector<std::string>& args) { return posix::wait_exit(posix::spawn(args)); }
 
 // The reproduction's experiments: the YAMLs in experiments/ with a sweep block, by name.
 std::vector<fs::path> paper_experiments() {
@@ -86,7 +88,7 @@ int reproduce(const Options& o) {
     std::vector<std::string> sweep{self, "sweep", experiment.string(), "--out", (out / experiment.stem()).string(),
                                    "--jobs", jobs};
     if (quick) sweep.push_back("--quick");
-    const int code = spawn(sweep);
+    const int code = run_program(sweep);
     if (code == 2) return 2;  // a bad experiment file: nothing else is worth running
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
   }
@@ -98,7 +100,7 @@ int reproduce(const Options& o) {
     fs::create_directories(dir);
     fs::remove(dir / "skipped.txt");
     if (const std::string why = emul::userfaultfd_unavailable_reason(); !why.empty()) {
-      write_atomic(dir / "skipped.txt", why + "\n");
+      posix::write_file_atomic(dir / "skipped.txt", why + "\n");
       std::cerr << "rmai reproduce: validate skipped: " << why << "\n";
     } else {
       progress.note("validate (the emulator on this machine against the simulator), " +
@@ -106,7 +108,7 @@ int reproduce(const Options& o) {
       std::vector<std::string> validate{self, "validate", (config::home_dir() / "experiments" / "validate.yaml").string(),
                                         "--out", dir.string()};
       if (quick) validate.insert(validate.end(), {"--set", "trace.tokens=16"});
-      if (spawn(validate) != 0) failed.push_back("validate");
+      if (run_program(validate) != 0) failed.push_back("validate");
     }
   }
   // The figure scripts are independent: run them `jobs` at a time (each spends a second importing
@@ -118,12 +120,12 @@ int reproduce(const Options& o) {
   for (std::size_t first = 0; first < scripts.size(); first += parallel) {
     std::vector<std::pair<pid_t, std::string>> running;
     for (std::size_t i = first; i < std::min(scripts.size(), first + parallel); ++i)
-      running.emplace_back(start_program({python(), scripts[i].string(), out.string(), (out / "figures").string()}),
+      running.emplace_back(posix::spawn({python(), scripts[i].string(), out.string(), (out / "figures").string()}),
                            scripts[i].stem().string());
     for (const auto& [pid, name] : running)
-      if (finish(pid) != 0) failed.push_back("figure " + name);
+      if (posix::wait_exit(pid) != 0) failed.push_back("figure " + name);
   }
-  if (spawn({python(), (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
+  if (run_program({python(), (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
     failed.push_back("report");
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

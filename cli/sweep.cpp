@@ -20,6 +20,8 @@
 #include <sstream>
 #include <thread>
 
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
@@ -156,7 +158,7 @@ void claim(const fs::path& dir, const json& doc) {
     return;
   }
   fs::create_directories(dir);
-  write_atomic(file, doc.dump(2) + "\n");
+  posix::write_file_atomic(file, doc.dump(2) + "\n");
 }
 
 // --- results.csv ---------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ int collect(const fs::path& dir) {
     for (const auto& key : metrics) csv += "," + csv_field(values[key]);
     csv += "\n";
   }
-  write_atomic(dir / "results.csv", csv);
+  posix::write_file_atomic(dir / "results.csv", csv);
 
   std::cerr << "rmai: sweep: " << points.size() << " points: " << ok << " ok, " << failed << " failed, " << missing
             << " missing; results in " << (dir / "results.csv").string() << "\n";
@@ -322,27 +324,15 @@ class SweepProgress {
 // Starts `rmai run` for one point with its stdout and stderr in DIR/<point>/error.log (removed if it
 // succeeds). The rmai executable runs itself, so a sweep never mixes two builds.
 pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector<std::string>& sets) {
-  std::vector<std::string> args{"rmai", "run", experiment.string()};
+  std::vector<std::string> args{"/proc/self/exe", "run", experiment.string()};
   for (const auto& set : sets) args.push_back("--set=" + set);
   args.insert(args.end(), {"--out", pdir.string()});
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const std::string log = (pdir / "error.log").string();
   fs::create_directories(pdir);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int null = ::open("/dev/null", O_RDONLY);
-    if (fd < 0 || null < 0) ::_exit(127);
-    ::dup2(null, STDIN_FILENO);
-    ::dup2(fd, STDOUT_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    ::execv("/proc/self/exe", argv.data());
-    ::_exit(127);
-  }
-  return pid;
+  posix::SpawnOptions options;
+  options.search_path = false;
+  options.output = pdir / "error.log";
+  options.null_stdin = true;
+  return posix::spawn(args, options);
 }
 
 // Runs the points `todo`, at most `jobs` at once. Points that failed validation are not run: their
@@ -363,7 +353,7 @@ void run_points(const fs::path& experiment, const fs::path& dir, const std::vect
       const fs::path pdir = dir / points[i].name;
       if (!invalid[i].empty()) {
         fs::create_directories(pdir);
-        write_atomic(pdir / "error.log", "rmai: error: " + invalid[i] + "\n");
+        posix::write_file_atomic(pdir / "error.log", "rmai: error: " + invalid[i] + "\n");
         progress.finished(points[i], false, std::nullopt);
         continue;
       }
@@ -413,7 +403,7 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   for (char& c : job)
     if (std::isspace(static_cast<unsigned char>(c))) c = '_';
   const fs::path script = abs_dir / "sweep.slurm";
-  write_atomic(script, "#!/bin/bash\n"
+  posix::write_file_atomic(script, "#!/bin/bash\n"
                        "# One array task per point of the sweep (written by rmai sweep --emit slurm).\n"
                        "#SBATCH --job-name=" + job + "\n"
                        "#SBATCH --array=0-" + std::to_string(count - 1) + "\n"

@@ -9,6 +9,7 @@
 #include <optional>
 #include <sstream>
 
+#include "posix/files.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "config/errors.hpp"
@@ -73,20 +74,6 @@ traces::TraceShape shape_option(const ToolArgs& args, const CLI::App& app) {
   return shape;
 }
 
-// Writes through a temporary file renamed at the end, so a failure leaves nothing at `path`.
-void write_file(const fs::path& path, const std::string& content) {
-  if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary);
-    out << content;
-    if (!out.flush()) {
-      fs::remove(temporary);
-      throw std::runtime_error("cannot write " + temporary.string());
-    }
-  }
-  fs::rename(temporary, path);
-}
 
 std::string fixed(double value, int digits = 3) {
   char text[32];
@@ -240,7 +227,8 @@ int trace_fit(const ToolArgs& args, const CLI::App& app) {
   text << "\n# check on " << options.calibration_tokens << " generated tokens: popularity TVD <= " << fixed(worst_tvd, 4)
        << ", adjacent reuse within " << fixed(worst_reuse, 4) << " on the measured layers\n";
   traces::write_generator(generator, text);
-  write_file(out, text.str());
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  posix::write_file_atomic(out, text.str());
   std::cerr << "rmai: generator written to " << out.string() << "; check: popularity TVD <= " << fixed(worst_tvd, 4)
             << ", adjacent reuse within " << fixed(worst_reuse, 4) << "\n";
   return 0;

@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 #include "cli/commands.hpp"
 #include "emul/emulation.hpp"
 #include "config/errors.hpp"
@@ -98,7 +100,7 @@ void run_child(const fs::path& self, const Options& o, const std::string& tier, 
   args.insert(args.end(), {"--out", dir.string()});
   progress.note(tier + " (" + mode + "), run " + std::to_string(run) + " of " + std::to_string(runs) + ", " +
                 clock_text(progress.elapsed_s()) + " elapsed");
-  const int code = finish(start_program(args));
+  const int code = posix::wait_exit(posix::spawn(args));
   if (code != 0)
     throw std::runtime_error("the " + mode + " run of tier " + tier + " failed (exit " + std::to_string(code) +
                              "); its message is above");
@@ -126,7 +128,7 @@ int validate(Options& o) {
     }
   }
   fs::create_directories(o.out);
-  write_atomic(o.out / "validation.csv", csv);
+  posix::write_file_atomic(o.out / "validation.csv", csv);
   std::cout << csv;
   return 0;
 }

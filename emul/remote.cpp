@@ -1,3 +1,4 @@
+#include "posix/deadline.hpp"
 #include "emul/remote.hpp"
 
 #include <rdma/fi_eq.h>
@@ -122,7 +123,7 @@ void RemoteSource::fail(const std::string& what, std::uint32_t object) {
     // in the SIGKILL test). A dead peer's reads fail within a progress call or two; a frozen one's
     // never do, and the endpoint is closed after kDrainS anyway.
     fid_cq* cq = endpoint_->fabric.cq();
-    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kDrainS));
+    const auto deadline = posix::deadline_after(kDrainS);
     fi_cq_entry entries[64];
     while (in_flight_ > 0 && Clock::now() < deadline) {
       const ssize_t n = fi_cq_read(cq, entries, std::size(entries));
