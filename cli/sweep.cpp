@@ -30,6 +30,7 @@
 #include "config/tree.hpp"
 #include "sim/replay.hpp"
 #include "spec/experiment.hpp"
+#include "spec/schemas.hpp"
 #include "spec/sweep.hpp"
 
 namespace rmai::cli {
@@ -186,6 +187,24 @@ std::string first_error(const fs::path& log) {
   return first.empty() ? "failed without a message" : first;
 }
 
+// The parameter of a swept key when it has a unit (bytes, bandwidth, time).
+const config::Param* unit_param(const std::string& key) {
+  const config::Param* p = config::find_param(spec::schema::experiment(), key);
+  const bool unit = p && (p->kind == config::Kind::Bytes || p->kind == config::Kind::Bandwidth || p->kind == config::Kind::Time);
+  return unit ? p : nullptr;
+}
+bool has_unit(const std::string& key) { return unit_param(key) != nullptr; }
+
+// `value` of `key` in SI base units (bytes, bytes/s, s; a keyword such as "expert" is 0), as
+// summary.json writes numbers; empty when it does not parse (its point failed validation).
+std::string in_si_units(const std::string& key, const std::string& value) {
+  try {
+    return json(config::parse_number(*unit_param(key), value)).dump();
+  } catch (const std::invalid_argument&) {
+    return "";
+  }
+}
+
 // Joins DIR/sweep.json and the point directories into DIR/results.csv; reports failed and missing
 // points on stderr. Returns the exit code: 1 if a point failed or is missing.
 int collect(const fs::path& dir) {
@@ -227,15 +246,26 @@ int collect(const fs::path& dir) {
     rows.push_back(std::move(row));
   }
 
+  // Beside each parameter with a unit, its value in SI base units, so that readers (plots/) need no
+  // unit parser of their own.
+  std::vector<std::string> columns;
+  for (const auto& key : params) {
+    columns.push_back("param." + key);
+    if (has_unit(key)) columns.push_back("param_si." + key);
+  }
   std::string csv = "point,status";
-  for (const auto& key : params) csv += "," + csv_field("param." + key);
+  for (const auto& column : columns) csv += "," + csv_field(column);
   for (const auto& key : metrics) csv += "," + csv_field(key);
   csv += "\n";
   for (std::size_t i = 0; i < points.size(); ++i) {
     std::map<std::string, std::string> values(rows[i].metrics.begin(), rows[i].metrics.end());
-    for (const auto& a : points[i].assignments) values["param." + a.substr(0, a.find('='))] = a.substr(a.find('=') + 1);
+    for (const auto& a : points[i].assignments) {
+      const std::string key = a.substr(0, a.find('=')), value = a.substr(a.find('=') + 1);
+      values["param." + key] = value;
+      if (has_unit(key)) values["param_si." + key] = in_si_units(key, value);
+    }
     csv += points[i].name + "," + rows[i].status;
-    for (const auto& key : params) csv += "," + csv_field(values["param." + key]);
+    for (const auto& column : columns) csv += "," + csv_field(values[column]);
     for (const auto& key : metrics) csv += "," + csv_field(values[key]);
     csv += "\n";
   }
