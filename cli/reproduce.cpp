@@ -11,15 +11,15 @@
 #include <thread>
 #include <vector>
 
-#include "posix/files.hpp"
-#include "posix/process.hpp"
 #include "cli/commands.hpp"
-#include "emul/region.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
 #include "cli/support.hpp"
-#include "config/tree.hpp"
 #include "config/errors.hpp"
+#include "config/tree.hpp"
+#include "emul/region.hpp"
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;

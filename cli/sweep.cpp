@@ -20,14 +20,14 @@
 #include <sstream>
 #include <thread>
 
-#include "posix/files.hpp"
-#include "posix/process.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
 #include "config/tree.hpp"
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 #include "sim/replay.hpp"
 #include "spec/experiment.hpp"
 #include "spec/schemas.hpp"

@@ -9,16 +9,16 @@
 #include <optional>
 #include <sstream>
 
-#include "posix/files.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "config/errors.hpp"
+#include "config/units.hpp"
+#include "posix/files.hpp"
+#include "spec/experiment.hpp"
 #include "traces/experiment_trace.hpp"
 #include "traces/fit.hpp"
 #include "traces/generator.hpp"
-#include "spec/experiment.hpp"
 #include "traces/stats.hpp"
-#include "config/units.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;

@@ -10,17 +10,17 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "posix/files.hpp"
-#include "posix/process.hpp"
 #include "cli/commands.hpp"
-#include "emul/emulation.hpp"
-#include "config/errors.hpp"
-#include "config/tree.hpp"
-#include "spec/schemas.hpp"
-#include "spec/experiment.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
 #include "cli/support.hpp"
+#include "config/errors.hpp"
+#include "config/tree.hpp"
+#include "emul/emulation.hpp"
+#include "posix/files.hpp"
+#include "posix/process.hpp"
+#include "spec/experiment.hpp"
+#include "spec/schemas.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;

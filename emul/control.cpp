@@ -1,5 +1,3 @@
-#include "posix/deadline.hpp"
-#include "posix/errors.hpp"
 #include "emul/control.hpp"
 
 #include <arpa/inet.h>
@@ -22,7 +20,10 @@
 #include <system_error>
 
 #include "config/errors.hpp"
+#include "config/tree.hpp"
 #include "emul/source.hpp"
+#include "posix/deadline.hpp"
+#include "posix/errors.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -232,9 +233,9 @@ std::string address_text(const sockaddr* sa) {
 
 std::string join_layers(const std::vector<std::uint32_t>& layers) {
   if (layers.empty()) return "all";
-  std::string out;
-  for (const auto l : layers) out += (out.empty() ? "" : ",") + std::to_string(l);
-  return out;
+  std::vector<std::string> items;
+  for (const auto l : layers) items.push_back(std::to_string(l));
+  return config::join(items, ",");
 }
 
 struct AddrInfoDeleter {

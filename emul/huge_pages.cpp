@@ -1,4 +1,3 @@
-#include "posix/files.hpp"
 #include "emul/huge_pages.hpp"
 
 #include <fcntl.h>
@@ -7,6 +6,8 @@
 
 #include <fstream>
 #include <string>
+
+#include "posix/files.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -1,4 +1,3 @@
-#include "posix/errors.hpp"
 #include "emul/memd.hpp"
 
 #include <poll.h>
@@ -17,6 +16,7 @@
 #include <system_error>
 
 #include "config/errors.hpp"
+#include "posix/errors.hpp"
 
 namespace rmai::emul {
 namespace {

@@ -1,6 +1,3 @@
-#include "posix/deadline.hpp"
-#include "posix/errors.hpp"
-#include "posix/process.hpp"
 #include "emul/memd_process.hpp"
 
 #include <fcntl.h>
@@ -21,6 +18,9 @@
 #include <thread>
 
 #include "config/errors.hpp"
+#include "posix/deadline.hpp"
+#include "posix/errors.hpp"
+#include "posix/process.hpp"
 
 namespace rmai::emul {
 namespace {

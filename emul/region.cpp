@@ -1,4 +1,3 @@
-#include "posix/errors.hpp"
 #include "emul/region.hpp"
 
 #include <fcntl.h>
@@ -22,6 +21,7 @@
 
 #include "config/errors.hpp"
 #include "emul/huge_pages.hpp"
+#include "posix/errors.hpp"
 
 namespace rmai::emul {
 namespace {

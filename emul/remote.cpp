@@ -1,4 +1,3 @@
-#include "posix/deadline.hpp"
 #include "emul/remote.hpp"
 
 #include <rdma/fi_eq.h>
@@ -9,6 +8,7 @@
 #include <chrono>
 
 #include "config/errors.hpp"
+#include "posix/deadline.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -190,7 +190,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
   for (std::uint32_t s = 0; s < depth; ++s) free_slots[s] = depth - 1 - s;
   fi_cq_entry entries[64];
   fid_cq* cq = e.fabric.cq();
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.timeout_s));
+  const auto timeout = posix::duration_of(options_.timeout_s);
   auto last_progress = Clock::now();
   const auto where = [&](std::uint64_t p) {
     const std::uint64_t start = offset + p * piece;

@@ -1,4 +1,3 @@
-#include "posix/files.hpp"
 #include "metrics/results.hpp"
 
 #include <algorithm>
@@ -9,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <stdexcept>
+
+#include "posix/files.hpp"
 
 namespace rmai::metrics {
 namespace fs = std::filesystem;

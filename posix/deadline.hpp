@@ -6,10 +6,13 @@ namespace rmai::posix {
 
 using Clock = std::chrono::steady_clock;
 
-// Now plus `seconds`.
-inline Clock::time_point deadline_after(double seconds) {
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+// `seconds` as the clock's duration.
+inline Clock::duration duration_of(double seconds) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
+
+// Now plus `seconds`.
+inline Clock::time_point deadline_after(double seconds) { return Clock::now() + duration_of(seconds); }
 
 // Milliseconds left until `deadline`, at least 0: poll()'s timeout.
 inline int ms_left(Clock::time_point deadline) {

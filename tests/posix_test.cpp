@@ -114,6 +114,7 @@ TEST(Deadline, MillisecondsLeft) {
   const int left = ms_left(deadline_after(1.0));
   EXPECT_GT(left, 900);
   EXPECT_LE(left, 1000);
+  EXPECT_EQ(duration_of(0.25), std::chrono::milliseconds(250));
 }
 
 }  // namespace

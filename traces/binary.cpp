@@ -37,8 +37,8 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "posix/files.hpp"
 #include "config/errors.hpp"
+#include "posix/files.hpp"
 #include "traces/line_reader.hpp"
 #include "traces/trace.hpp"
 

@@ -1,5 +1,4 @@
 // Fitting generators to traces and count tables (see fit.hpp).
-#include "config/tree.hpp"
 #include "traces/fit.hpp"
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <stdexcept>
 
 #include "config/errors.hpp"
+#include "config/tree.hpp"
 
 namespace rmai::traces {
 namespace {

@@ -43,11 +43,11 @@
 #include <system_error>
 #include <vector>
 
-#include "posix/errors.hpp"
-#include "posix/files.hpp"
 #include "config/errors.hpp"
 #include "emul/expert_file.hpp"
 #include "emul/store.hpp"
+#include "posix/errors.hpp"
+#include "posix/files.hpp"
 
 namespace rmai::emul {
 namespace {
