@@ -3,6 +3,7 @@
 // printed from it, so that --json says exactly what the text says.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <iostream>
