@@ -1,8 +1,6 @@
 #include "cli/commands.hpp"
 
-#include <array>
-#include <xbt/base.h>  // simgrid/version.h needs its macros
-#include <simgrid/version.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -11,17 +9,12 @@
 #include <memory>
 
 #include "config/errors.hpp"
-#include "cache/expert_cache.hpp"
-#include "cache/prefetcher.hpp"
 #include "sim/replay.hpp"
 #include "emul/emulation.hpp"
-#include "emul/fabric.hpp"
-#include "emul/store.hpp"
 #include "metrics/results.hpp"
-#include "spec/schemas.hpp"
 #include "spec/experiment.hpp"
+#include "cli/options.hpp"
 #include "cli/support.hpp"
-#include "sim/tier.hpp"
 #include "traces/experiment_trace.hpp"
 
 namespace rmai::cli {
@@ -29,45 +22,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Options {
-  std::string experiment;
-  std::vector<std::string> sets;
-  std::vector<std::string> simgrid;  // --cfg= and --log= pass-through
+struct RunArgs {
+  ExperimentArgs experiment;
+  std::vector<std::string> simgrid;  // --cfg= and --log=, passed to SimGrid unchanged
   std::string out;
 };
-
-Options parse(const std::vector<std::string>& args, bool allow_run_options) {
-  Options o;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&] { return option_value(args, i); };
-    if (take_experiment_option(args, i, o.sets)) continue;
-    if (allow_run_options && a == "--out") {
-      o.out = value();
-    } else if (allow_run_options && (a.rfind("--cfg=", 0) == 0 || a.rfind("--log=", 0) == 0)) {
-      o.simgrid.push_back(a);
-    } else if (!a.empty() && a[0] == '-') {
-      throw InputError(a, "unknown option");
-    } else if (o.experiment.empty()) {
-      o.experiment = a;
-    } else {
-      throw InputError(a, "unexpected argument (one experiment file per run)");
-    }
-  }
-  if (o.experiment.empty()) throw InputError("", "no experiment file given");
-  return o;
-}
-
-std::string git_revision() {
-  const std::string command = "git -C \"" + config::home_dir().string() + "\" describe --always --dirty --abbrev=12 2>/dev/null";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return "unknown";
-  std::array<char, 128> buffer{};
-  std::string out;
-  while (fgets(buffer.data(), buffer.size(), pipe.get())) out += buffer.data();
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
 
 YAML::Node resolved_config(const spec::Experiment& e) {
   // The name first, whether it was given or derived, so that running this file again writes the same file.
@@ -80,18 +39,14 @@ YAML::Node resolved_config(const spec::Experiment& e) {
   provenance["seed"] = e.seed;
   provenance["trace_seed"] = e.trace.seed;
   provenance["git_revision"] = git_revision();
-  provenance["simgrid_version"] = std::to_string(SIMGRID_VERSION_MAJOR) + "." + std::to_string(SIMGRID_VERSION_MINOR) +
-                                  "." + std::to_string(SIMGRID_VERSION_PATCH);
+  provenance["simgrid_version"] = simgrid_version();
   provenance["note"] = "written by rmai run; ignored when this file is run again";
   root["provenance"] = provenance;
   return root;
 }
 
-}  // namespace
-
-int check(const std::vector<std::string>& args) {
-  const Options o = parse(args, false);
-  const auto e = spec::load_experiment(o.experiment, o.sets);
+int check(const ExperimentArgs& o) {
+  const auto e = spec::load_experiment(o.file, o.sets);
   sim::check_registered(e);
   if (e.trace.file)
     traces::experiment_trace(e);  // validates the whole trace against the model
@@ -103,72 +58,54 @@ int check(const std::vector<std::string>& args) {
   return 0;
 }
 
-int run(const std::vector<std::string>& args) {
-  const Options o = parse(args, true);
-  const auto e = spec::load_experiment(o.experiment, o.sets);
+// A few lines of summary.json (the one place these are computed) for whoever ran it.
+void print_key_results(const metrics::RunResult& result) {
+  const auto s = nlohmann::json::parse(metrics::summary_json(result));
+  const double switches = s["expert_switches"].get<double>();
+  std::fprintf(stderr,
+               "rmai:   expert switch p50 %.3f ms, p99 %.3f ms; %.1f tokens/s; cache hit rate %.1f%%; "
+               "%.1f faults per switch\n",
+               s["expert_switch_s"]["p50"].get<double>() * 1e3, s["expert_switch_s"]["p99"].get<double>() * 1e3,
+               s["tokens_per_s"].get<double>(), s["cache_hit_rate"].get<double>() * 100,
+               switches > 0 ? s["page_faults"].get<double>() / switches : 0.0);
+}
+
+int run(const RunArgs& o) {
+  const auto e = spec::load_experiment(o.experiment.file, o.experiment.sets);
   const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   const auto wall_start = std::chrono::steady_clock::now();
-  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment, o.sets}) : sim::simulate(e, trace, o.simgrid);
+  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets})
+                                 : sim::simulate(e, trace, o.simgrid);
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   metrics::write_results(out, result, resolved_config(e));
   std::cerr << "rmai: " << e.name << ": " << result.tokens << " tokens, " << result.switches.size()
             << " expert switches, " << result.simulated_time_s << (e.mode == "emul" ? " s replayed" : " s simulated")
             << " in " << result.wall_time_s
             << " s; results in " << out.string() << "\n";
+  print_key_results(result);
   return 0;
 }
 
-int list(const std::vector<std::string>& args) {
-  if (!args.empty()) throw InputError(args[0], "rmai list takes no arguments");
-  std::cout << "models (models/moe):\n";
-  for (const auto& name : config::preset_names("moe")) {
-    const auto m = spec::load_model(name, name);
-    std::printf("  %-20s %u MoE layers x %u experts, top-%u, %.1f MB per expert\n", name.c_str(), m.moe_layers,
-                m.experts, m.top_k, m.expert_bytes() / 1e6);
-  }
-  std::cout << "platforms (models/platforms): ";
-  for (const auto& name : config::preset_names("platforms")) std::cout << name << " ";
-  std::cout << "\nhardware presets (models/hardware):\n";
-  for (const char* kind : {"nic", "pcie", "gpu", "dram", "cxl", "nvme", "os", "prices"}) {
-    std::cout << "  " << kind << ": ";
-    for (const auto& name : config::preset_names(std::string("hardware/") + kind)) std::cout << name << " ";
-    std::cout << "\n";
-  }
-  std::cout << "synthetic trace presets (models/synthetic): ";
-  for (const auto& name : config::preset_names("synthetic")) std::cout << name << " ";
-  std::cout << "\ntiers (memory.tier):\n";
-  for (const auto& [name, entry] : sim::TierRegistry::instance().entries())
-    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
-  std::cout << "cache policies (cache.policy):\n";
-  for (const auto& [name, entry] : cache::PolicyRegistry::instance().entries())
-    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
-  std::cout << "prefetchers (cache.prefetch):\n";
-  for (const auto& [name, entry] : cache::PrefetcherRegistry::instance().entries())
-    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
-  std::cout << "emulated tiers (mode: emul):\n";
-  for (const auto& [name, entry] : emul::StoreRegistry::instance().entries())
-    std::printf("  %-10s %s\n", name.c_str(), entry.description.c_str());
-  std::cout << "transports (emul.provider, libfabric):\n";
-  for (const char* provider : {"tcp", "shm", "verbs"}) {
-    const std::string why = emul::provider_unavailable_reason(provider);
-    std::printf("  %-10s %-14s %s\n", provider, emul::provider_string(provider).c_str(),
-                why.empty() ? "available here" : ("not available here: " + why).c_str());
-  }
-  std::cout << "\nparameters (kind, default; no default = required):\n";
-  for (const auto* schema : spec::schema::all()) {
-    std::cout << "  " << schema->name << ": " << schema->description << "\n";
-    for (const auto& p : schema->params) {
-      std::string kind = config::kind_name(p.kind);
-      std::string fallback = p.fallback.empty() ? (p.required ? "required" : "optional") : "default " + p.fallback;
-      if (p.kind == config::Kind::Component) {
-        kind = p.preset_dir.empty() ? "section (below)" : "preset in models/" + p.preset_dir;
-        if (p.preset_dir.empty()) fallback = "";
-      }
-      std::printf("    %-18s %-28s %-16s %s\n", p.name.c_str(), kind.c_str(), fallback.c_str(), p.description.c_str());
-    }
-  }
-  return 0;
+}  // namespace
+
+void add_run_commands(CLI::App& root) {
+  const auto r = std::make_shared<RunArgs>();
+  CLI::App* run_app = add_command(root, "run",
+                                  "Simulate one experiment (or emulate it on this machine: --mode emul); results in DIR",
+                                  [r] { return run(*r); });
+  add_experiment_args(run_app, r->experiment);
+  add_value(run_app, "--out", r->out, "results directory (default results/<name>)")->type_name("DIR");
+  for (const std::string name : {"--cfg", "--log"})
+    add_each(run_app, name, [r, name](const std::string& v) { r->simgrid.push_back(name + "=" + v); },
+             "passed to SimGrid unchanged as " + name + "=VALUE (repeatable)")
+        ->type_name("VALUE");
+
+  const auto c = std::make_shared<ExperimentArgs>();
+  CLI::App* check_app = add_command(root, "check",
+                                    "Load and validate an experiment and its trace; print the resolved configuration",
+                                    [c] { return check(*c); });
+  add_experiment_args(check_app, *c);
 }
 
 }  // namespace rmai::cli

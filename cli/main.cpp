@@ -1,61 +1,48 @@
 // rmai: one executable with git-style subcommands (docs/interfaces.md). Exit codes: 0 success,
-// 2 bad input (the message names the file, line or key), 1 any other failure.
+// 2 bad input (the message names the file, line, key or option), 1 any other failure.
+#include <rdma/fabric.h>
+
 #include <exception>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "cli/support.hpp"
 #include "config/errors.hpp"
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: rmai <command> [options]
-
-commands:
-  run EXP.yaml [--set key=value]... [--out DIR] [--seed N] [--cfg=...] [--log=...]
-                       simulate one experiment; results go to DIR (default results/<name>)
-  check EXP.yaml [--set key=value]...
-                       load and validate only; print the resolved configuration
-  sweep EXP.yaml [--sweep key=v1,v2]... [--set key=value]... [--quick] [--jobs N] [--out DIR]
-        [--emit slurm] [--point I] [--collect]
-                       run every point of a sweep, one process each; results in DIR/results.csv
-                       (rmai sweep --help)
-  list                 models, presets, tiers, cache policies and every parameter
-  reproduce [--out DIR] [--quick] [--jobs N] [--only NAME]...
-                       every paper experiment (experiments/ with a sweep), the figures and the
-                       report (default DIR results/reproduce)
-  memd EXP.yaml [--set key=value]... [--listen HOST:PORT] [--secret-file F] [--ready-fd N]
-                       the emulator's memory server: serves the experiment's expert objects
-                       (rmai memd --help)
-  validate EXP.yaml --out DIR [--set key=value]...
-                       run the emulator and the simulator on the same experiment per tier and
-                       write DIR/validation.csv
-  trace import|convert|gen|fit|stats ...
-                       routing-trace tools (rmai trace --help)
-)";
+std::string version() {
+  const unsigned fabric = fi_version();
+  return "rmai " RMAI_VERSION " (git " + rmai::cli::git_revision() + "), SimGrid " + rmai::cli::simgrid_version() +
+         ", libfabric " + std::to_string(FI_MAJOR(fabric)) + "." + std::to_string(FI_MINOR(fabric));
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-    std::cout << kUsage;
-    return args.empty() ? 2 : 0;
-  }
-  const std::string command = args[0];
-  const std::vector<std::string> rest(args.begin() + 1, args.end());
+  CLI::App root("rmai: the simulator and the emulator of remote shared memory for MoE expert offloading.",
+                "rmai");
+  root.allow_extras();
+  root.set_version_flag("--version", version, "print the versions of rmai, SimGrid and libfabric");
+  rmai::cli::add_run_commands(root);
+  rmai::cli::add_sweep_command(root);
+  rmai::cli::add_reproduce_command(root);
+  rmai::cli::add_memd_command(root);
+  rmai::cli::add_validate_command(root);
+  rmai::cli::add_list_command(root);
+  rmai::cli::add_trace_commands(root);
+  // Listed only: run_command_line turns `rmai help CMD...` into `rmai CMD... --help`.
+  rmai::cli::add_command(root, "help", "The options of a command: rmai help CMD is rmai CMD --help");
+  root.footer(
+      "`rmai CMD --help` or `rmai help CMD` shows a command's options; `rmai run EXP.yaml --mode emul` runs an\n"
+      "experiment in the emulator on this machine instead of the simulator.\n"
+      "Exit codes: 0 success, 2 bad input (the message names the file, line, key or option), 1 other failure.");
   try {
-    if (command == "run") return rmai::cli::run(rest);
-    if (command == "check") return rmai::cli::check(rest);
-    if (command == "list") return rmai::cli::list(rest);
-    if (command == "sweep") return rmai::cli::sweep(rest);
-    if (command == "reproduce") return rmai::cli::reproduce(rest);
-    if (command == "trace") return rmai::cli::trace(rest);
-    if (command == "memd") return rmai::cli::memd(rest);
-    if (command == "validate") return rmai::cli::validate(rest);
-    std::cerr << "rmai: unknown command \"" << command << "\"\n" << kUsage;
-    return 2;
+    return rmai::cli::run_command_line(root, argc, argv);
   } catch (const rmai::InputError& e) {
     std::cerr << "rmai: error: " << e.what() << "\n";
     return 2;

@@ -16,73 +16,28 @@
 #include "emul/memd.hpp"
 #include "emul/objects.hpp"
 #include "spec/experiment.hpp"
-#include "cli/support.hpp"
+#include "cli/options.hpp"
 
 namespace rmai::cli {
 namespace {
 
-constexpr const char* kUsage = R"(usage: rmai memd EXP.yaml [--set key=value]... [--seed N] [--listen HOST:PORT]
-                 [--secret-file F] [--ready-fd N]
-
-Serves the expert objects of EXP.yaml (model, emul.scale, emul.layers, seed) over libfabric
-(emul.provider) until SIGTERM or SIGINT. Clients must give the same experiment and --set options.
-
-  --listen HOST:PORT  control socket (and fabric endpoint) address; default emul.server if the
-                      experiment names one, else 127.0.0.1:0 (loopback, a free port)
-  --secret-file F     shared secret clients must present (at least 16 characters); default
-                      emul.secret_file. Required one way or the other.
-  --ready-fd N        write "HOST:PORT\n" to descriptor N once serving, then close it
-  --set key=value     override a key of the experiment (repeatable); --seed N is --set seed=N
-)";
-
 struct Options {
-  std::string experiment;
-  std::vector<std::string> sets;
+  ExperimentArgs experiment;
   std::optional<std::string> listen;
   std::optional<std::string> secret_file;
-  int ready_fd = -1;
-  bool help = false;
+  std::optional<std::string> ready_fd;
 };
 
-Options parse(const std::vector<std::string>& args) {
-  Options o;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&] { return option_value(args, i); };
-    if (take_experiment_option(args, i, o.sets)) continue;
-    if (a == "--help" || a == "-h") {
-      o.help = true;
-    } else if (a == "--listen") {
-      o.listen = value();
-    } else if (a == "--secret-file") {
-      o.secret_file = value();
-    } else if (a == "--ready-fd") {
-      const std::string v = value();
-      if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos)
-        throw InputError(a, "'" + v + "' is not a file descriptor number");
-      o.ready_fd = std::stoi(v);
-      if (::fcntl(o.ready_fd, F_GETFD) < 0) throw InputError(a, "descriptor " + v + " is not open");
-    } else if (!a.empty() && a[0] == '-') {
-      throw InputError(a, "unknown option (rmai memd --help)");
-    } else if (o.experiment.empty()) {
-      o.experiment = a;
-    } else {
-      throw InputError(a, "unexpected argument (one experiment file)");
-    }
+int memd(const Options& o) {
+  int ready_fd = -1;
+  if (o.ready_fd) {
+    const std::string& v = *o.ready_fd;
+    if (v.empty() || v.size() > 6 || v.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError("--ready-fd", "'" + v + "' is not a file descriptor number");
+    ready_fd = std::stoi(v);
+    if (::fcntl(ready_fd, F_GETFD) < 0) throw InputError("--ready-fd", "descriptor " + v + " is not open");
   }
-  if (o.experiment.empty() && !o.help) throw InputError("", "no experiment file given (rmai memd --help)");
-  return o;
-}
-
-}  // namespace
-
-int memd(const std::vector<std::string>& args) {
-  const Options o = parse(args);
-  if (o.help) {
-    std::cout << kUsage;
-    return 0;
-  }
-  const auto e = spec::load_experiment(o.experiment, o.sets);
+  const auto e = spec::load_experiment(o.experiment.file, o.experiment.sets);
   const emul::Catalog catalog = emul::catalog_of(e);  // the one rmai run --mode emul expects
 
   std::string secret_file;
@@ -112,11 +67,11 @@ int memd(const std::vector<std::string>& args) {
   std::fprintf(stderr, "rmai memd: serving %zu objects of %.1f MB (%.2f GB) of %s via %s on %s\n",
                catalog.objects().size(), catalog.object_bytes() / 1e6, catalog.total_bytes() / 1e9,
                catalog.spec().model.c_str(), options.provider.c_str(), server.address().c_str());
-  if (o.ready_fd >= 0) {
+  if (ready_fd >= 0) {
     const std::string line = server.address() + "\n";
-    if (::write(o.ready_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-      std::cerr << "rmai memd: could not write to --ready-fd " << o.ready_fd << "\n";
-    ::close(o.ready_fd);
+    if (::write(ready_fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+      std::cerr << "rmai memd: could not write to --ready-fd " << ready_fd << "\n";
+    ::close(ready_fd);
   }
   int signal = 0;
   while (sigwait(&stop_signals, &signal) != 0) {
@@ -126,6 +81,29 @@ int memd(const std::vector<std::string>& args) {
                static_cast<unsigned long long>(server.clients_accepted()),
                static_cast<unsigned long long>(server.clients_refused()));
   return 0;
+}
+
+}  // namespace
+
+void add_memd_command(CLI::App& root) {
+  const auto o = std::make_shared<Options>();
+  CLI::App* app = add_command(root, "memd",
+                              "The emulator's memory server: serves an experiment's expert objects",
+                              [o] { return memd(*o); });
+  app->footer(
+      "Serves the expert objects of EXP.yaml (model, emul.scale, emul.layers, seed) over libfabric "
+      "(emul.provider) until SIGTERM or SIGINT. Clients must give the same experiment and --set options.");
+  add_experiment_args(app, o->experiment);
+  add_each(app, "--listen", [o](const std::string& v) { o->listen = v; },
+           "control socket (and fabric endpoint) address; default emul.server if the experiment names one, else "
+           "127.0.0.1:0 (loopback, a free port)")
+      ->type_name("HOST:PORT");
+  add_each(app, "--secret-file", [o](const std::string& v) { o->secret_file = v; },
+           "shared secret clients must present (at least 16 characters); default emul.secret_file. Required one "
+           "way or the other.")
+      ->type_name("F");
+  add_each(app, "--ready-fd", [o](const std::string& v) { o->ready_fd = v; }, "write \"HOST:PORT\\n\" to descriptor N once serving, then close it")
+      ->type_name("N");
 }
 
 }  // namespace rmai::cli

@@ -12,17 +12,21 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "emul/region.hpp"
+#include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "cli/support.hpp"
-#include "config/tree.hpp"
 #include "config/errors.hpp"
+#include "config/tree.hpp"
+#include "emul/region.hpp"
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
 
 namespace {
 
-int spawn(const std::vector<std::string>& args) { return finish(start_program(args)); }
+int run_program(const std::vector<std::string>& args) { return posix::wait_exit(posix::spawn(args)); }
 
 // The reproduction's experiments: the YAMLs in experiments/ with a sweep block, by name.
 std::vector<fs::path> paper_experiments() {
@@ -49,31 +53,21 @@ std::vector<fs::path> figure_scripts() {
   return out;
 }
 
-}  // namespace
-
-int reproduce(const std::vector<std::string>& args) {
+struct Options {
   fs::path out = "results/reproduce";
   bool quick = false;
-  std::string jobs = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  std::string jobs_text;
   std::vector<std::string> only;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const auto value = [&] {
-      if (i + 1 >= args.size()) throw InputError(args[i], "needs a value");
-      return args[++i];
-    };
-    if (args[i] == "--out") {
-      out = value();
-    } else if (args[i] == "--quick") {
-      quick = true;
-    } else if (args[i] == "--jobs") {
-      jobs = value();
-      if (jobs.empty() || jobs.find_first_not_of("0123456789") != std::string::npos || std::stoul(jobs) == 0)
-        throw InputError("--jobs", "'" + jobs + "' is not a positive number");
-    } else if (args[i] == "--only") {
-      only.push_back(value());
-    } else {
-      throw InputError(args[i], "unknown option (rmai reproduce [--out DIR] [--quick] [--jobs N] [--only NAME]...)");
-    }
+};
+
+int reproduce(const Options& o) {
+  const fs::path& out = o.out;
+  const bool quick = o.quick;
+  const auto& only = o.only;
+  std::string jobs = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  if (!o.jobs_text.empty()) {
+    if (parse_count("--jobs", o.jobs_text) == 0) throw InputError("--jobs", "must be at least 1");
+    jobs = o.jobs_text;
   }
   auto experiments = paper_experiments();
   for (const auto& name : only)
@@ -86,12 +80,15 @@ int reproduce(const std::vector<std::string>& args) {
   const auto start = std::chrono::steady_clock::now();
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   std::vector<std::string> failed;
+  Progress progress("rmai reproduce");  // the sweeps draw their own progress: a line per stage here
+  std::size_t done = 0;
   for (const auto& experiment : experiments) {
-    std::cerr << "rmai reproduce: " << experiment.stem().string() << "\n";
+    progress.note(experiment.stem().string() + " (experiment " + std::to_string(++done) + " of " +
+                  std::to_string(experiments.size()) + ", " + clock_text(progress.elapsed_s()) + " elapsed)");
     std::vector<std::string> sweep{self, "sweep", experiment.string(), "--out", (out / experiment.stem()).string(),
                                    "--jobs", jobs};
     if (quick) sweep.push_back("--quick");
-    const int code = spawn(sweep);
+    const int code = run_program(sweep);
     if (code == 2) return 2;  // a bad experiment file: nothing else is worth running
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
   }
@@ -103,30 +100,32 @@ int reproduce(const std::vector<std::string>& args) {
     fs::create_directories(dir);
     fs::remove(dir / "skipped.txt");
     if (const std::string why = emul::userfaultfd_unavailable_reason(); !why.empty()) {
-      write_atomic(dir / "skipped.txt", why + "\n");
+      posix::write_file_atomic(dir / "skipped.txt", why + "\n");
       std::cerr << "rmai reproduce: validate skipped: " << why << "\n";
     } else {
-      std::cerr << "rmai reproduce: validate (the emulator on this machine against the simulator)\n";
+      progress.note("validate (the emulator on this machine against the simulator), " +
+                    clock_text(progress.elapsed_s()) + " elapsed");
       std::vector<std::string> validate{self, "validate", (config::home_dir() / "experiments" / "validate.yaml").string(),
                                         "--out", dir.string()};
       if (quick) validate.insert(validate.end(), {"--set", "trace.tokens=16"});
-      if (spawn(validate) != 0) failed.push_back("validate");
+      if (run_program(validate) != 0) failed.push_back("validate");
     }
   }
   // The figure scripts are independent: run them `jobs` at a time (each spends a second importing
   // matplotlib).
+  progress.note("figures and report");
   fs::create_directories(out / "figures");
   const auto scripts = figure_scripts();
   const std::size_t parallel = std::max<std::size_t>(1, std::stoul(jobs));
   for (std::size_t first = 0; first < scripts.size(); first += parallel) {
     std::vector<std::pair<pid_t, std::string>> running;
     for (std::size_t i = first; i < std::min(scripts.size(), first + parallel); ++i)
-      running.emplace_back(start_program({python(), scripts[i].string(), out.string(), (out / "figures").string()}),
+      running.emplace_back(posix::spawn({python(), scripts[i].string(), out.string(), (out / "figures").string()}),
                            scripts[i].stem().string());
     for (const auto& [pid, name] : running)
-      if (finish(pid) != 0) failed.push_back("figure " + name);
+      if (posix::wait_exit(pid) != 0) failed.push_back("figure " + name);
   }
-  if (spawn({python(), (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
+  if (run_program({python(), (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
     failed.push_back("report");
 
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -134,6 +133,25 @@ int reproduce(const std::vector<std::string>& args) {
                (out / "report.html").c_str());
   for (const auto& f : failed) std::cerr << "rmai reproduce: failed: " << f << "\n";
   return failed.empty() ? 0 : 1;
+}
+
+}  // namespace
+
+void add_reproduce_command(CLI::App& root) {
+  const auto o = std::make_shared<Options>();
+  CLI::App* app = add_command(root, "reproduce",
+                              "Every paper experiment as a sweep, the validation, the figures and the report",
+                              [o] { return reproduce(*o); });
+  app->footer(
+      "The experiments are the YAMLs in experiments/ with a sweep block, each swept into DIR/<name>; then the "
+      "emulator is validated against the simulator on this machine (DIR/validate, skipped where userfaultfd is "
+      "not available), the figures are drawn into DIR/figures and the report written to DIR/report.html.");
+  add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory of it all (default results/reproduce)")
+      ->type_name("DIR");
+  app->add_flag("--quick", o->quick, "every sweep's `quick:` block, and a short validation");
+  add_value(app, "--jobs", o->jobs_text, "runs at once (default: the number of cores)")->type_name("N");
+  add_values(app, "--only", o->only, "only this experiment (a name in experiments/, or validate); repeatable")
+      ->type_name("NAME");
 }
 
 }  // namespace rmai::cli

@@ -7,7 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -22,10 +21,16 @@
 #include <thread>
 
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
+#include "config/tree.hpp"
+#include "posix/files.hpp"
+#include "posix/process.hpp"
 #include "sim/replay.hpp"
 #include "spec/experiment.hpp"
+#include "spec/schemas.hpp"
 #include "spec/sweep.hpp"
 
 namespace rmai::cli {
@@ -35,85 +40,58 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: rmai sweep EXP.yaml [--sweep key=v1,v2,...]... [--set key=value]... [--quick]
-                  [--jobs N] [--out DIR] [--emit slurm] [--point I] [--collect]
-       rmai sweep --collect DIR
-
-Runs every point of the experiment's sweep (the cartesian product of its `sweep:` block and the
---sweep options; the first key varies slowest) as a separate `rmai run` into DIR/p0000, DIR/p0001, ...
-(DIR defaults to results/<name>), at most N at once (default: the number of cores), then joins the
-points into DIR/results.csv. Run it again to resume: finished points are not run again.
-  --quick        apply the YAML's `quick:` block (overrides and shorter value lists)
-  --emit slurm   write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running
-  --point I      run point I only (what each Slurm task does)
-  --collect      join DIR's points into DIR/results.csv without running anything
-Exit codes: 0 all points finished, 1 some point failed or is missing, 2 bad input.
-)";
+constexpr const char* kDescription =
+    "Run every point of the experiment's sweep (the cartesian product of its `sweep:` block and the --sweep "
+    "options; the first key varies slowest) as a separate `rmai run` into DIR/p0000, DIR/p0001, ... (DIR "
+    "defaults to results/<name>), at most N at once, then join the points into DIR/results.csv. Run it again "
+    "to resume: finished points are not run again. `rmai sweep --collect DIR` joins a directory's points only.";
 
 struct Options {
   std::string target;  // EXP.yaml, or DIR with --collect
   std::vector<std::string> sets, sweeps;
   bool quick = false, collect = false;
-  unsigned jobs = 0;
+  std::string jobs_text, point_text;
+  unsigned jobs = 0;  // 0: the number of cores
   std::string out, emit;
   std::optional<std::size_t> point;
 };
 
-std::uint64_t number_of(const std::string& flag, const std::string& text) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) throw InputError(flag, "'" + text + "' is not a number");
-  return value;
-}
-
-Options parse(const std::vector<std::string>& args) {
-  Options o;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&]() {
-      if (i + 1 >= args.size()) throw InputError(a, "needs a value");
-      return args[++i];
-    };
-    if (a == "--set") {
-      o.sets.push_back(value());
-    } else if (a.rfind("--set=", 0) == 0) {
-      o.sets.push_back(a.substr(6));
-    } else if (a == "--sweep") {
-      o.sweeps.push_back(value());
-    } else if (a.rfind("--sweep=", 0) == 0) {
-      o.sweeps.push_back(a.substr(8));
-    } else if (a == "--quick") {
-      o.quick = true;
-    } else if (a == "--collect") {
-      o.collect = true;
-    } else if (a == "--jobs") {
-      o.jobs = static_cast<unsigned>(number_of(a, value()));
-      if (o.jobs == 0) throw InputError(a, "must be at least 1");
-    } else if (a == "--out") {
-      o.out = value();
-    } else if (a == "--emit") {
-      o.emit = value();
-      if (o.emit != "slurm") throw InputError(a, "unknown target \"" + o.emit + "\" (slurm)");
-    } else if (a == "--point") {
-      o.point = number_of(a, value());
-    } else if (!a.empty() && a[0] == '-') {
-      throw InputError(a, "unknown option (rmai sweep --help)");
-    } else if (o.target.empty()) {
-      o.target = a;
-    } else {
-      throw InputError(a, "unexpected argument (one experiment file)");
-    }
+// What the parser leaves to be checked: numbers, and the options that exclude each other.
+void check(Options& o) {
+  if (!o.jobs_text.empty()) {
+    o.jobs = static_cast<unsigned>(parse_count("--jobs", o.jobs_text));
+    if (o.jobs == 0) throw InputError("--jobs", "must be at least 1");
   }
+  if (!o.point_text.empty()) o.point = parse_count("--point", o.point_text);
+  if (!o.emit.empty() && o.emit != "slurm") throw InputError("--emit", "unknown target \"" + o.emit + "\" (slurm)");
   if (o.target.empty() && !(o.collect && !o.out.empty())) throw InputError("", "no experiment file given (rmai sweep --help)");
   if (!o.emit.empty() && (o.point || o.collect)) throw InputError("--emit", "goes with neither --point nor --collect");
-  return o;
 }
 
-std::string joined(const std::vector<std::string>& items, const char* separator = ", ") {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : separator) + item;
-  return out;
+int sweep(Options& o);
+
+}  // namespace
+
+void add_sweep_command(CLI::App& root) {
+  const auto o = std::make_shared<Options>();
+  CLI::App* app = add_command(root, "sweep", "Run every point of a sweep, one `rmai run` each; results in DIR/results.csv",
+                              [o] { return sweep(*o); });
+  app->add_option("EXP.yaml", o->target, "experiment file (or the sweep directory with --collect)");
+  add_values(app, "--sweep", o->sweeps, "add a dimension, or replace a key's values (repeatable)")
+      ->type_name("KEY=V1,V2,...");
+  add_values(app, "--set", o->sets, "override a key of the experiment in every point (repeatable)")
+      ->type_name("KEY=VALUE");
+  app->add_flag("--quick", o->quick, "apply the YAML's `quick:` block (overrides and shorter value lists)");
+  add_value(app, "--jobs", o->jobs_text, "points run at once (default: the number of cores)")->type_name("N");
+  add_value(app, "--out", o->out, "the sweep directory (default results/<name>)")->type_name("DIR");
+  add_value(app, "--emit", o->emit, "write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running")
+      ->type_name("slurm");
+  add_value(app, "--point", o->point_text, "run point I only (what each Slurm task does)")->type_name("I");
+  app->add_flag("--collect", o->collect, "join DIR's points into DIR/results.csv without running anything");
+  app->footer(std::string(kDescription) + "\nExit codes: 0 all points finished, 1 some point failed or is missing, 2 bad input.");
 }
+
+namespace {
 
 std::string shell_quote(const std::string& s) {
   std::string out = "'";
@@ -126,16 +104,6 @@ std::string csv_field(const std::string& s) {
   std::string out = "\"";
   for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
-}
-
-std::string clock_text(double seconds) {
-  const long s = std::lround(std::max(0.0, seconds));
-  char text[32];
-  if (s >= 3600)
-    std::snprintf(text, sizeof text, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
-  else
-    std::snprintf(text, sizeof text, "%ld:%02ld", s / 60, s % 60);
-  return text;
 }
 
 // --- sweep.json: what the directory holds, to resume it and to collect it -------------------------
@@ -191,7 +159,7 @@ void claim(const fs::path& dir, const json& doc) {
     return;
   }
   fs::create_directories(dir);
-  write_atomic(file, doc.dump(2) + "\n");
+  posix::write_file_atomic(file, doc.dump(2) + "\n");
 }
 
 // --- results.csv ---------------------------------------------------------------------------------
@@ -217,6 +185,24 @@ std::string first_error(const fs::path& log) {
     if (first.empty() && line.find_first_not_of(" \t\r") != std::string::npos) first = line;
   }
   return first.empty() ? "failed without a message" : first;
+}
+
+// The parameter of a swept key when it has a unit (bytes, bandwidth, time).
+const config::Param* unit_param(const std::string& key) {
+  const config::Param* p = config::find_param(spec::schema::experiment(), key);
+  const bool unit = p && (p->kind == config::Kind::Bytes || p->kind == config::Kind::Bandwidth || p->kind == config::Kind::Time);
+  return unit ? p : nullptr;
+}
+bool has_unit(const std::string& key) { return unit_param(key) != nullptr; }
+
+// `value` of `key` in SI base units (bytes, bytes/s, s; a keyword such as "expert" is 0), as
+// summary.json writes numbers; empty when it does not parse (its point failed validation).
+std::string in_si_units(const std::string& key, const std::string& value) {
+  try {
+    return json(config::parse_number(*unit_param(key), value)).dump();
+  } catch (const std::invalid_argument&) {
+    return "";
+  }
 }
 
 // Joins DIR/sweep.json and the point directories into DIR/results.csv; reports failed and missing
@@ -254,25 +240,36 @@ int collect(const fs::path& dir) {
     }
     if (row.status.empty()) row.status = "failed";
     (row.status == "ok" ? ok : row.status == "failed" ? failed : missing)++;
-    if (!problem.empty()) problems.push_back(p.name + " (" + joined(p.assignments) + "): " + problem);
+    if (!problem.empty()) problems.push_back(p.name + " (" + config::join(p.assignments) + "): " + problem);
     for (const auto& [key, value] : row.metrics)
       if (seen_metrics.insert(key).second) metrics.push_back(key);
     rows.push_back(std::move(row));
   }
 
+  // Beside each parameter with a unit, its value in SI base units, so that readers (plots/) need no
+  // unit parser of their own.
+  std::vector<std::string> columns;
+  for (const auto& key : params) {
+    columns.push_back("param." + key);
+    if (has_unit(key)) columns.push_back("param_si." + key);
+  }
   std::string csv = "point,status";
-  for (const auto& key : params) csv += "," + csv_field("param." + key);
+  for (const auto& column : columns) csv += "," + csv_field(column);
   for (const auto& key : metrics) csv += "," + csv_field(key);
   csv += "\n";
   for (std::size_t i = 0; i < points.size(); ++i) {
     std::map<std::string, std::string> values(rows[i].metrics.begin(), rows[i].metrics.end());
-    for (const auto& a : points[i].assignments) values["param." + a.substr(0, a.find('='))] = a.substr(a.find('=') + 1);
+    for (const auto& a : points[i].assignments) {
+      const std::string key = a.substr(0, a.find('=')), value = a.substr(a.find('=') + 1);
+      values["param." + key] = value;
+      if (has_unit(key)) values["param_si." + key] = in_si_units(key, value);
+    }
     csv += points[i].name + "," + rows[i].status;
-    for (const auto& key : params) csv += "," + csv_field(values["param." + key]);
+    for (const auto& column : columns) csv += "," + csv_field(values[column]);
     for (const auto& key : metrics) csv += "," + csv_field(values[key]);
     csv += "\n";
   }
-  write_atomic(dir / "results.csv", csv);
+  posix::write_file_atomic(dir / "results.csv", csv);
 
   std::cerr << "rmai: sweep: " << points.size() << " points: " << ok << " ok, " << failed << " failed, " << missing
             << " missing; results in " << (dir / "results.csv").string() << "\n";
@@ -302,17 +299,18 @@ void refuse_hopeless(const spec::SweepSpec& spec, const std::vector<spec::SweepP
       }
       if (all_bad)
         throw InputError(spec.dimensions[d].where,
-                         "value " + joined(spec.dimensions[d].values[step]) + " fails in every point: " + first);
+                         "value " + config::join(spec.dimensions[d].values[step]) + " fails in every point: " + first);
     }
 }
 
 // --- running ---------------------------------------------------------------------------------------
 
-// Progress on stderr: a bar redrawn in place on a terminal, else one line per finished point.
-class Progress {
+// Progress on stderr (cli/progress.hpp): a bar redrawn in place on a terminal, else one line per
+// finished point.
+class SweepProgress {
  public:
-  Progress(std::size_t total, std::size_t done, unsigned jobs)
-      : total_(total), done_(done), jobs_(jobs), tty_(::isatty(STDERR_FILENO)), start_(Clock::now()) {}
+  SweepProgress(std::size_t total, std::size_t done, unsigned jobs)
+      : total_(total), done_(done), jobs_(jobs), line_("rmai: sweep") {}
 
   void finished(const spec::SweepPoint& p, bool ok, std::optional<double> seconds) {
     ++done_;
@@ -321,78 +319,57 @@ class Progress {
       run_seconds_ += *seconds;
       ++runs_;
     }
-    if (tty_) {
-      draw();
-    } else {
-      std::cerr << "rmai: sweep: " << p.name << (ok ? " ok" : " failed") << " (" << joined(p.assignments) << "); "
-                << status() << "\n";
-    }
+    if (line_.terminal())
+      line_.status(bar(), true);
+    else
+      line_.note(p.name + (ok ? " ok" : " failed") + " (" + config::join(p.assignments) + "); " + status());
   }
   void tick() {
-    if (tty_ && Clock::now() - last_draw_ > std::chrono::seconds(1)) draw();
+    if (line_.terminal()) line_.status(bar());
   }
-  void end() {
-    if (tty_ && drawn_) std::cerr << "\n";
-  }
+  void end() { line_.end(); }
 
  private:
   std::string status() const {
-    const double elapsed = std::chrono::duration<double>(Clock::now() - start_).count();
     std::string eta = "-:--";
     if (runs_ > 0) {  // the mean time of the points run so far, `jobs` of them at once
       const double rounds = std::ceil(double(total_ - done_) / jobs_);
       eta = clock_text(rounds * run_seconds_ / runs_);
     }
     return std::to_string(done_) + "/" + std::to_string(total_) + " points, " + std::to_string(failed_) +
-           " failed, " + clock_text(elapsed) + " elapsed, ETA " + eta;
+           " failed, " + clock_text(line_.elapsed_s()) + " elapsed, ETA " + eta;
   }
-  void draw() {
+  std::string bar() const {
     constexpr std::size_t kWidth = 20;
     const std::size_t filled = total_ ? done_ * kWidth / total_ : kWidth;
-    std::cerr << "\r[" << std::string(filled, '#') << std::string(kWidth - filled, '.') << "] " << status() << "\033[K"
-              << std::flush;
-    last_draw_ = Clock::now();
-    drawn_ = true;
+    return "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] " + status();
   }
 
   std::size_t total_, done_, failed_ = 0, runs_ = 0;
   unsigned jobs_;
-  bool tty_, drawn_ = false;
   double run_seconds_ = 0;
-  Clock::time_point start_, last_draw_;
+  Progress line_;
 };
 
 // Starts `rmai run` for one point with its stdout and stderr in DIR/<point>/error.log (removed if it
 // succeeds). The rmai executable runs itself, so a sweep never mixes two builds.
 pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector<std::string>& sets) {
-  std::vector<std::string> args{"rmai", "run", experiment.string()};
+  std::vector<std::string> args{"/proc/self/exe", "run", experiment.string()};
   for (const auto& set : sets) args.push_back("--set=" + set);
   args.insert(args.end(), {"--out", pdir.string()});
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const std::string log = (pdir / "error.log").string();
   fs::create_directories(pdir);
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int null = ::open("/dev/null", O_RDONLY);
-    if (fd < 0 || null < 0) ::_exit(127);
-    ::dup2(null, STDIN_FILENO);
-    ::dup2(fd, STDOUT_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    ::execv("/proc/self/exe", argv.data());
-    ::_exit(127);
-  }
-  return pid;
+  posix::SpawnOptions options;
+  options.search_path = false;
+  options.output = pdir / "error.log";
+  options.null_stdin = true;
+  return posix::spawn(args, options);
 }
 
 // Runs the points `todo`, at most `jobs` at once. Points that failed validation are not run: their
 // error goes to their error.log like a run's.
 void run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
                 const std::vector<spec::SweepPoint>& points, const std::vector<std::string>& invalid,
-                const std::vector<std::size_t>& todo, Progress& progress, unsigned jobs) {
+                const std::vector<std::size_t>& todo, SweepProgress& progress, unsigned jobs) {
   struct Running {
     std::size_t index;
     Clock::time_point start;
@@ -406,7 +383,7 @@ void run_points(const fs::path& experiment, const fs::path& dir, const std::vect
       const fs::path pdir = dir / points[i].name;
       if (!invalid[i].empty()) {
         fs::create_directories(pdir);
-        write_atomic(pdir / "error.log", "rmai: error: " + invalid[i] + "\n");
+        posix::write_file_atomic(pdir / "error.log", "rmai: error: " + invalid[i] + "\n");
         progress.finished(points[i], false, std::nullopt);
         continue;
       }
@@ -456,7 +433,7 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   for (char& c : job)
     if (std::isspace(static_cast<unsigned char>(c))) c = '_';
   const fs::path script = abs_dir / "sweep.slurm";
-  write_atomic(script, "#!/bin/bash\n"
+  posix::write_file_atomic(script, "#!/bin/bash\n"
                        "# One array task per point of the sweep (written by rmai sweep --emit slurm).\n"
                        "#SBATCH --job-name=" + job + "\n"
                        "#SBATCH --array=0-" + std::to_string(count - 1) + "\n"
@@ -469,15 +446,8 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   return 0;
 }
 
-}  // namespace
-
-int sweep(const std::vector<std::string>& args) {
-  for (const auto& a : args)
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-  const Options o = parse(args);
+int sweep(Options& o) {
+  check(o);
   if (o.collect && (o.target.empty() || fs::is_directory(o.target))) return collect(o.target.empty() ? o.out : o.target);
 
   const fs::path experiment = fs::absolute(o.target).lexically_normal();
@@ -507,7 +477,7 @@ int sweep(const std::vector<std::string>& args) {
   if (!o.point) refuse_hopeless(spec, points, invalid);
   for (std::size_t i = 0; i < points.size(); ++i)  // said now, not only hours later in the final report
     if (!invalid[i].empty())
-      std::cerr << "rmai: sweep: " << points[i].name << " (" << joined(points[i].assignments)
+      std::cerr << "rmai: sweep: " << points[i].name << " (" << config::join(points[i].assignments)
                 << ") is invalid and will fail: " << invalid[i] << "\n";
   if (name.empty()) name = experiment.stem().string();
   const fs::path dir = o.out.empty() ? fs::path("results") / name : fs::path(o.out);
@@ -525,7 +495,7 @@ int sweep(const std::vector<std::string>& args) {
     std::cerr << "rmai: sweep: " << points.size() << " points into " << dir.string() << ", " << done
               << " already done, " << todo.size() << " to run, " << std::min<std::size_t>(jobs, todo.size())
               << " at once\n";
-  Progress progress(total, done, jobs);
+  SweepProgress progress(total, done, jobs);
   run_points(experiment, dir, common, points, invalid, todo, progress, jobs);
 
   if (o.point) {
@@ -537,4 +507,5 @@ int sweep(const std::vector<std::string>& args) {
   return collect(dir);
 }
 
+}  // namespace
 }  // namespace rmai::cli

@@ -1,38 +1,26 @@
 // `rmai trace convert TRACE -o OUT [--model NAME]`: between the canonical CSV and the binary form.
 // The output's form follows its extension (.rmtrace: binary, else CSV); the input's is sniffed.
 #include <iostream>
+#include <memory>
 
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
 #include "config/errors.hpp"
 #include "spec/experiment.hpp"
 #include "traces/trace.hpp"
 
 namespace rmai::cli {
 
-int trace_convert(const std::vector<std::string>& args) {
-  constexpr const char* kUsage = "usage: rmai trace convert TRACE -o OUT [--model NAME]";
-  std::string input, output, model;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&] {
-      if (i + 1 >= args.size()) throw InputError(a, std::string("needs a value (") + kUsage + ")");
-      return args[++i];
-    };
-    if (a == "-o") {
-      output = value();
-    } else if (a == "--model") {
-      model = value();
-    } else if (a.size() > 1 && a[0] == '-') {
-      throw InputError(a, std::string("unknown option (") + kUsage + ")");
-    } else if (input.empty()) {
-      input = a;
-    } else {
-      throw InputError(a, std::string("unexpected argument: one input trace (") + kUsage + ")");
-    }
-  }
-  if (input.empty()) throw InputError("", std::string("no input trace given (") + kUsage + ")");
-  if (output.empty()) throw InputError("", std::string("no output given (") + kUsage + ")");
+namespace {
 
+struct ConvertArgs {
+  std::string input, output, model;
+};
+
+int trace_convert(const ConvertArgs& a) {
+  const std::string& input = a.input;
+  const std::string& output = a.output;
+  const std::string& model = a.model;
   traces::TraceShape shape{};
   if (model.empty()) {
     shape = traces::probe_shape(input);
@@ -45,6 +33,19 @@ int trace_convert(const std::vector<std::string>& args) {
   traces::save_trace(output, trace);
   std::cerr << "rmai: wrote " << trace.tokens() << " tokens to " << output << "\n";
   return 0;
+}
+
+}  // namespace
+
+void add_trace_convert(CLI::App& trace) {
+  const auto a = std::make_shared<ConvertArgs>();
+  CLI::App* app = add_command(trace, "convert",
+                              "Between the canonical CSV (.csv) and the binary form (.rmtrace), by OUT's extension",
+                              [a] { return trace_convert(*a); });
+  app->add_option("TRACE", a->input, "input trace")->required();
+  add_value(app, "-o,--out", a->output, "the trace to write")->type_name("OUT")->required();
+  add_value(app, "--model", a->model, "a model in models/moe: the trace's shape (default: from the file)")
+      ->type_name("NAME");
 }
 
 }  // namespace rmai::cli

@@ -1,8 +1,10 @@
 // `rmai trace import --format jsonl FILE -o OUT [--model NAME]`: a routing log to a canonical trace.
 #include <iostream>
+#include <memory>
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
 #include "config/errors.hpp"
 #include "traces/jsonl.hpp"
 #include "spec/experiment.hpp"
@@ -21,32 +23,8 @@ struct ImportArgs {
   std::string format, file, out, model;
 };
 
-ImportArgs parse_import(const std::vector<std::string>& args) {
-  ImportArgs a;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    const auto value = [&](const std::string& flag) -> std::string {
-      if (i + 1 >= args.size()) throw InputError(flag, "needs a value");
-      return args[++i];
-    };
-    const auto option = [&](const std::string& flag, std::string& into) {
-      if (arg == flag) {
-        into = value(flag);
-        return true;
-      }
-      if (arg.rfind(flag + "=", 0) == 0) {
-        into = arg.substr(flag.size() + 1);
-        return true;
-      }
-      return false;
-    };
-    if (option("--format", a.format) || option("--out", a.out) || option("-o", a.out) ||
-        option("--model", a.model))
-      continue;
-    if (!arg.empty() && arg[0] == '-' && arg != "-") throw InputError(arg, "unknown option");
-    if (!a.file.empty()) throw InputError(arg, "unexpected argument (one log file per import)");
-    a.file = arg;
-  }
+// What the parser leaves to be checked, with the messages of the other bad-input errors.
+void check(const ImportArgs& a) {
   if (a.format.empty())
     throw InputError("--format", std::string("required (supported formats: ") + kFormats + ")");
   if (a.format != "jsonl")
@@ -54,13 +32,10 @@ ImportArgs parse_import(const std::vector<std::string>& args) {
                                      kFormats + ")");
   if (a.file.empty()) throw InputError("", "no log file given");
   if (a.out.empty()) throw InputError("-o", "the output trace is required (-o OUT.csv or OUT.rmtrace)");
-  return a;
 }
 
-}  // namespace
-
-int trace_import(const std::vector<std::string>& args) {
-  const ImportArgs a = parse_import(args);
+int trace_import(const ImportArgs& a) {
+  check(a);
   traces::ImportOptions options;
   if (!a.model.empty()) {
     const spec::MoeModel model = spec::load_model(a.model, "--model");
@@ -90,6 +65,23 @@ int trace_import(const std::vector<std::string>& args) {
     std::cerr << (r.tokens_dropped > r.first_dropped.size() ? ", ...\n" : "\n");
   }
   return 0;
+}
+
+}  // namespace
+
+void add_trace_import(CLI::App& trace) {
+  const auto a = std::make_shared<ImportArgs>();
+  CLI::App* app = add_command(trace, "import",
+                              "vLLM-style routing logs (JSON lines) to a canonical trace",
+                              [a] { return trace_import(*a); });
+  app->footer(
+      "One JSON object per line: layer, experts, token_idx, a sequence key (problem_id, request_id or seq), "
+      "optional gating_probs; any record order. Tokens missing a layer are reported and dropped.");
+  app->add_option("FILE", a->file, "the routing log");
+  add_value(app, "--format", a->format, std::string("the log's format: ") + kFormats)->type_name("FORMAT");
+  add_value(app, "-o,--out", a->out, "the trace to write (.csv, or .rmtrace for the binary form)")->type_name("OUT");
+  add_value(app, "--model", a->model, "a model in models/moe: its shape and layer ids (default: from the log)")
+      ->type_name("NAME");
 }
 
 }  // namespace rmai::cli

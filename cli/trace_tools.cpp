@@ -10,84 +10,56 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
 #include "config/errors.hpp"
+#include "config/units.hpp"
+#include "posix/files.hpp"
+#include "spec/experiment.hpp"
 #include "traces/experiment_trace.hpp"
 #include "traces/fit.hpp"
 #include "traces/generator.hpp"
-#include "spec/experiment.hpp"
 #include "traces/stats.hpp"
-#include "config/units.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
 
 namespace {
 
-// Command-line options of one tool: `--name value` pairs, flags and positional arguments.
-class Args {
- public:
-  Args(const std::vector<std::string>& args, const std::vector<std::string>& valued, const std::vector<std::string>& flags) {
-    for (std::size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
-      const std::string name = a == "-o" ? "--out" : a;
-      if (std::find(valued.begin(), valued.end(), name) != valued.end()) {
-        if (i + 1 >= args.size()) throw InputError(a, "needs a value");
-        values_.emplace(name, args[++i]);
-      } else if (std::find(flags.begin(), flags.end(), name) != flags.end()) {
-        values_.emplace(name, "");
-      } else if (a.size() > 1 && a[0] == '-') {
-        throw InputError(a, "unknown option (rmai trace --help)");
-      } else {
-        positional_.push_back(a);
-      }
-    }
-  }
-  bool has(const std::string& name) const { return values_.count(name) > 0; }
-  std::optional<std::string> get(const std::string& name) const {
-    const auto it = values_.find(name);
-    return it == values_.end() ? std::nullopt : std::optional(it->second);
-  }
-  std::string required(const std::string& name) const {
-    if (auto value = get(name)) return *value;
-    throw InputError(name, "is required (rmai trace --help)");
-  }
-  std::vector<std::string> all(const std::string& name) const {
-    std::vector<std::string> out;
-    for (auto [it, end] = values_.equal_range(name); it != end; ++it) out.push_back(it->second);
-    return out;
-  }
-  const std::vector<std::string>& positional() const { return positional_; }
-  std::string one_positional(const char* what) const {
-    if (positional_.size() != 1) throw InputError("", std::string("expected one ") + what + " argument");
-    return positional_[0];
-  }
-
- private:
-  std::multimap<std::string, std::string> values_;
-  std::vector<std::string> positional_;
+// The options of gen, fit and stats; each tool adds those it takes.
+struct ToolArgs {
+  std::optional<std::string> model, shape, generator, tokens, sequences, seed, windows, counts, pairs, reuse,
+      description;
+  std::vector<std::string> where;
+  std::string trace, out;
+  bool json = false;
 };
 
-std::uint64_t count_option(const Args& args, const std::string& name, std::uint64_t fallback) {
-  const auto text = args.get(name);
-  if (!text) return fallback;
-  std::uint64_t value = 0;
-  std::istringstream in(*text);
-  if (!(in >> value) || !in.eof() || (*text)[0] == '-') throw InputError(name, "'" + *text + "' is not a non-negative integer");
-  return value;
+void add(CLI::App* app, const std::string& names, std::optional<std::string>& slot, const std::string& description,
+         const std::string& type) {
+  add_each(app, names, [&slot](const std::string& v) { slot = v; }, description)->type_name(type);
+}
+
+std::string required(const std::optional<std::string>& value, const std::string& name, const CLI::App& app) {
+  if (value) return *value;
+  throw InputError(name, "is required (" + command_path(app) + " --help)");
+}
+
+std::uint64_t count_option(const std::optional<std::string>& text, const std::string& name, std::uint64_t fallback) {
+  return text ? parse_count(name, *text) : fallback;
 }
 
 // The shape of a trace from --model, else from the file (binary header or a CSV pass).
-traces::TraceShape trace_shape(const Args& args, const fs::path& trace) {
-  if (const auto model = args.get("--model")) return traces::shape_of(spec::load_model(*model, "--model"));
+traces::TraceShape trace_shape(const ToolArgs& args, const fs::path& trace) {
+  if (args.model) return traces::shape_of(spec::load_model(*args.model, "--model"));
   return traces::probe_shape(trace);
 }
 
-traces::TraceShape shape_option(const Args& args) {
-  if (const auto model = args.get("--model")) {
-    if (args.has("--shape")) throw InputError("--shape", "give --model or --shape, not both");
-    return traces::shape_of(spec::load_model(*model, "--model"));
+traces::TraceShape shape_option(const ToolArgs& args, const CLI::App& app) {
+  if (args.model) {
+    if (args.shape) throw InputError("--shape", "give --model or --shape, not both");
+    return traces::shape_of(spec::load_model(*args.model, "--model"));
   }
-  const std::string text = args.required("--shape");
+  const std::string text = required(args.shape, "--shape", app);
   unsigned layers = 0, top_k = 0, experts = 0;
   char c1 = 0, c2 = 0;
   std::istringstream in(text);
@@ -102,20 +74,6 @@ traces::TraceShape shape_option(const Args& args) {
   return shape;
 }
 
-// Writes through a temporary file renamed at the end, so a failure leaves nothing at `path`.
-void write_file(const fs::path& path, const std::string& content) {
-  if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary);
-    out << content;
-    if (!out.flush()) {
-      fs::remove(temporary);
-      throw std::runtime_error("cannot write " + temporary.string());
-    }
-  }
-  fs::rename(temporary, path);
-}
 
 std::string fixed(double value, int digits = 3) {
   char text[32];
@@ -170,8 +128,8 @@ void print_stats(const traces::TraceStats& s, std::ostream& out) {
     out << "  " << w.window << " tokens: " << fixed(w.experts_per_layer, 2) << " of " << s.shape.experts << "\n";
 }
 
-std::vector<std::uint32_t> windows_option(const Args& args) {
-  const auto text = args.get("--windows");
+std::vector<std::uint32_t> windows_option(const ToolArgs& args) {
+  const auto& text = args.windows;
   if (!text) return {4, 16, 64, 256};
   std::vector<std::uint32_t> windows;
   std::istringstream in(*text);
@@ -185,72 +143,66 @@ std::vector<std::uint32_t> windows_option(const Args& args) {
   return windows;
 }
 
-}  // namespace
-
-int trace_gen(const std::vector<std::string>& argv) {
-  const Args args(argv, {"--model", "--shape", "--generator", "--tokens", "--sequences", "--seed", "--out"}, {});
-  if (!args.positional().empty()) throw InputError(args.positional()[0], "unexpected argument");
-  const auto shape = shape_option(args);
-  const std::uint64_t seed = count_option(args, "--seed", 1);
-  const fs::path file = spec::find_generator(args.get("--generator").value_or("default"), "--generator");
+int trace_gen(const ToolArgs& args, const CLI::App& app) {
+  const auto shape = shape_option(args, app);
+  const std::uint64_t seed = count_option(args.seed, "--seed", 1);
+  const fs::path file = spec::find_generator(args.generator.value_or("default"), "--generator");
   const auto generator = traces::load_generator(file, shape, seed);
-  const std::uint64_t tokens = count_option(args, "--tokens", 0);
+  const std::uint64_t tokens = count_option(args.tokens, "--tokens", 0);
   if (tokens == 0) throw InputError("--tokens", "give a positive number of tokens");
-  const std::uint64_t sequences = count_option(args, "--sequences", 1);
+  const std::uint64_t sequences = count_option(args.sequences, "--sequences", 1);
   if (sequences == 0 || sequences > UINT32_MAX) throw InputError("--sequences", "give a positive number of sequences");
-  const fs::path out = args.required("--out");
+  const fs::path out = args.out;
   traces::save_trace(out, traces::generate(generator, tokens, seed, static_cast<std::uint32_t>(sequences)));
   std::cerr << "rmai: " << tokens << " tokens from " << file.string() << " (seed " << seed << ") in " << out.string()
             << "\n";
   return 0;
 }
 
-int trace_stats(const std::vector<std::string>& argv) {
-  const Args args(argv, {"--model", "--windows"}, {"--json"});
-  const fs::path trace = args.one_positional("TRACE");
+int trace_stats(const ToolArgs& args) {
+  const fs::path trace = args.trace;
   const auto shape = trace_shape(args, trace);
   const auto windows = windows_option(args);
   auto source = traces::open_trace(trace, shape);
   const auto stats = traces::summarize(traces::RoutingCounts::of(*source, shape, windows));
   if (stats.tokens == 0) throw InputError(trace.string(), "the trace has no tokens");
-  if (args.has("--json"))
+  if (args.json)
     std::cout << stats_json(stats).dump(1) << "\n";
   else
     print_stats(stats, std::cout);
   return 0;
 }
 
-int trace_fit(const std::vector<std::string>& argv) {
-  const Args args(argv,
-                  {"--model", "--counts", "--pairs", "--where", "--reuse", "--seed", "--tokens", "--description", "--out"},
-                  {});
-  const fs::path out = args.required("--out");
+int trace_fit(const ToolArgs& args, const CLI::App& app) {
+  const fs::path out = args.out;
   traces::FitOptions options;
-  options.seed = count_option(args, "--seed", 1);
-  options.calibration_tokens = count_option(args, "--tokens", options.calibration_tokens);
+  options.seed = count_option(args.seed, "--seed", 1);
+  options.calibration_tokens = count_option(args.tokens, "--tokens", options.calibration_tokens);
   if (options.calibration_tokens < 100) throw InputError("--tokens", "calibrate on at least 100 tokens");
 
   traces::FitTargets targets;
-  if (const auto tables = args.get("--counts")) {
-    if (!args.positional().empty()) throw InputError(args.positional()[0], "give a trace or --counts, not both");
-    const auto shape = traces::shape_of(spec::load_model(args.required("--model"), "--model"));
+  if (const auto& tables = args.counts) {
+    if (!args.trace.empty()) throw InputError(args.trace, "give a trace or --counts, not both");
+    const auto shape = traces::shape_of(spec::load_model(required(args.model, "--model", app), "--model"));
     std::map<std::string, std::string> where;
-    for (const auto& item : args.all("--where")) {
+    for (const auto& item : args.where) {
       const auto eq = item.find('=');
       if (eq == std::string::npos || eq == 0) throw InputError("--where " + item, "expected COLUMN=VALUE");
       where[item.substr(0, eq)] = item.substr(eq + 1);
     }
     double reuse = 0;
     try {
-      reuse = std::stod(args.required("--reuse"));
+      reuse = std::stod(required(args.reuse, "--reuse", app));
     } catch (const std::logic_error&) {
       throw InputError("--reuse", "expected the observed adjacent reuse, a number in [0, 1]");
     }
-    targets = traces::targets_from_tables(*tables, args.get("--pairs").value_or(""), where, shape, reuse, options.seed);
+    targets = traces::targets_from_tables(*tables, args.pairs.value_or(""), where, shape, reuse, options.seed);
   } else {
-    for (const char* option : {"--pairs", "--where", "--reuse"})
-      if (args.has(option)) throw InputError(option, "only used with --counts");
-    const fs::path trace = args.one_positional("TRACE");
+    if (args.pairs) throw InputError("--pairs", "only used with --counts");
+    if (!args.where.empty()) throw InputError("--where", "only used with --counts");
+    if (args.reuse) throw InputError("--reuse", "only used with --counts");
+    if (args.trace.empty()) throw InputError("", "no trace given: TRACE or --counts (" + command_path(app) + " --help)");
+    const fs::path trace = args.trace;
     const auto shape = trace_shape(args, trace);
     auto source = traces::open_trace(trace, shape);
     const auto counts = traces::RoutingCounts::of(*source, shape, {});
@@ -259,7 +211,7 @@ int trace_fit(const std::vector<std::string>& argv) {
     targets.source = trace.string() + " (" + std::to_string(counts.tokens()) + " tokens)";
   }
   auto generator = traces::fit(targets, options);
-  if (const auto description = args.get("--description")) generator.description = *description;
+  if (args.description) generator.description = *args.description;
 
   // Check the fit on a trace of its own (another seed) and say how close it came.
   const auto check = traces::summarize(traces::RoutingCounts::of(
@@ -270,15 +222,59 @@ int trace_fit(const std::vector<std::string>& argv) {
     worst_reuse = std::max(worst_reuse, std::abs(check.per_layer[l].adjacent_reuse - targets.reuse[l]));
   }
   std::ostringstream text;
-  text << "# command: rmai trace fit";
-  for (const auto& a : argv) text << " " << (a.find(' ') == std::string::npos ? a : "\"" + a + "\"");
+  text << "# command: rmai";
+  for (const auto& a : command_line()) text << " " << (a.find(' ') == std::string::npos ? a : "\"" + a + "\"");
   text << "\n# check on " << options.calibration_tokens << " generated tokens: popularity TVD <= " << fixed(worst_tvd, 4)
        << ", adjacent reuse within " << fixed(worst_reuse, 4) << " on the measured layers\n";
   traces::write_generator(generator, text);
-  write_file(out, text.str());
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  posix::write_file_atomic(out, text.str());
   std::cerr << "rmai: generator written to " << out.string() << "; check: popularity TVD <= " << fixed(worst_tvd, 4)
             << ", adjacent reuse within " << fixed(worst_reuse, 4) << "\n";
   return 0;
+}
+
+}  // namespace
+
+void add_trace_tools(CLI::App& trace) {
+  const auto a = std::make_shared<ToolArgs>();
+  const std::string model = "a model in models/moe: the trace's shape";
+  CLI::App* gen = add_command(trace, "gen",
+                              "A synthetic trace from a generator (models/synthetic or a fitted GEN.yaml)", {});
+  gen->footer("B sequences (--sequences) are decoded as one batch, interleaved round-robin.");
+  add(gen, "--model", a->model, model, "NAME");
+  add(gen, "--shape", a->shape, "the shape without a model", "LAYERS,TOP_K,EXPERTS");
+  add(gen, "--generator", a->generator, "a generator in models/synthetic, or a GEN.yaml (default: default)", "NAME|FILE");
+  add(gen, "--tokens", a->tokens, "tokens to generate", "N");
+  add(gen, "--sequences", a->sequences, "sequences decoded as one batch (default 1)", "B");
+  add(gen, "--seed", a->seed, "default 1", "S");
+  add_value(gen, "-o,--out", a->out, "the trace to write (.csv, or .rmtrace for the binary form)")
+      ->type_name("OUT")
+      ->required();
+  set_action(*gen, [a, gen] { return trace_gen(*a, *gen); });
+
+  CLI::App* fit = add_command(trace, "fit",
+                              "Estimate a generator from a trace, or from expert count tables (--counts)", {});
+  fit->footer("With --counts, --reuse R gives the observed adjacent reuse, which tables cannot show.");
+  fit->add_option("TRACE", a->trace, "trace to fit");
+  add(fit, "--model", a->model, model, "NAME");
+  add(fit, "--counts", a->counts, "expert count table", "COUNTS.csv");
+  add(fit, "--pairs", a->pairs, "expert pair count table (with --counts)", "PAIRS.csv");
+  add_values(fit, "--where", a->where, "rows of the tables to use (repeatable; with --counts)")->type_name("COLUMN=VALUE");
+  add(fit, "--reuse", a->reuse, "the observed adjacent reuse in [0, 1] (with --counts)", "R");
+  add(fit, "--tokens", a->tokens, "calibration length", "N");
+  add(fit, "--seed", a->seed, "default 1", "S");
+  add(fit, "--description", a->description, "the generator's description", "TEXT");
+  add_value(fit, "-o,--out", a->out, "the generator to write")->type_name("GEN.yaml")->required();
+  set_action(*fit, [a, fit] { return trace_fit(*a, *fit); });
+
+  CLI::App* stats = add_command(trace, "stats",
+                                "Popularity, skew, reuse, cross-layer predictability and working sets of a trace",
+                                [a] { return trace_stats(*a); });
+  stats->add_option("TRACE", a->trace, "trace")->required();
+  add(stats, "--model", a->model, model, "NAME");
+  stats->add_flag("--json", a->json, "print JSON");
+  add(stats, "--windows", a->windows, "working-set windows in tokens (default 4,16,64,256)", "4,16,...");
 }
 
 }  // namespace rmai::cli

@@ -11,11 +11,16 @@
 #include <sstream>
 
 #include "cli/commands.hpp"
-#include "emul/emulation.hpp"
-#include "config/errors.hpp"
-#include "spec/schemas.hpp"
-#include "spec/experiment.hpp"
+#include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "cli/support.hpp"
+#include "config/errors.hpp"
+#include "config/tree.hpp"
+#include "emul/emulation.hpp"
+#include "posix/files.hpp"
+#include "posix/process.hpp"
+#include "spec/experiment.hpp"
+#include "spec/schemas.hpp"
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -23,23 +28,9 @@ using nlohmann::json;
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: rmai validate EXP.yaml --out DIR [--set key=value]... [--tiers T1,T2,...]
-                     [--platform NAME]
-
-Runs EXP.yaml once per tier in the emulator (--mode emul) and in the simulator (--mode sim with
-experts: emulated, on platform NAME: default this-vm, the preset calibrated for this machine), and
-writes DIR/validation.csv with the columns tier,metric,emul,sim,rel_error, where
-rel_error = (sim - emul) / emul. The runs' own results stay in DIR/emul/<tier> and DIR/sim/<tier>.
-Exits 0 when every run ran, whatever the errors are.
-
-  --tiers T1,T2   tiers to compare (default: every tier the emulator has: dram, rmai, page4k,
-                  disk-read, disk-mmap)
-)";
-
 struct Options {
-  std::string experiment;
+  ExperimentArgs experiment;
   fs::path out;
-  std::vector<std::string> sets;
   std::vector<std::string> tiers;
   std::string platform = "this-vm";
 };
@@ -52,28 +43,8 @@ std::vector<std::string> split(const std::string& text) {
   return out;
 }
 
-Options parse(const std::vector<std::string>& args) {
-  Options o;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto value = [&] { return option_value(args, i); };
-    if (take_experiment_option(args, i, o.sets)) continue;
-    if (a == "--out") {
-      o.out = value();
-    } else if (a == "--tiers") {
-      o.tiers = split(value());
-    } else if (a == "--platform") {
-      o.platform = value();
-    } else if (!a.empty() && a[0] == '-') {
-      throw InputError(a, "unknown option (rmai validate --help)");
-    } else if (o.experiment.empty()) {
-      o.experiment = a;
-    } else {
-      throw InputError(a, "unexpected argument (one experiment file)");
-    }
-  }
-  if (o.experiment.empty()) throw InputError("", "no experiment file given (rmai validate --help)");
-  if (o.out.empty()) throw InputError("--out", "is required: the directory for validation.csv");
+// The tiers given, or every tier the emulator has; each must be one.
+void check_tiers(Options& o) {
   std::vector<std::string> emulated;
   for (const auto& t : spec::tier_names())
     if (emul::emulated(t)) emulated.push_back(t);
@@ -81,7 +52,6 @@ Options parse(const std::vector<std::string>& args) {
   for (const auto& t : o.tiers)
     if (std::find(emulated.begin(), emulated.end(), t) == emulated.end())
       throw InputError("--tiers", "'" + t + "' is not a tier the emulator has (" + config::join(emulated) + ")");
-  return o;
 }
 
 // The metrics compared, as paths into summary.json.
@@ -118,9 +88,9 @@ std::string number(double v) {
 
 // One child run, its messages on our stderr. Throws when the run fails.
 void run_child(const fs::path& self, const Options& o, const std::string& tier, const std::string& mode,
-               const fs::path& dir) {
-  std::vector<std::string> args{self.string(), "run", o.experiment};
-  for (const auto& s : o.sets) args.push_back("--set=" + s);
+               const fs::path& dir, Progress& progress, std::size_t run, std::size_t runs) {
+  std::vector<std::string> args{self.string(), "run", o.experiment.file};
+  for (const auto& s : o.experiment.sets) args.push_back("--set=" + s);
   args.push_back("--set=memory.tier=" + tier);
   args.push_back("--set=mode=" + mode);
   if (mode == "sim") {
@@ -128,29 +98,27 @@ void run_child(const fs::path& self, const Options& o, const std::string& tier, 
     args.push_back("--set=platform=" + o.platform);
   }
   args.insert(args.end(), {"--out", dir.string()});
-  std::cerr << "rmai validate: " << tier << " (" << mode << ")\n";
-  const int code = finish(start_program(args));
+  progress.note(tier + " (" + mode + "), run " + std::to_string(run) + " of " + std::to_string(runs) + ", " +
+                clock_text(progress.elapsed_s()) + " elapsed");
+  const int code = posix::wait_exit(posix::spawn(args));
   if (code != 0)
     throw std::runtime_error("the " + mode + " run of tier " + tier + " failed (exit " + std::to_string(code) +
                              "); its message is above");
 }
 
-}  // namespace
-
-int validate(const std::vector<std::string>& args) {
-  if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
-    std::cout << kUsage;
-    return 0;
-  }
-  const Options o = parse(args);
+int validate(Options& o) {
+  check_tiers(o);
   // Loaded once here so that bad input fails before any run starts.
-  spec::load_experiment(o.experiment, o.sets);
+  spec::load_experiment(o.experiment.file, o.experiment.sets);
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error\n";
+  // The runs write their own lines, so progress is a line per run, not a line rewritten in place.
+  Progress progress("rmai validate");
+  std::size_t run = 0;
   for (const auto& tier : o.tiers) {
     const fs::path emul_dir = o.out / "emul" / tier, sim_dir = o.out / "sim" / tier;
-    run_child(self, o, tier, "emul", emul_dir);
-    run_child(self, o, tier, "sim", sim_dir);
+    run_child(self, o, tier, "emul", emul_dir, progress, ++run, 2 * o.tiers.size());
+    run_child(self, o, tier, "sim", sim_dir, progress, ++run, 2 * o.tiers.size());
     const json emul = json::parse(slurp(emul_dir / "summary.json"));
     const json sim = json::parse(slurp(sim_dir / "summary.json"));
     for (const auto& m : metrics()) {
@@ -160,9 +128,32 @@ int validate(const std::vector<std::string>& args) {
     }
   }
   fs::create_directories(o.out);
-  write_atomic(o.out / "validation.csv", csv);
+  posix::write_file_atomic(o.out / "validation.csv", csv);
   std::cout << csv;
   return 0;
+}
+
+}  // namespace
+
+void add_validate_command(CLI::App& root) {
+  const auto o = std::make_shared<Options>();
+  CLI::App* app = add_command(root, "validate",
+                              "Each tier in the emulator and in the simulator; DIR/validation.csv",
+                              [o] { return validate(*o); });
+  app->footer(
+      "Runs EXP.yaml once per tier in the emulator (--mode emul) and in the simulator (--mode sim with experts: "
+      "emulated, on the platform preset of this machine) and writes DIR/validation.csv with the columns "
+      "tier,metric,emul,sim,rel_error, where rel_error = (sim - emul) / emul. The runs' own results stay in "
+      "DIR/emul/<tier> and DIR/sim/<tier>. Exits 0 when every run ran, whatever the errors are.");
+  add_experiment_args(app, o->experiment);
+  add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory for validation.csv")
+      ->type_name("DIR")
+      ->required();
+  add_each(app, "--tiers", [o](const std::string& v) { o->tiers = split(v); },
+           "tiers to compare (default: every tier the emulator has; rmai list tiers)")
+      ->type_name("T1,T2");
+  add_value(app, "--platform", o->platform, "the simulator's platform (default this-vm, the preset calibrated for this machine)")
+      ->type_name("NAME");
 }
 
 }  // namespace rmai::cli

@@ -185,6 +185,26 @@ Layer layer_of(const YAML::Node& map, const std::string& file) {
 
 }  // namespace
 
+double parse_number(const Param& p, const std::string& text) {
+  double number = 0;
+  std::int64_t whole = 0;
+  parse_number(p, text, number, whole);
+  return number;
+}
+
+const Param* find_param(const Schema& root, const std::string& key) {
+  const Schema* schema = &root;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t dot = key.find('.', start);
+    const Param* p = schema->find(key.substr(start, dot == std::string::npos ? std::string::npos : dot - start));
+    if (!p || dot == std::string::npos) return p;
+    if (p->kind != Kind::Component || !p->schema) return nullptr;
+    schema = p->schema;
+    start = dot + 1;
+  }
+}
+
 bool Values::has(const std::string& name) const {
   return values_.count(name) != 0 || children_.count(name) != 0;
 }

@@ -117,6 +117,13 @@ void apply_set(YAML::Node& root, const std::string& assignment);
 
 const char* kind_name(Kind kind);
 
+// The value of one scalar of a numeric kind in SI base units (bytes, bytes/s, s; the keyword, like
+// "expert", is 0). Throws std::invalid_argument with the reason.
+double parse_number(const Param& p, const std::string& text);
+
+// The parameter a dotted key ("platform.nic.bandwidth") names below `root`, or nullptr.
+const Param* find_param(const Schema& root, const std::string& key);
+
 // "a, b, c": the items with `separator` between them.
 std::string join(const std::vector<std::string>& items, const std::string& separator = ", ");
 

@@ -20,7 +20,10 @@
 #include <system_error>
 
 #include "config/errors.hpp"
+#include "config/tree.hpp"
 #include "emul/source.hpp"
+#include "posix/deadline.hpp"
+#include "posix/errors.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -100,11 +103,7 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
-// Milliseconds left until `deadline` for poll(), at least 0.
-int ms_left(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
+using posix::ms_left;
 
 // Waits for `events` on fd until the deadline; false on timeout.
 bool wait_for(int fd, short events, Clock::time_point deadline) {
@@ -113,7 +112,7 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
     const int rc = ::poll(&p, 1, ms_left(deadline));
     if (rc > 0) return true;
     if (rc == 0) return false;
-    if (errno != EINTR) throw std::system_error(errno, std::generic_category(), "poll");
+    if (errno != EINTR) posix::throw_errno("poll");
   }
 }
 
@@ -163,9 +162,7 @@ std::optional<std::string> recv_frame(int fd, std::uint32_t max, Clock::time_poi
   return payload;
 }
 
-Clock::time_point deadline_after(double seconds) {
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-}
+Clock::time_point deadline_after(double seconds) { return posix::deadline_after(seconds); }
 
 std::string encode_welcome(const Welcome& w) {
   Writer out;
@@ -236,9 +233,9 @@ std::string address_text(const sockaddr* sa) {
 
 std::string join_layers(const std::vector<std::uint32_t>& layers) {
   if (layers.empty()) return "all";
-  std::string out;
-  for (const auto l : layers) out += (out.empty() ? "" : ",") + std::to_string(l);
-  return out;
+  std::vector<std::string> items;
+  for (const auto l : layers) items.push_back(std::to_string(l));
+  return config::join(items, ",");
 }
 
 struct AddrInfoDeleter {

@@ -7,17 +7,15 @@
 #include <fstream>
 #include <string>
 
+#include "posix/files.hpp"
+
 namespace rmai::emul {
 namespace {
 
 const char* const kNrHugePages = "/proc/sys/vm/nr_hugepages";
 
-std::int64_t read_number(const char* path) {
-  std::ifstream in(path);
-  std::int64_t value = -1;
-  in >> value;
-  return in ? value : -1;
-}
+// -1 when it cannot be read.
+std::int64_t read_number(const char* path) { return posix::read_number(path).value_or(-1); }
 
 bool write_number(const char* path, std::int64_t value) {
   std::ofstream out(path);

@@ -16,6 +16,7 @@
 #include <system_error>
 
 #include "config/errors.hpp"
+#include "posix/errors.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -58,8 +59,7 @@ MemoryServer::MemoryServer(const Catalog& catalog, MemoryServerOptions options)
   mapped_bytes_ = std::max<std::size_t>(catalog_.total_bytes(), kPageSize);
   void* memory = ::mmap(nullptr, mapped_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (memory == MAP_FAILED)
-    throw std::system_error(errno, std::generic_category(),
-                            "memd cannot map " + std::to_string(mapped_bytes_) + " bytes for the objects");
+    posix::throw_errno("memd cannot map " + std::to_string(mapped_bytes_) + " bytes for the objects");
   memory_ = static_cast<std::byte*>(memory);
   ::madvise(memory_, mapped_bytes_, MADV_HUGEPAGE);
   try {
@@ -86,7 +86,7 @@ MemoryServer::MemoryServer(const Catalog& catalog, MemoryServerOptions options)
     }
     listener_ = std::make_unique<ControlListener>(options_.host, options_.port);
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (stop_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    if (stop_fd_ < 0) posix::throw_errno("eventfd");
     progress_ = std::thread([this] { progress_loop(); });
     control_ = std::thread([this] { control_loop(); });
   } catch (...) {

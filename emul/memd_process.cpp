@@ -18,6 +18,9 @@
 #include <thread>
 
 #include "config/errors.hpp"
+#include "posix/deadline.hpp"
+#include "posix/errors.hpp"
+#include "posix/process.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -29,7 +32,7 @@ constexpr auto kReapPoll = std::chrono::milliseconds(5);
 // Secret size: 32 random bytes (256 bits), written as hex.
 constexpr std::size_t kSecretBytes = 32;
 
-[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+using posix::throw_errno;
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -79,7 +82,6 @@ MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(option
     ::close(stderr_fd_);
     throw_errno("pipe2");
   }
-  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
   std::vector<std::string> args{binary.string(), "memd", options_.experiment.string()};
   for (const auto& s : options_.sets) {
     args.push_back("--set");
@@ -87,42 +89,31 @@ MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(option
   }
   args.insert(args.end(), {"--listen", options_.listen, "--secret-file", options_.secret_file.string(), "--ready-fd",
                            std::to_string(ready[1])});
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-
-  pid_ = ::fork();
-  if (pid_ < 0) {
+  posix::SpawnOptions spawn;
+  spawn.search_path = false;
+  spawn.die_with_parent = true;  // a server nobody stops must not outlive its parent (e.g. rmai run killed)
+  spawn.stderr_fd = stderr_fd_;
+  spawn.inherit_fd = ready[1];  // the one descriptor that survives exec
+  spawn.clear_signal_mask = true;
+  try {
+    pid_ = posix::spawn(args, spawn);
+  } catch (...) {
     ::close(ready[0]);
     ::close(ready[1]);
     ::close(stderr_fd_);
-    throw_errno("fork");
-  }
-  if (pid_ == 0) {
-    // A server nobody stops must not outlive its parent (e.g. rmai run killed).
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(1);
-    ::dup2(stderr_fd_, STDERR_FILENO);
-    ::fcntl(ready[1], F_SETFD, 0);  // the one descriptor that survives exec
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+    throw;
   }
   ::close(ready[1]);
 
   // Wait for "HOST:PORT\n" on the pipe, or its EOF when the child dies first.
   std::string line;
-  const auto deadline =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.ready_timeout_s));
+  const auto deadline = posix::deadline_after(options_.ready_timeout_s);
   bool eof = false;
   while (line.find('\n') == std::string::npos && !eof) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    const int left = posix::ms_left(deadline);
     if (left <= 0) break;
     pollfd p{ready[0], POLLIN, 0};
-    const int rc = ::poll(&p, 1, static_cast<int>(left));
+    const int rc = ::poll(&p, 1, left);
     if (rc < 0 && errno == EINTR) continue;
     if (rc <= 0) break;
     char buffer[256];
@@ -177,8 +168,7 @@ int MemdProcess::stop() {
   if (pid_ <= 0) return 0;
   ::kill(pid_, SIGTERM);
   int status = 0;
-  const auto deadline =
-      Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.stop_timeout_s));
+  const auto deadline = posix::deadline_after(options_.stop_timeout_s);
   for (;;) {
     const pid_t done = ::waitpid(pid_, &status, WNOHANG);
     if (done == pid_ || (done < 0 && errno != EINTR)) break;

@@ -21,6 +21,7 @@
 
 #include "config/errors.hpp"
 #include "emul/huge_pages.hpp"
+#include "posix/errors.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -31,7 +32,7 @@ constexpr std::uint64_t kSlotAlign = kHugePageSize;
 
 std::uint64_t round_up(std::uint64_t value, std::uint64_t to) { return (value + to - 1) / to * to; }
 
-[[noreturn]] void throw_errno(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+using posix::throw_errno;
 
 // A userfaultfd, through the syscall or, where that is refused, /dev/userfaultfd. Never in
 // user-mode-only mode: the transport's kernel-side writes must be able to fault too.

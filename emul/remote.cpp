@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "config/errors.hpp"
+#include "posix/deadline.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -122,7 +123,7 @@ void RemoteSource::fail(const std::string& what, std::uint32_t object) {
     // in the SIGKILL test). A dead peer's reads fail within a progress call or two; a frozen one's
     // never do, and the endpoint is closed after kDrainS anyway.
     fid_cq* cq = endpoint_->fabric.cq();
-    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(kDrainS));
+    const auto deadline = posix::deadline_after(kDrainS);
     fi_cq_entry entries[64];
     while (in_flight_ > 0 && Clock::now() < deadline) {
       const ssize_t n = fi_cq_read(cq, entries, std::size(entries));
@@ -189,7 +190,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
   for (std::uint32_t s = 0; s < depth; ++s) free_slots[s] = depth - 1 - s;
   fi_cq_entry entries[64];
   fid_cq* cq = e.fabric.cq();
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.timeout_s));
+  const auto timeout = posix::duration_of(options_.timeout_s);
   auto last_progress = Clock::now();
   const auto where = [&](std::uint64_t p) {
     const std::uint64_t start = offset + p * piece;

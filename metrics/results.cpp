@@ -9,6 +9,8 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "posix/files.hpp"
+
 namespace rmai::metrics {
 namespace fs = std::filesystem;
 
@@ -93,13 +95,6 @@ void put(std::string& out, T value) {
   out.append(buffer.data(), end);
 }
 
-void write_file(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out) throw std::runtime_error("cannot write " + path.string());
-}
-
 std::string switches_csv(const RunResult& r) {
   std::string out = "node,token,layer,expert,tier,start_s,end_s,bytes,faults\n";
   out.reserve(out.size() + r.switches.size() * 72);
@@ -123,13 +118,11 @@ void write_results(const fs::path& dir, const RunResult& result, const YAML::Nod
   fs::create_directories(dir);
   YAML::Emitter yaml;
   yaml << resolved_config;
-  const std::vector<std::pair<std::string, std::string>> files{
-      {"config.resolved.yaml", std::string(yaml.c_str()) + "\n"},
-      {"switches.csv", switches_csv(result)},
-      {"summary.json", summary_json(result)},  // last: its presence marks a complete result
-  };
-  for (const auto& [name, text] : files) write_file(dir / (name + ".tmp"), text);
-  for (const auto& [name, text] : files) fs::rename(dir / (name + ".tmp"), dir / name);
+  posix::write_files_atomic({
+      {dir / "config.resolved.yaml", std::string(yaml.c_str()) + "\n"},
+      {dir / "switches.csv", switches_csv(result)},
+      {dir / "summary.json", summary_json(result)},  // last: its presence marks a complete result
+  });
 }
 
 }  // namespace rmai::metrics

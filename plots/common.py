@@ -2,12 +2,12 @@
 
 Each figure script is `python3 plots/<script>.py RESULTS_DIR FIG_DIR` and reads only
 RESULTS_DIR/<experiment>/results.csv, as written by `rmai sweep` (one row per point: point, status,
-param.<key>..., then the summary.json leaves flattened with dots).
+param.<key>... with param_si.<key> beside each parameter that has a unit (its value in bytes, bytes/s
+or s, as rmai parses it), then the summary.json leaves flattened with dots).
 """
 import csv
 import math
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -79,16 +79,27 @@ def get(row, key):
     return None
 
 
+def si(row, key):
+    """A swept parameter with a unit in SI base units (bytes, bytes/s, s; 'expert' is 0): the column
+    param_si.<key>, else the one ending in .<key> (si(r, "bandwidth") reads param_si.platform.nic.bandwidth)."""
+    if "param_si." + key in row:
+        return row["param_si." + key]
+    for col in row:
+        if col.startswith("param_si.") and col.endswith("." + key):
+            return row[col]
+    return None
+
+
 def where(rows, **match):
     """Rows whose get(row, key) equals value for every key=value given."""
     return [r for r in rows if all(get(r, k) == v for k, v in match.items())]
 
 
-def curve(rows, xkey, ykey, **match):
-    """(xs, ys) of ykey against xkey sorted by x, over the rows matching `match`; x is parsed by
-    xparse (e.g. gbps) when given."""
-    xparse = match.pop("xparse", lambda v: v)
-    pts = sorted((xparse(get(r, xkey)), r[ykey]) for r in where(rows, **match) if r.get(ykey) is not None)
+def curve(rows, x, ykey, **match):
+    """(xs, ys) of ykey against x sorted by x, over the rows matching `match`; x is a key read with
+    get, or a function of the row (lambda r: si(r, "bandwidth") * 8 / 1e9)."""
+    xof = x if callable(x) else (lambda r: get(r, x))
+    pts = sorted((xof(r), r[ykey]) for r in where(rows, **match) if r.get(ykey) is not None)
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -104,54 +115,7 @@ def expert_bytes(rows):
             return r["bytes.pcie"] / r["expert_switches"]
     return None
 
-# ---------------------------------------------------------------- units
-
-_SI = {"": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
-_BIN = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-
-
-def _split(text):
-    m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*([A-Za-z/]*)\s*", str(text))
-    if not m:
-        raise ValueError(f"not a quantity: {text!r}")
-    return float(m.group(1)), m.group(2)
-
-
-def gbps(text):
-    """A bandwidth ('200Gbps', '25GBps', '25GB/s', or a number of bits/s) in Gb/s."""
-    if isinstance(text, float):
-        return text / 1e9
-    n, u = _split(text)
-    m = re.fullmatch(r"([kKMGT]?)(bps|Bps|B/s|b/s)", u)
-    if not m:
-        raise ValueError(f"not a bandwidth: {text!r}")
-    return n * _SI[m.group(1)] * (8 if m.group(2)[0] == "B" else 1) / 1e9
-
-
-def usec(text):
-    """A time ('5us', '0.8us', '80ns', '1.5ms', '1s', or a number of seconds) in microseconds."""
-    if isinstance(text, float):
-        return text * 1e6
-    n, u = _split(text)
-    scale = {"ns": 1e-3, "us": 1, "ms": 1e3, "s": 1e6}
-    if u not in scale:
-        raise ValueError(f"not a time: {text!r}")
-    return n * scale[u]
-
-
-def nbytes(text, expert=None):
-    """A size ('32MiB', '64KiB', '352MB', '4096', or 'expert' = the `expert` argument) in bytes."""
-    if text == "expert":
-        return expert
-    if isinstance(text, float):
-        return text
-    n, u = _split(text)
-    m = re.fullmatch(r"([kKMGT]i?)?B?", u)
-    if not m:
-        raise ValueError(f"not a size: {text!r}")
-    p = m.group(1) or ""
-    return n * (_BIN[p] if p.endswith("i") else _SI[p])
-
+# ---------------------------------------------------------------- formatting
 
 def fmt_bytes(b):
     """Binary units for powers of two, decimal otherwise: 64 KiB, 32 MiB, 352 MB."""

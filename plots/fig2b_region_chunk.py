@@ -8,14 +8,13 @@ batches = sorted({c.get(r, "fault_batch") for r in rows})
 
 fig, ax = c.plt.subplots(figsize=(8, 4.8))
 for i, batch in enumerate(batches):
-    x, y = c.curve(rows, "region_chunk", "expert_switch_s.p50", fault_batch=batch,
-                   xparse=lambda v: c.nbytes(v, expert))
+    x, y = c.curve(rows, lambda r: c.si(r, "region_chunk") or expert, "expert_switch_s.p50", fault_batch=batch)
     ax.plot(x, [v * 1e3 for v in y], marker=c.MARKERS[i % len(c.MARKERS)], color=c.shade(i, len(batches)),
             label=f"{batch:g} page{'s' if batch != 1 else ''} ({c.fmt_bytes(batch * 4096)})")
-chunks = sorted({c.get(r, "region_chunk") for r in rows}, key=lambda v: c.nbytes(v, expert))
+chunks = sorted({c.si(r, "region_chunk") for r in rows}, key=lambda v: v or expert)  # 0: the whole expert
 ax.set_xscale("log")
-ax.set_xticks([c.nbytes(v, expert) for v in chunks],
-              [f"expert\n({expert / 1e6:.3g} MB)" if v == "expert" else c.fmt_bytes(c.nbytes(v)) for v in chunks])
+ax.set_xticks([v or expert for v in chunks],
+              [c.fmt_bytes(v) if v else f"expert\n({expert / 1e6:.3g} MB)" for v in chunks])
 ax.minorticks_off()
 ax.set_ylim(bottom=0)
 ax.set_xlabel("region chunk (bytes mapped by one fault)")

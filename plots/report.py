@@ -92,19 +92,21 @@ def claim_cxl():
             ratios = list(per.values())
     rows = ok_rows("nic-bandwidth")
     if rows:
-        speeds = sorted({c.gbps(c.get(r, "bandwidth")) for r in rows})
-        by_speed = {s: [r for r in rows if c.gbps(c.get(r, "bandwidth")) == s] for s in speeds}
+        gbps = lambda r: c.si(r, "bandwidth") * 8 / 1e9  # noqa: E731
+        speeds = sorted({gbps(r) for r in rows})
+        by_speed = {s: [r for r in rows if gbps(r) == s] for s in speeds}
         at = nearest(speeds, 200)
         cxl = p50(by_speed[at], tier="cxl")
-        variants = {c.get(r, "region_chunk"): r["expert_switch_s.p50"] / cxl
+        variants = {c.si(r, "region_chunk"): r["expert_switch_s.p50"] / cxl
                     for r in c.where(by_speed[at], tier="rmai") if cxl and r.get("expert_switch_s.p50")}
         if variants:
             ratios = list(variants.values())  # the verdict rests on the best configuration at 200 Gb/s
             lines.append(f"at {at:g} Gb/s, p50 RMAI / CXL: " + ", ".join(
-                f"{'whole expert' if k == 'expert' else c.fmt_bytes(c.nbytes(k)) + ' chunks'} {c.fmt_x(v)}"
+                f"{c.fmt_bytes(k) + ' chunks' if k else 'whole expert'} {c.fmt_x(v)}"
                 for k, v in variants.items()) + f"; best {c.fmt_x(min(variants.values()))}")
         reach = [s for s, here in by_speed.items() if p50(here, tier="cxl")
-                 and (p50(here, tier="rmai", region_chunk="32MiB") or 1e300) <= 1.1 * p50(here, tier="cxl")]
+                 and (p50([r for r in here if c.si(r, "region_chunk") == 32 * 2**20], tier="rmai") or 1e300)
+                 <= 1.1 * p50(here, tier="cxl")]
         lines.append(f"RMAI with 32 MiB chunks within 10% of CXL from {reach[0]:g} Gb/s" if reach else
                      f"RMAI with 32 MiB chunks never within 10% of CXL up to {speeds[-1]:g} Gb/s")
     if not ratios:

@@ -10,6 +10,7 @@ packages=(
   libeigen3-dev
   libyaml-cpp-dev         # experiment YAML and presets
   nlohmann-json3-dev      # summary.json
+  libcli11-dev            # cli/: the one command-line parser of every rmai subcommand
   libgtest-dev libgmock-dev
   libbenchmark-dev
   libfabric-dev           # emul/: the memory server's one-sided RMA reads (tcp, shm, verbs providers)

@@ -119,9 +119,9 @@ fs::path find_file(const std::string& given, const std::string& where, const fs:
   }
   for (const auto& candidate : candidates)
     if (fs::is_regular_file(candidate)) return candidate.lexically_normal();
-  std::string tried;
-  for (const auto& candidate : candidates) tried += (tried.empty() ? "" : ", ") + candidate.lexically_normal().string();
-  throw InputError(where, what + " file not found (tried " + tried + ")");
+  std::vector<std::string> tried;
+  for (const auto& candidate : candidates) tried.push_back(candidate.lexically_normal().string());
+  throw InputError(where, what + " file not found (tried " + config::join(tried) + ")");
 }
 
 // The name becomes a directory under results/ when --out is omitted: one plain path component.

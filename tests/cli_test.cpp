@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -355,12 +357,119 @@ TEST_F(CliTest, SimGridOptionsPassThrough) {
 TEST_F(CliTest, UsageAndUnknownCommand) {
   const Result help = run({"--help"});
   EXPECT_EQ(help.exit_code, 0) << describe(help);
-  EXPECT_NE(help.out.find("usage"), std::string::npos);
+  EXPECT_NE(help.out.find("Usage: rmai"), std::string::npos) << help.out;
+  for (const char* command : {"run", "check", "sweep", "reproduce", "memd", "validate", "list", "trace", "--mode emul"})
+    EXPECT_NE(help.out.find(command), std::string::npos) << "rmai --help lacks " << command << "\n" << help.out;
   const Result none = run({});
   EXPECT_EQ(none.exit_code, 2) << describe(none);
   const Result unknown = run({"frobnicate"});
   EXPECT_EQ(unknown.exit_code, 2) << describe(unknown);
   EXPECT_NE(unknown.err.find("frobnicate"), std::string::npos) << unknown.err;
+}
+
+// Every command's help is generated from its options: --help and `rmai help CMD` print the same.
+TEST_F(CliTest, EveryCommandHasHelp) {
+  const std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> commands{
+      {{"run"}, {"Usage: rmai run", "EXP.yaml", "--set", "--seed", "--mode", "--out", "--cfg", "--log"}},
+      {{"check"}, {"Usage: rmai check", "--set"}},
+      {{"sweep"}, {"Usage: rmai sweep", "--sweep", "--set", "--quick", "--jobs", "--out", "--emit", "--point", "--collect"}},
+      {{"reproduce"}, {"Usage: rmai reproduce", "--out", "--quick", "--jobs", "--only"}},
+      {{"memd"}, {"Usage: rmai memd", "--listen", "--secret-file", "--ready-fd"}},
+      {{"validate"}, {"Usage: rmai validate", "--out", "--tiers", "--platform"}},
+      {{"list"}, {"Usage: rmai list"}},
+      {{"trace"}, {"Usage: rmai trace", "import", "convert", "gen", "fit", "stats"}},
+      {{"trace", "import"}, {"Usage: rmai trace import", "--format", "-o,--out", "--model"}},
+      {{"trace", "convert"}, {"Usage: rmai trace convert", "-o,--out", "--model"}},
+      {{"trace", "gen"}, {"Usage: rmai trace gen", "--shape", "--generator", "--tokens", "--sequences", "--seed"}},
+      {{"trace", "fit"}, {"Usage: rmai trace fit", "--counts", "--pairs", "--where", "--reuse", "--description"}},
+      {{"trace", "stats"}, {"Usage: rmai trace stats", "--json", "--windows"}},
+  };
+  for (const auto& [command, expected] : commands) {
+    std::vector<std::string> args = command;
+    args.push_back("--help");
+    const Result help = run(args);
+    EXPECT_EQ(help.exit_code, 0) << describe(help);
+    for (const auto& text : expected) EXPECT_NE(help.out.find(text), std::string::npos) << text << "\n" << help.out;
+    std::vector<std::string> via_help{"help"};
+    via_help.insert(via_help.end(), command.begin(), command.end());
+    const Result same = run(via_help);
+    EXPECT_EQ(same.exit_code, 0) << describe(same);
+    EXPECT_EQ(same.out, help.out);
+  }
+  const Result nosuch = run({"help", "nosuch"});
+  EXPECT_EQ(nosuch.exit_code, 2) << describe(nosuch);
+  EXPECT_NE(nosuch.err.find("nosuch"), std::string::npos) << nosuch.err;
+}
+
+TEST_F(CliTest, VersionNamesEveryComponent) {
+  const Result r = run({"--version"});
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  for (const char* part : {"rmai 0.", "git ", "SimGrid 3.", "libfabric 1."})
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
+}
+
+// Bad options name the option and the command, exit 2, one line.
+TEST_F(CliTest, BadOptionsNameTheOption) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{"run", kQuickstart.string(), "--frobnicate"}, "--frobnicate: unknown option (rmai run --help)"},
+      {{"sweep", kQuickstart.string(), "--jobs"}, "--jobs: needs a value (rmai sweep --help)"},
+      {{"sweep", kQuickstart.string(), "--jobs", "x"}, "--jobs: 'x' is not a non-negative integer"},
+      {{"run", kQuickstart.string(), "--out", "--set", "nodes=2"}, "--out: needs a value, not the option --set (rmai run --help)"},
+      {{"run"}, "no experiment file given (rmai run --help)"},
+      {{"validate", kQuickstart.string()}, "--out: is required (rmai validate --help)"},
+      {{"trace", "stats"}, "no trace given (rmai trace stats --help)"},
+      {{"trace", "gen", "--tokens", "5"}, "--out: is required (rmai trace gen --help)"},
+      {{"list", "--frobnicate"}, "--frobnicate: unknown option (rmai list --help)"},
+      {{"--frobnicate"}, "--frobnicate: unknown option (rmai --help)"},
+  };
+  for (const auto& [args, expected] : cases) {
+    const Result r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << describe(r);
+    EXPECT_EQ(r.err, "rmai: error: " + expected + "\n") << describe(r);
+  }
+}
+
+// rmai list SECTION --json: the tier catalog in presentation order, and parameters with dotted keys
+// and the values their presets set.
+TEST_F(CliTest, ListSectionsAsJson) {
+  const Result tiers = run({"list", "tiers", "--json"});
+  ASSERT_EQ(tiers.exit_code, 0) << describe(tiers);
+  const json t = json::parse(tiers.out);
+  ASSERT_EQ(t.size(), 1u) << tiers.out;  // only the section asked for
+  ASSERT_TRUE(t["tiers"].is_array());
+  std::vector<std::string> names;
+  for (const auto& tier : t["tiers"]) {
+    for (const char* key : {"name", "label", "colour", "medium", "description", "no_emulation"})
+      EXPECT_TRUE(tier[key].is_string()) << key << " in " << tier.dump();
+    EXPECT_EQ(tier["emulated"].get<bool>(), tier["no_emulation"].get<std::string>().empty()) << tier.dump();
+    names.push_back(tier["name"]);
+  }
+  for (const auto& name : kTiers) EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name;
+
+  const Result params = run({"list", "parameters", "--json"});
+  ASSERT_EQ(params.exit_code, 0) << describe(params);
+  std::map<std::string, json> by_key;
+  const json all = json::parse(params.out);
+  for (const auto& p : all["parameters"]) by_key[p["key"]] = p;
+  ASSERT_TRUE(by_key.count("platform.nic.bandwidth")) << params.out.substr(0, 2000);
+  const json& nic = by_key["platform.nic.bandwidth"];
+  EXPECT_EQ(nic["kind"], "bandwidth");
+  EXPECT_EQ(nic["unit"], "B/s");
+  EXPECT_EQ(nic["presets"]["connectx-7-400g"], "400Gbps");
+  EXPECT_EQ(nic["presets"]["connectx-6-200g"], "200Gbps");
+  EXPECT_EQ(by_key["platform.nic"]["presets"]["default"], "connectx-6-200g");
+  EXPECT_EQ(by_key["memory.rmai.fault_batch"]["kind"], "count");
+  EXPECT_EQ(by_key["cache.gpu_experts"]["required"], true);
+  EXPECT_EQ(by_key["cache.policy"]["default"], "lru");
+
+  const Result text = run({"list", "parameters"});
+  EXPECT_NE(text.out.find("platform.nic.bandwidth"), std::string::npos);
+  EXPECT_NE(text.out.find("connectx-7-400g 400Gbps"), std::string::npos);
+  EXPECT_EQ(text.out.find("models (models/moe)"), std::string::npos);  // one section only
+
+  const Result bad = run({"list", "colours"});
+  EXPECT_EQ(bad.exit_code, 2) << describe(bad);
+  EXPECT_NE(bad.err.find("colours: no such section"), std::string::npos) << bad.err;
 }
 
 }  // namespace

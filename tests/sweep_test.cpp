@@ -438,4 +438,25 @@ TEST_F(SweepTest, SlurmJobArrayCollectsLikeALocalSweep) {
   }
 }
 
+// Beside a swept parameter with a unit, its value in SI base units as rmai parses it (the plots read
+// these); parameters without a unit get no such column.
+TEST_F(SweepTest, ParametersWithAUnitAlsoGoInSiUnits) {
+  const Result r = sweep_quickstart("out", {"--sweep", "platform.nic.bandwidth=100Gbps,25GBps", "--sweep",
+                                            "memory.rmai.region_chunk=expert,32MiB", "--sweep", "cache.gpu_experts=64"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Csv csv = read_csv(dir_ / "out" / "results.csv");
+  EXPECT_EQ(std::vector<std::string>(csv.header.begin(), csv.header.begin() + 7),
+            (std::vector<std::string>{"point", "status", "param.platform.nic.bandwidth", "param_si.platform.nic.bandwidth",
+                                      "param.memory.rmai.region_chunk", "param_si.memory.rmai.region_chunk",
+                                      "param.cache.gpu_experts"}));
+  EXPECT_EQ(std::count(csv.header.begin(), csv.header.end(), "param_si.cache.gpu_experts"), 0);
+  ASSERT_EQ(csv.rows.size(), 4u);
+  const auto number = [](const std::string& text) { return std::stod(text); };
+  EXPECT_DOUBLE_EQ(number(csv.rows[0].at("param_si.platform.nic.bandwidth")), 100e9 / 8);  // bits/s to bytes/s
+  EXPECT_DOUBLE_EQ(number(csv.rows[2].at("param_si.platform.nic.bandwidth")), 25e9);
+  EXPECT_DOUBLE_EQ(number(csv.rows[0].at("param_si.memory.rmai.region_chunk")), 0);  // "expert"
+  EXPECT_DOUBLE_EQ(number(csv.rows[1].at("param_si.memory.rmai.region_chunk")), 32.0 * 1024 * 1024);
+  EXPECT_EQ(csv.rows[1].at("param.memory.rmai.region_chunk"), "32MiB");
+}
+
 }  // namespace

@@ -38,6 +38,7 @@
 #include <unordered_map>
 
 #include "config/errors.hpp"
+#include "posix/files.hpp"
 #include "traces/line_reader.hpp"
 #include "traces/trace.hpp"
 
@@ -447,25 +448,12 @@ void save_trace(const fs::path& path, const RoutingTrace& trace) {
   if (fs::is_directory(path, error))
     throw InputError(path.string(), "is a directory, expected a trace file name");
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
-  // Same directory, so that the rename is atomic; the pid keeps concurrent writers apart.
-  fs::path temporary = path;
-  temporary += ".tmp" + std::to_string(::getpid());
-  try {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out)
-      throw std::runtime_error(temporary.string() + ": cannot create: " + std::strerror(errno));
+  posix::write_file_atomic(path, [&](std::ostream& out) {
     if (path.extension() == ".rmtrace")
       write_binary(trace, out);
     else
       write_csv(trace, out);
-    out.close();
-    if (!out)
-      throw std::runtime_error(temporary.string() + ": write failed: " + std::strerror(errno));
-    fs::rename(temporary, path);
-  } catch (...) {
-    fs::remove(temporary, error);
-    throw;
-  }
+  });
 }
 
 }  // namespace rmai::traces

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "config/errors.hpp"
+#include "config/tree.hpp"
 
 namespace rmai::traces {
 namespace {
@@ -33,9 +34,7 @@ struct Table {
   std::size_t column(const std::string& name) const {
     const auto index = find(name);
     if (index < 0) {
-      std::string header;
-      for (const auto& c : columns) header += (header.empty() ? "" : ",") + c;
-      throw InputError(where(1), "no column '" + name + "' (header: " + header + ")");
+      throw InputError(where(1), "no column '" + name + "' (header: " + config::join(columns, ",") + ")");
     }
     return static_cast<std::size_t>(index);
   }
@@ -90,9 +89,9 @@ bool selected(const Table& table, const Table::Row& row, const std::map<std::str
 }
 
 std::string describe(const std::map<std::string, std::string>& where) {
-  std::string text;
-  for (const auto& [column, value] : where) text += (text.empty() ? "" : ", ") + column + "=" + value;
-  return text.empty() ? "all rows" : text;
+  std::vector<std::string> items;
+  for (const auto& [column, value] : where) items.push_back(column + "=" + value);
+  return items.empty() ? "all rows" : config::join(items);
 }
 
 // ---- calibration ----

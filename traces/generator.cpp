@@ -96,9 +96,8 @@ void check_keys(const std::string& file, const YAML::Node& map, const std::strin
     const auto key = config::key_of(kv.first, file, path);
     const std::string dotted = path.empty() ? key : path + "." + key;
     if (!allowed.count(key)) {
-      std::string names;
-      for (const auto& name : allowed) names += (names.empty() ? "" : ", ") + name;
-      fail(file, kv.first, dotted, "unknown key (expected one of: " + names + ")");
+      fail(file, kv.first, dotted,
+           "unknown key (expected one of: " + config::join({allowed.begin(), allowed.end()}) + ")");
     }
     if (!seen.insert(key).second) fail(file, kv.first, dotted, "duplicate key");
   }

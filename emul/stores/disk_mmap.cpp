@@ -46,21 +46,14 @@
 #include "config/errors.hpp"
 #include "emul/expert_file.hpp"
 #include "emul/store.hpp"
+#include "posix/errors.hpp"
+#include "posix/files.hpp"
 
 namespace rmai::emul {
 namespace {
 
-[[noreturn]] void throw_errno(const std::string& what) {
-  throw std::system_error(errno, std::generic_category(), what);
-}
-
-// A number in a sysfs or debugfs file, or nothing when it cannot be read.
-std::optional<std::uint64_t> read_number(const std::string& path) {
-  std::ifstream in(path);
-  std::uint64_t value = 0;
-  if (in >> value) return value;
-  return std::nullopt;
-}
+using posix::read_number;
+using posix::throw_errno;
 
 // The read_ahead_kb of the block device under `fd`, in bytes: the device's queue, or for a
 // partition its disk's. Nothing for files not on a block device (overlayfs, btrfs, NFS).
