@@ -49,7 +49,8 @@ json tiers() {
   json out = json::array();
   for (const auto& t : spec::tiers())
     out.push_back({{"name", t.name}, {"label", t.label}, {"colour", t.colour}, {"medium", t.medium_info().name},
-                   {"description", t.path}, {"emulated", t.no_emulation.empty()}, {"no_emulation", t.no_emulation}});
+                   {"description", t.path}, {"emulated", t.no_emulation.empty()}, {"no_emulation", t.no_emulation},
+                   {"default", t.is_default}, {"shared", t.medium_info().shared}});
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -79,6 +80,7 @@ int reproduce(const Options& o) {
 
   const auto start = std::chrono::steady_clock::now();
   const std::string self = fs::read_symlink("/proc/self/exe").string();
+  ::setenv("RMAI_BIN", self.c_str(), 1);  // the plots take the tier definitions from this rmai
   std::vector<std::string> failed;
   Progress progress("rmai reproduce");  // the sweeps draw their own progress: a line per stage here
   std::size_t done = 0;

@@ -6,8 +6,10 @@ param.<key>... with param_si.<key> beside each parameter that has a unit (its va
 or s, as rmai parses it), then the summary.json leaves flattened with dots).
 """
 import csv
+import json
 import math
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -141,17 +143,20 @@ def fmt_x(ratio):
 
 # ---------------------------------------------------------------- style
 
-TIERS = ["dram", "cxl", "rmai", "page4k", "disk-read", "disk-mmap"]
-TIER_COLORS = {
-    "dram": "#555555",       # grey: the local upper bound
-    "cxl": "#1f77b4",        # blue
-    "rmai": "#d62728",       # red
-    "page4k": "#ff7f0e",     # orange
-    "disk-read": "#2ca02c",  # green
-    "disk-mmap": "#9467bd",  # purple
-}
-TIER_LABELS = {"dram": "DRAM", "cxl": "CXL", "rmai": "RMAI", "page4k": "4 KiB paging",
-               "disk-read": "disk read()", "disk-mmap": "disk mmap"}
+def _tier_definitions():
+    """The tiers as models/tiers defines them, in presentation order: `rmai list tiers --json`, with
+    the rmai of $RMAI_BIN (set by `rmai reproduce`) or of the build tree."""
+    rmai = os.environ.get("RMAI_BIN") or str(Path(__file__).resolve().parent.parent / "build" / "bin" / "rmai")
+    out = subprocess.run([rmai, "list", "tiers", "--json"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["tiers"]
+
+
+_DEFINITIONS = _tier_definitions()
+TIERS = [t["name"] for t in _DEFINITIONS]
+TIER_COLORS = {t["name"]: t["colour"] for t in _DEFINITIONS}
+TIER_LABELS = {t["name"]: t["label"] for t in _DEFINITIONS}
+TIER_SHARED = {t["name"]: t["shared"] for t in _DEFINITIONS}  # one copy serves every node (a pool)
+DEFAULT_TIER = next(t["name"] for t in _DEFINITIONS if t["default"])  # the paper's path
 MODEL_LABELS = {"mixtral-8x7b": "Mixtral-8x7B", "mixtral-8x22b": "Mixtral-8x22B", "deepseek-v2-lite": "DeepSeek-V2-Lite",
                 "deepseek-v3": "DeepSeek-V3", "olmoe-1b-7b": "OLMoE-1B-7B", "qwen3-30b-a3b": "Qwen3-30B-A3B",
                 "qwen1.5-moe-a2.7b": "Qwen1.5-MoE-A2.7B", "gpt-oss-120b": "gpt-oss-120b",

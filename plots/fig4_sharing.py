@@ -1,14 +1,15 @@
-"""Figure 4 (sharing, sharing-servers): nodes sharing one RMAI pool against private DRAM copies:
-(a) switch latency, (b) memory holding the experts, (c) switch latency per number of memory servers."""
+"""Figure 4 (sharing, sharing-servers): nodes sharing one pool (RMAI's memory server, a CXL pool)
+against private DRAM copies: (a) switch latency, (b) memory holding the experts, (c) switch latency
+per number of memory servers."""
 import common as c  # first: it finds a python3 with matplotlib
 
 results, figdir = c.args()
 sharing, servers = c.load_some(results, "sharing", "sharing-servers")
-SERIES = [("rmai", "shared RMAI pool"), ("dram", "private copies in DRAM")]
 
 fig, (a, b, cc) = c.plt.subplots(1, 3, figsize=(15, 4.6))
 if sharing:
-    for tier, label in SERIES:
+    for tier in c.tier_order(r["tier"] for r in sharing):  # what the sweep holds: pools and private copies
+        label = c.TIER_LABELS.get(tier, tier) + (", one shared copy" if c.TIER_SHARED.get(tier) else ", a copy per node")
         x, y = c.curve(sharing, "nodes", "expert_switch_s.p50", tier=tier)
         a.plot(x, [v * 1e3 for v in y], marker="o", color=c.tier_color(tier), label=label)
         x, y = c.curve(sharing, "nodes", "pool_bytes", tier=tier)

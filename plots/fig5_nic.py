@@ -1,27 +1,30 @@
 """Figure 5 (nic-bandwidth, nic-latency): RMAI median switch latency against (a) NIC bandwidth and
-(b) network latency, with the CXL expander as a reference."""
+(b) network latency, with the tiers that do not use the NIC (the CXL expander, the CXL pool) as
+references."""
 import common as c  # first: it finds a python3 with matplotlib
 
 results, figdir = c.args()
 bw, lat = c.load_some(results, "nic-bandwidth", "nic-latency")
-RMAI = c.tier_color("rmai")
+SERIES = c.DEFAULT_TIER  # the paper's path, one line per value of the swept key
+COLOR = c.tier_color(SERIES)
 
 
 def panel(ax, rows, x, key, label, what):
-    """One RMAI line per value of `key` (label(row) names it), CXL as a horizontal reference; x(row)
-    is the abscissa."""
+    """One line of the paper's tier per value of `key` (label(row) names it), every other tier of the
+    sweep as a horizontal reference; x(row) is the abscissa."""
     if rows is None:
         return c.no_results(ax, what)
     first = {}  # a row of each value of `key`, in sweep order
-    for r in c.where(rows, tier="rmai"):
+    for r in c.where(rows, tier=SERIES):
         first.setdefault(c.get(r, key), r)
     for i, (v, row) in enumerate(first.items()):
-        xs, y = c.curve(rows, x, "expert_switch_s.p50", tier="rmai", **{key: v})
-        ax.plot(xs, [t * 1e3 for t in y], color=RMAI, linestyle=["-", "--", ":", "-."][i % 4],
+        xs, y = c.curve(rows, x, "expert_switch_s.p50", tier=SERIES, **{key: v})
+        ax.plot(xs, [t * 1e3 for t in y], color=COLOR, linestyle=["-", "--", ":", "-."][i % 4],
                 marker=c.MARKERS[i % len(c.MARKERS)], label=label(row))
-    cxl = c.where(rows, tier="cxl")
-    if cxl:
-        ax.axhline(cxl[0]["expert_switch_s.p50"] * 1e3, color=c.tier_color("cxl"), linestyle="-.", label="CXL x8 expander")
+    for i, tier in enumerate(t for t in c.tier_order(r["tier"] for r in rows) if t != SERIES):
+        ref = c.where(rows, tier=tier)  # the NIC does not matter to it: one value
+        ax.axhline(ref[0]["expert_switch_s.p50"] * 1e3, color=c.tier_color(tier), linestyle=["-.", ":"][i % 2],
+                   label=f"{c.TIER_LABELS.get(tier, tier)} (one node)")
     xs = sorted({x(r) for r in rows})
     ax.set_xscale("log")
     ax.set_yscale("log")

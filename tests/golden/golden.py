@@ -32,8 +32,9 @@ MODELS = {"mixtral": ["model=mixtral-8x7b", "cache.gpu_experts=64"],
 
 
 def registered_tiers(rmai):
-    """The tiers the simulator registers, in presentation order."""
-    return ["dram", "cxl", "cxl-pool", "rmai", "page4k", "disk-mmap", "disk-read"]
+    """The tiers defined in models/tiers, in presentation order (`rmai list tiers --json`)."""
+    out = subprocess.run([rmai, "list", "tiers", "--json"], check=True, capture_output=True, text=True).stdout
+    return [tier["name"] for tier in json.loads(out)["tiers"]]
 
 
 def cases(tiers):
