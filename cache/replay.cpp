@@ -38,6 +38,7 @@ ReplayTally replay(const traces::RoutingTrace& trace, const ReplayPlan& plan, Ex
       exec.compute(plan.layer_time);
     }
     tally.token_latencies.push_back(exec.now() - token_start);
+    if (plan.progress) plan.progress(step + 1, tokens);
   }
   exec.replay_ends();
   return tally;

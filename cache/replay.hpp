@@ -9,6 +9,7 @@
 // through the executor's layer callbacks, which default to nothing.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -17,6 +18,9 @@
 #include "traces/trace.hpp"
 
 namespace rmai::cache {
+
+// Told after each token: tokens replayed so far, and in all (for progress on a long run).
+using ReplayProgress = std::function<void(std::size_t done, std::size_t total)>;
 
 // One routed expert of one token at one layer.
 struct Access {
@@ -55,6 +59,7 @@ struct ReplayPlan {
   std::vector<bool> replays_layer;    // by MoE layer: false skips it (emul.layers)
   double dense_time = 0;              // compute per token of the layers without experts
   double layer_time = 0;              // compute per token of one MoE layer
+  ReplayProgress progress;            // optional
 };
 
 struct ReplayTally {

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <memory>
 
+#include "cli/progress.hpp"
 #include "config/errors.hpp"
 #include "sim/replay.hpp"
 #include "emul/emulation.hpp"
@@ -63,8 +64,8 @@ void print_key_results(const metrics::RunResult& result) {
   const auto s = nlohmann::json::parse(metrics::summary_json(result));
   const double switches = s["expert_switches"].get<double>();
   std::fprintf(stderr,
-               "rmai:   expert switch p50 %.3f ms, p99 %.3f ms; %.1f tokens/s; cache hit rate %.1f%%; "
-               "%.1f faults per switch\n",
+               "rmai:   expert switch p50 %.4g ms, p99 %.4g ms; %.4g tokens/s; cache hit rate %.1f%%; "
+               "%.4g faults per switch\n",
                s["expert_switch_s"]["p50"].get<double>() * 1e3, s["expert_switch_s"]["p99"].get<double>() * 1e3,
                s["tokens_per_s"].get<double>(), s["cache_hit_rate"].get<double>() * 100,
                switches > 0 ? s["page_faults"].get<double>() / switches : 0.0);
@@ -75,8 +76,14 @@ int run(const RunArgs& o) {
   const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   const auto wall_start = std::chrono::steady_clock::now();
-  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets})
-                                 : sim::simulate(e, trace, o.simgrid);
+  // Progress only for a run that lasts: nothing for the first 10 s.
+  Progress progress("rmai run " + e.name);
+  const auto report = [&progress](std::size_t done, std::size_t total) {
+    if (progress.elapsed_s() >= 10) progress.update(done, total);
+  };
+  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report})
+                                 : sim::simulate(e, trace, o.simgrid, report);
+  progress.end();
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   metrics::write_results(out, result, resolved_config(e));
   std::cerr << "rmai: " << e.name << ": " << result.tokens << " tokens, " << result.switches.size()

@@ -50,7 +50,7 @@ class StoreExecutor final : public cache::ReplayExecutor {
 }  // namespace
 
 metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace& trace, const Catalog& catalog,
-                          ExpertStore& store) {
+                          ExpertStore& store, const cache::ReplayProgress& progress) {
   const auto& model = e.model;
   if (e.cache.prefetch != cache::kNoPrefetch)
     throw InputError("cache.prefetch", "the emulator has no prefetcher yet: use 'none' with mode: emul");
@@ -75,7 +75,9 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.gpu_experts = e.cache.gpu_experts;
   r.pool_bytes = double(catalog.total_bytes());
   StoreExecutor exec(catalog, store, model.experts, {device.get(), catalog.object_bytes()}, r.switches);
-  auto tally = cache::replay(trace, cache::replay_plan(e, 0), cache, exec);
+  cache::ReplayPlan plan = cache::replay_plan(e, 0);
+  plan.progress = progress;
+  auto tally = cache::replay(trace, plan, cache, exec);
   r.simulated_time_s = exec.now();  // measured, not simulated: the replay's wall time
   r.expert_accesses = tally.accesses;
   r.token_latencies = std::move(tally.token_latencies);

@@ -4,6 +4,7 @@
 // configured size; a miss evicts per the policy (the store drops the victim) and loads the expert
 // through the store, timed on the wall clock: the shared loop of cache/replay.hpp with the store as
 // its executor.
+#include "cache/replay.hpp"
 #include "emul/objects.hpp"
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
@@ -13,6 +14,6 @@
 namespace rmai::emul {
 
 metrics::RunResult replay(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
-                          const Catalog& catalog, ExpertStore& store);
+                          const Catalog& catalog, ExpertStore& store, const cache::ReplayProgress& progress = {});
 
 }  // namespace rmai::emul

@@ -78,7 +78,7 @@ metrics::RunResult run_emulation(const spec::Experiment& e, const traces::Routin
   }
   const auto store = StoreRegistry::instance().make(
       e.tier, {e, catalog, connection ? &*connection : nullptr, e.emul.scratch_dir.string()});
-  metrics::RunResult r = replay(e, trace, catalog, *store);
+  metrics::RunResult r = replay(e, trace, catalog, *store, launch.progress);
   r.emul->layout = store->describe();
   r.emul->granularity = store->granularity();
   if (const RemoteSource* source = store->remote()) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/replay.hpp"
 #include "emul/objects.hpp"
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
@@ -18,6 +19,7 @@ namespace rmai::emul {
 struct Launch {
   std::filesystem::path experiment_file;
   std::vector<std::string> sets;
+  cache::ReplayProgress progress;  // optional
 };
 
 // The catalog an experiment's emulation serves (emul.scale, emul.layers, the seed).

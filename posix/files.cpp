@@ -74,9 +74,10 @@ void write_file_atomic(const fs::path& path, const std::string& text) {
 void write_files_atomic(const std::vector<std::pair<fs::path, std::string>>& files) {
   std::vector<fs::path> written;
   try {
-    for (const auto& [path, text] : files) {
-      write_temporary(temporary_of(path), [&text](std::ostream& out) { out << text; });
-      written.push_back(temporary_of(path));
+    for (const auto& file : files) {  // not a structured binding: clang 14 cannot capture one
+      const std::string& text = file.second;
+      write_temporary(temporary_of(file.first), [&text](std::ostream& out) { out << text; });
+      written.push_back(temporary_of(file.first));
     }
   } catch (...) {
     std::error_code ignored;

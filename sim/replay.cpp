@@ -251,13 +251,14 @@ class PrefetchingExecutor final : public NodeExecutor {
 };
 
 void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
-                 const Tier& tier, NodeOutcome& out) {
+                 const Tier& tier, const cache::ReplayProgress& progress, NodeOutcome& out) {
   const auto& model = e.model;
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
                            cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
   cache::ReplayPlan plan = cache::replay_plan(e, std::size_t(node) * trace.tokens() / e.nodes);
   plan.dense_time = dense_layers_compute_time(e);
   plan.layer_time = moe_layer_compute_time(e);
+  if (node == 0) plan.progress = progress;  // the nodes replay as many tokens each
   std::unique_ptr<NodeExecutor> exec;
   if (e.cache.prefetch == cache::kNoPrefetch)
     exec = std::make_unique<NodeExecutor>(node, e, tier, out);
@@ -373,7 +374,7 @@ void check_registered(const spec::Experiment& e) {
 }
 
 metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
-                            const std::vector<std::string>& simgrid_args) {
+                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress) {
   check_registered(e);
   check_simgrid_options(simgrid_args);
 
@@ -396,7 +397,7 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   std::vector<NodeOutcome> outcomes(e.nodes);
   for (std::uint32_t i = 0; i < e.nodes; ++i)
     sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host,
-                       [&, i] { replay_node(i, e, trace, *tier, outcomes[i]); });
+                       [&, i] { replay_node(i, e, trace, *tier, progress, outcomes[i]); });
   engine->run();
 
   metrics::RunResult r;

@@ -5,6 +5,7 @@
 
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
+#include "cache/replay.hpp"
 #include "traces/trace.hpp"
 
 namespace rmai::sim {
@@ -28,7 +29,7 @@ void check_registered(const spec::Experiment& experiment);
 // metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. One call per process:
 // SimGrid runs one engine per process.
 metrics::RunResult simulate(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
-                            const std::vector<std::string>& simgrid_args);
+                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {});
 
 // Seconds one decode token spends computing one MoE layer / all dense layers on the GPU
 // (roofline: the larger of weight bytes over HBM bandwidth and FLOPs over compute).

@@ -6,7 +6,7 @@
 #   tests/fuzz/run.sh [WORK_DIR]      (CTest passes <build>/tests/fuzz)
 #
 # Builds straight from the sources with clang++ (no SimGrid, no CMake: the readers need only
-# traces/ and config/errors.hpp). Exit 0: no finding; 1: a finding (the input is saved as
+# traces/, posix/files and config/errors.hpp; the loader config/ and spec/ with yaml-cpp). Exit 0: no finding; 1: a finding (the input is saved as
 # WORK_DIR/findings-<target>/crash-* or timeout-*, the log is printed); 77: clang++ or libFuzzer
 # missing (CTest reports the test as skipped). RMAI_FUZZ_SECONDS changes the time per target.
 set -euo pipefail
@@ -32,7 +32,7 @@ fi
 # UBSan must stop on its first report, or it is only a line in the log.
 flags=(-std=c++20 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
        -I"$src" -I"$src/tests/fuzz" -DRMAI_SOURCE_DIR="\"$src\"")
-headers=("$src"/traces/*.hpp "$src"/config/*.hpp "$src"/spec/*.hpp "$src/tests/fuzz/memfile.hpp")
+headers=("$src"/traces/*.hpp "$src"/config/*.hpp "$src"/spec/*.hpp "$src"/posix/*.hpp "$src/tests/fuzz/memfile.hpp")
 
 # Compiles $2 into object $1 unless the object is newer than it and every header.
 compile() {
@@ -44,8 +44,8 @@ compile() {
 }
 
 # Two at a time (this machine has two cores): the units of the readers and of the experiment loader.
-units=(traces/trace traces/csv traces/jsonl traces/binary config/units config/tree spec/experiment
-       spec/schemas spec/tiers)
+units=(traces/trace traces/csv traces/jsonl traces/binary posix/files config/units config/tree
+       spec/experiment spec/schemas spec/tiers)
 targets=(csv jsonl rmtrace experiment)
 jobs=()
 for unit in "${units[@]}"; do
@@ -58,7 +58,7 @@ for target in "${targets[@]}"; do
 done
 for pid in "${jobs[@]}"; do wait "$pid"; done  # set -e: a failed compile stops here
 
-readers=("$work/traces_trace.o" "$work/traces_csv.o" "$work/traces_binary.o")
+readers=("$work/traces_trace.o" "$work/traces_csv.o" "$work/traces_binary.o" "$work/posix_files.o")
 "$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_csv.o" "${readers[@]}" -o "$work/fuzz_csv"
 "$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_jsonl.o" "${readers[@]}" "$work/traces_jsonl.o" \
   -o "$work/fuzz_jsonl"
