@@ -50,7 +50,7 @@ struct Options {
   std::string target;  // EXP.yaml, or DIR with --collect
   std::vector<std::string> sets, sweeps;
   bool quick = false, collect = false;
-  std::string jobs_text, point_text;
+  std::string jobs_text, point_text, max_points_text;
   unsigned jobs = 0;  // 0: the number of cores
   std::string out, emit;
   std::optional<std::size_t> point;
@@ -63,6 +63,8 @@ void check(Options& o) {
     if (o.jobs == 0) throw InputError("--jobs", "must be at least 1");
   }
   if (!o.point_text.empty()) o.point = parse_count("--point", o.point_text);
+  if (!o.max_points_text.empty() && parse_count("--max-points", o.max_points_text) == 0)
+    throw InputError("--max-points", "must be at least 1");
   if (!o.emit.empty() && o.emit != "slurm") throw InputError("--emit", "unknown target \"" + o.emit + "\" (slurm)");
   if (o.target.empty() && !(o.collect && !o.out.empty())) throw InputError("", "no experiment file given (rmai sweep --help)");
   if (!o.emit.empty() && (o.point || o.collect)) throw InputError("--emit", "goes with neither --point nor --collect");
@@ -88,6 +90,9 @@ void add_sweep_command(CLI::App& root) {
       ->type_name("slurm");
   add_value(app, "--point", o->point_text, "run point I only (what each Slurm task does)")->type_name("I");
   app->add_flag("--collect", o->collect, "join DIR's points into DIR/results.csv without running anything");
+  add_value(app, "--max-points", o->max_points_text,
+            "refuse a sweep of more points than this (default " + std::to_string(spec::kMaxSweepPoints) + ")")
+      ->type_name("N");
   app->footer(std::string(kDescription) + "\nExit codes: 0 all points finished, 1 some point failed or is missing, 2 bad input.");
 }
 
@@ -451,7 +456,8 @@ int sweep(Options& o) {
   if (o.collect && (o.target.empty() || fs::is_directory(o.target))) return collect(o.target.empty() ? o.out : o.target);
 
   const fs::path experiment = fs::absolute(o.target).lexically_normal();
-  const auto spec = spec::load_sweep(experiment, o.quick, o.sweeps);
+  auto spec = spec::load_sweep(experiment, o.quick, o.sweeps);
+  if (!o.max_points_text.empty()) spec.max_points = parse_count("--max-points", o.max_points_text);
   const auto points = spec::expand(spec);
   std::vector<std::string> common = spec.sets;
   common.insert(common.end(), o.sets.begin(), o.sets.end());
@@ -460,6 +466,7 @@ int sweep(Options& o) {
 
   // Every point is validated in-process first (milliseconds each), so that bad input fails before
   // anything runs; a Slurm task checks only its own point.
+  if (!o.point && points.size() > 100) std::cerr << "rmai: sweep: validating " << points.size() << " points\n";
   std::vector<std::string> invalid(points.size());
   std::string name;
   for (std::size_t i = 0; i < points.size(); ++i) {

@@ -177,7 +177,7 @@ std::vector<SweepPoint> expand(const SweepSpec& spec) {
     throw InputError(spec.experiment.string() + ": sweep",
                      (count == UINT64_MAX ? std::string("more than 2^64") : std::to_string(count)) + " points (" +
                          config::join(sizes, " x ") + "), more than the " + std::to_string(spec.max_points) +
-                         " allowed: narrow the sweep, or raise the limit with --max-points");
+                         " allowed: narrow the sweep, or raise the limit with rmai sweep --max-points N");
   }
   std::vector<SweepPoint> points(1);
   for (const auto& d : spec.dimensions) {
