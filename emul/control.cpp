@@ -279,9 +279,12 @@ std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text, c
 std::string read_secret_file(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw InputError(file.string(), "cannot read the memd secret file");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  std::string secret = buffer.str();
+  // Bounded: a secret is a line of text, and the file might be /dev/zero or a device that never ends.
+  std::string secret(kMaxSecretBytes + 1, '\0');
+  in.read(secret.data(), std::streamsize(secret.size()));
+  secret.resize(static_cast<std::size_t>(in.gcount()));
+  if (secret.size() > kMaxSecretBytes)
+    throw InputError(file.string(), "longer than " + std::to_string(kMaxSecretBytes) + " bytes: not a memd secret file");
   const auto first = secret.find_first_not_of(" \t\r\n");
   const auto last = secret.find_last_not_of(" \t\r\n");
   secret = first == std::string::npos ? "" : secret.substr(first, last - first + 1);

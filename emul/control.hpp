@@ -45,6 +45,7 @@ std::pair<std::string, std::uint16_t> parse_host_port(const std::string& text, c
 // cannot be read, is empty, or is shorter than kMinSecretChars.
 inline constexpr std::size_t kMinSecretChars = 16;
 std::string read_secret_file(const std::filesystem::path& file);
+inline constexpr std::size_t kMaxSecretBytes = 4096;  // what read_secret_file reads at most
 
 // Compares in time that depends only on the lengths, not on where the first difference is.
 bool secrets_equal(std::string_view a, std::string_view b);

@@ -15,28 +15,6 @@
 namespace rmai::emul {
 namespace fs = std::filesystem;
 
-namespace {
-
-// A private directory for this run's secret file, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "rmai-emul-XXXXXX").string();
-    if (!mkdtemp(pattern.data())) throw std::system_error(errno, std::generic_category(), "mkdtemp");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-}  // namespace
-
 Catalog catalog_of(const spec::Experiment& e) {
   // The model's own expert size: emul.scale applies here, whatever the simulator's `experts` says.
   return Catalog({e.model.name, e.model.moe_layers, e.model.experts, e.model.expert_bytes() / e.model.expert_scale,
@@ -53,7 +31,14 @@ metrics::RunResult run_emulation(const spec::Experiment& e, const traces::Routin
   const Catalog catalog = catalog_of(e);
   const bool remote = e.tier_definition->medium == spec::Medium::RemotePool;
 
-  std::optional<TempDir> private_dir;
+  // The secret of a memd this run starts lives in a memfd both processes hold: nothing is left on
+  // disk, even when this run is killed with SIGKILL.
+  struct Descriptor {
+    int fd = -1;
+    ~Descriptor() {
+      if (fd >= 0) ::close(fd);
+    }
+  } secret_fd;
   std::unique_ptr<MemdProcess> memd;
   std::optional<RemoteOptions> connection;
   if (remote) {
@@ -64,14 +49,18 @@ metrics::RunResult run_emulation(const spec::Experiment& e, const traces::Routin
       server = *e.emul.server;
       secret = read_secret_file(*e.emul.secret_file);
     } else {
-      private_dir.emplace();
       MemdProcessOptions m;
       m.experiment = launch.experiment_file;
       m.sets = launch.sets;
-      m.secret_file = e.emul.secret_file ? *e.emul.secret_file : write_secret_file(private_dir->path());
+      if (e.emul.secret_file) {
+        m.secret_file = *e.emul.secret_file;
+      } else {
+        secret_fd.fd = secret_memfd();
+        m.secret_fd = secret_fd.fd;
+      }
       memd = std::make_unique<MemdProcess>(m);
       server = memd->address();
-      secret = read_secret_file(m.secret_file);
+      secret = read_secret_file(m.secret_fd >= 0 ? secret_path(m.secret_fd) : m.secret_file);
     }
     connection = RemoteOptions{e.emul.provider, server, secret};
     connection->timeout_s = e.emul.timeout_s;

@@ -44,26 +44,39 @@ std::string describe_status(int status) {
 
 std::filesystem::path self_executable() { return std::filesystem::read_symlink("/proc/self/exe"); }
 
+namespace {
+
+// 32 random bytes from getrandom as 64 hex digits and a newline.
+std::string fresh_secret() {
+  unsigned char random[kSecretBytes];
+  for (std::size_t got = 0; got < sizeof random;) {
+    const ssize_t n = ::getrandom(random + got, sizeof random - got, 0);
+    if (n < 0 && errno != EINTR) throw_errno("getrandom");
+    if (n > 0) got += static_cast<std::size_t>(n);
+  }
+  static const char digits[] = "0123456789abcdef";
+  std::string text;
+  for (const unsigned char b : random) {
+    text.push_back(digits[b >> 4]);
+    text.push_back(digits[b & 15]);
+  }
+  return text + "\n";
+}
+
+void write_secret(int fd, const std::string& where) {
+  const std::string text = fresh_secret();
+  if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) throw_errno("write " + where);
+}
+
+}  // namespace
+
 std::filesystem::path write_secret_file(const std::filesystem::path& dir) {
   std::string path = (dir / "memd-secret-XXXXXX").string();
   const int fd = ::mkstemp(path.data());  // creates it 0600, exclusively
   if (fd < 0) throw_errno("cannot create a secret file in " + dir.string());
-  std::string text;
   try {
     if (::fchmod(fd, S_IRUSR | S_IWUSR) != 0) throw_errno("fchmod " + path);
-    unsigned char random[kSecretBytes];
-    for (std::size_t got = 0; got < sizeof random;) {
-      const ssize_t n = ::getrandom(random + got, sizeof random - got, 0);
-      if (n < 0 && errno != EINTR) throw_errno("getrandom");
-      if (n > 0) got += static_cast<std::size_t>(n);
-    }
-    static const char digits[] = "0123456789abcdef";
-    for (const unsigned char b : random) {
-      text.push_back(digits[b >> 4]);
-      text.push_back(digits[b & 15]);
-    }
-    text.push_back('\n');
-    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) throw_errno("write " + path);
+    write_secret(fd, path);
   } catch (...) {
     ::close(fd);
     ::unlink(path.c_str());
@@ -72,6 +85,20 @@ std::filesystem::path write_secret_file(const std::filesystem::path& dir) {
   ::close(fd);
   return path;
 }
+
+int secret_memfd() {
+  const int fd = ::memfd_create("rmai-memd-secret", MFD_CLOEXEC);
+  if (fd < 0) throw_errno("memfd_create for the memd secret");
+  try {
+    write_secret(fd, "the memd secret");
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  return fd;
+}
+
+std::filesystem::path secret_path(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(options)) {
   const std::filesystem::path binary = options_.binary.empty() ? self_executable() : options_.binary;
@@ -87,13 +114,15 @@ MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(option
     args.push_back("--set");
     args.push_back(s);
   }
-  args.insert(args.end(), {"--listen", options_.listen, "--secret-file", options_.secret_file.string(), "--ready-fd",
-                           std::to_string(ready[1])});
+  // An inherited descriptor keeps its number, so the child reads the secret at the same path.
+  const std::string secret = options_.secret_fd >= 0 ? secret_path(options_.secret_fd).string() : options_.secret_file.string();
+  args.insert(args.end(), {"--listen", options_.listen, "--secret-file", secret, "--ready-fd", std::to_string(ready[1])});
   posix::SpawnOptions spawn;
   spawn.search_path = false;
   spawn.die_with_parent = true;  // a server nobody stops must not outlive its parent (e.g. rmai run killed)
   spawn.stderr_fd = stderr_fd_;
-  spawn.inherit_fd = ready[1];  // the one descriptor that survives exec
+  spawn.inherit_fds = {ready[1]};  // the descriptors that survive exec
+  if (options_.secret_fd >= 0) spawn.inherit_fds.push_back(options_.secret_fd);
   spawn.clear_signal_mask = true;
   try {
     pid_ = posix::spawn(args, spawn);

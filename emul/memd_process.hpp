@@ -14,7 +14,8 @@ struct MemdProcessOptions {
   std::filesystem::path binary;      // the rmai executable; empty: this process's own (/proc/self/exe)
   std::filesystem::path experiment;  // EXP.yaml
   std::vector<std::string> sets;     // key=value, passed as --set
-  std::filesystem::path secret_file;
+  std::filesystem::path secret_file;  // or:
+  int secret_fd = -1;  // a descriptor holding the secret (secret_memfd), inherited by the child
   std::string listen = "127.0.0.1:0";
   double ready_timeout_s = 120;  // generating a few GB of objects takes a while on 2 cores
   double stop_timeout_s = 5;     // after SIGTERM, before SIGKILL
@@ -48,7 +49,12 @@ class MemdProcess {
 std::filesystem::path self_executable();
 
 // Writes a fresh secret (32 random bytes from getrandom, as 64 hex digits) to a new file in `dir`,
-// readable by the owner only (0600), and returns its path.
+// readable by the owner only (0600), and returns its path (for a memd shared by several runs).
 std::filesystem::path write_secret_file(const std::filesystem::path& dir);
+
+// A fresh secret in an anonymous memory file (memfd, close-on-exec): nothing on disk, gone with the
+// last process holding it, even after kill -9. Read it as secret_path(fd); the caller closes it.
+int secret_memfd();
+std::filesystem::path secret_path(int fd);
 
 }  // namespace rmai::emul

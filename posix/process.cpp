@@ -42,7 +42,7 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
     ::dup2(fd, STDERR_FILENO);
   }
   if (options.stderr_fd >= 0) ::dup2(options.stderr_fd, STDERR_FILENO);
-  if (options.inherit_fd >= 0) ::fcntl(options.inherit_fd, F_SETFD, 0);
+  for (const int fd : options.inherit_fds) ::fcntl(fd, F_SETFD, 0);
   if (options.clear_signal_mask) {
     sigset_t none;
     sigemptyset(&none);

@@ -15,7 +15,7 @@ struct SpawnOptions {
   bool null_stdin = false;                    // the child's stdin from /dev/null
   bool die_with_parent = false;               // PR_SET_PDEATHSIG: SIGTERM when this process ends
   int stderr_fd = -1;                         // the child's stderr onto this descriptor
-  int inherit_fd = -1;                        // a close-on-exec descriptor the child keeps open
+  std::vector<int> inherit_fds;               // close-on-exec descriptors the child keeps open
   bool clear_signal_mask = false;             // the child starts with no signal blocked
 };
 

@@ -16,6 +16,7 @@
 #include "cli_support.hpp"
 #include "emul/memd_process.hpp"
 #include "emul/region.hpp"
+#include "posix/process.hpp"
 
 namespace rmai::testing {
 namespace {
@@ -160,6 +161,67 @@ TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
   EXPECT_EQ(bad_key.exit_code, 2);
   EXPECT_NE(bad_key.err.find("emul.scale"), std::string::npos) << bad_key.err;
   EXPECT_FALSE(fs::exists("/nonexistent/x"));
+}
+
+// The processes whose command line mentions `needle` (this test's own files).
+std::vector<pid_t> processes_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+std::int64_t nr_hugepages() {
+  std::ifstream in("/proc/sys/vm/nr_hugepages");
+  std::int64_t n = -1;
+  in >> n;
+  return n;
+}
+
+TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
+  // A run killed with SIGKILL mid-replay: its memd goes with it, its secret was never on disk, and
+  // the huge pages it reserved are given back by the next run.
+  const fs::path experiment = dir_ / "killed.yaml";
+  fs::copy_file(kQuickstart, experiment);
+  const auto before_pages = nr_hugepages();
+  posix::SpawnOptions quiet;
+  quiet.output = dir_ / "killed.log";
+  quiet.search_path = false;
+  const pid_t victim = posix::spawn(
+      cat({kRmai.string(), "run", experiment.string()}, kSmall, Args{"--set", "trace.tokens=100000", "--set",
+                                                                      "trace.generator=uniform", "--out", (dir_ / "out").string()}),
+      quiet);
+  // Wait until it replays (its memd serves; as root, it holds its huge pages), then kill it.
+  const bool root = ::geteuid() == 0;
+  const auto replaying = [&] {
+    return processes_mentioning(experiment.string()).size() >= 2 && (!root || nr_hugepages() > before_pages);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!replaying() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  if (root) {
+    EXPECT_GT(nr_hugepages(), before_pages) << "the run held no huge pages: nothing to reclaim";
+  }
+  ASSERT_EQ(::kill(victim, SIGKILL), 0);
+  EXPECT_EQ(posix::wait_exit(victim), 128 + SIGKILL);
+  // Its memd got SIGTERM when it died and stops.
+  const auto stopped = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!processes_mentioning(experiment.string()).empty() && std::chrono::steady_clock::now() < stopped)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(processes_mentioning(experiment.string()).empty()) << "memd outlived the run it served";
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
+  // The next run reclaims the dead run's pages, then gives back its own.
+  const auto next = run(cat({"run", experiment.string()}, kSmall, Args{"--out", (dir_ / "next").string()}));
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(nr_hugepages(), before_pages);
+  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path()))  // the secret's old home
+    EXPECT_NE(entry.path().filename().string().rfind("rmai-emul-", 0), 0u) << "left behind: " << entry.path();
 }
 
 TEST_F(EmulRun, ValidateComparesBothHalvesOnTheSameSwitches) {

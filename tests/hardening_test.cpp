@@ -200,6 +200,24 @@ TEST_F(Hardening, ASweepOfTooManyPointsIsRefusedBeforeExpanding) {
   EXPECT_LT(children.ru_maxrss, 500 * 1024) << "KB";
 }
 
+TEST_F(Hardening, ASecretFileIsReadBoundedWhateverItIs) {
+  const fs::path big = write("in/big.secret", std::string(5000, 'a'));
+  for (const std::string& file : std::vector<std::string>{"/dev/zero", big.string()}) {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"memd", kQuickstart.string(), "--secret-file", file},
+             {"run", kQuickstart.string(), "--mode", "emul", "--set", "emul.server=127.0.0.1:1", "--set",
+              "emul.secret_file=" + file, "--out", (dir_ / "out").string()}}) {
+      const auto r = run(args, dir_);
+      EXPECT_EQ(r.exit_code, 2) << r.err;
+      EXPECT_NE(r.err.find(file + ": longer than 4096 bytes: not a memd secret file"), std::string::npos) << r.err;
+    }
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+  rusage children{};
+  ::getrusage(RUSAGE_CHILDREN, &children);
+  EXPECT_LT(children.ru_maxrss, 500 * 1024) << "KB";
+}
+
 TEST_F(Hardening, ABinaryTracesSizeIsCheckedAgainstItsHeader) {
   // One token claimed, a billion announced: refused from the file size, not after reading.
   std::string header("RMAITRC\0", 8);

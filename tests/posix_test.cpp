@@ -101,7 +101,10 @@ TEST_F(PosixTest, SpawnReturnsTheExitStatus) {
   EXPECT_EQ(wait_exit(spawn({"sh", "-c", "exit 3"})), 3);
   EXPECT_EQ(wait_exit(spawn({"true"})), 0);
   EXPECT_EQ(wait_exit(spawn({"sh", "-c", "kill -9 $$"})), 128 + 9);
-  EXPECT_EQ(wait_exit(spawn({"/nonexistent/program"}, {.search_path = false, .output = dir_ / "log"})), 127);
+  SpawnOptions missing;
+  missing.search_path = false;
+  missing.output = dir_ / "log";
+  EXPECT_EQ(wait_exit(spawn({"/nonexistent/program"}, missing)), 127);
   SpawnOptions options;
   options.output = dir_ / "out.log";
   options.null_stdin = true;
