@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "config/tree.hpp"
+
 namespace rmai {
 
 template <class Base, class... Args>
@@ -46,11 +48,7 @@ class Registry {
   }
 
   // "a, b, c": for error messages that list the valid choices.
-  std::string names_joined() const {
-    std::string out;
-    for (const auto& [name, entry] : entries_) out += (out.empty() ? "" : ", ") + name;
-    return out;
-  }
+  std::string names_joined() const { return config::join(names()); }
 
  private:
   std::map<std::string, Entry> entries_;

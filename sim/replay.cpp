@@ -15,6 +15,7 @@
 
 #include "sim/cluster.hpp"
 #include "config/errors.hpp"
+#include "posix/errors.hpp"
 #include "sim/cost.hpp"
 #include "cache/expert_cache.hpp"
 #include "cache/prefetcher.hpp"
@@ -296,11 +297,11 @@ namespace {
 // diagnostics when it failed, "" when the options are fine.
 std::string simgrid_refuses(const std::vector<std::string>& args) {
   char scratch[] = "/tmp/rmai-simgrid-check-XXXXXX";
-  if (!::mkdtemp(scratch)) throw std::system_error(errno, std::generic_category(), "mkdtemp");
+  if (!::mkdtemp(scratch)) posix::throw_errno("mkdtemp");
   int pipe_fds[2];
-  if (::pipe(pipe_fds) != 0) throw std::system_error(errno, std::generic_category(), "pipe");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (::pipe(pipe_fds) != 0) posix::throw_errno("pipe");
+  const pid_t pid = ::fork();  // not posix::spawn: the child runs SimGrid in this process image, no exec
+  if (pid < 0) posix::throw_errno("fork");
   if (pid == 0) {
     ::dup2(pipe_fds[1], STDERR_FILENO);
     ::dup2(pipe_fds[1], STDOUT_FILENO);
