@@ -433,6 +433,7 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   if (o.quick) command += " --quick";
   for (const auto& set : o.sets) command += " --set " + shell_quote(set);
   for (const auto& sweep : o.sweeps) command += " --sweep " + shell_quote(sweep);
+  if (!o.max_points_text.empty()) command += " --max-points " + shell_quote(o.max_points_text);
   command += " --point \"$SLURM_ARRAY_TASK_ID\"";
   std::string job = "rmai-" + name;
   for (char& c : job)

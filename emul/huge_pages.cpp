@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,13 +68,25 @@ std::uint64_t start_time(long pid) {
 
 std::string owner_name(long pid) { return std::to_string(pid) + "-" + std::to_string(start_time(pid)); }
 
+// The record directory, created 0700 by its first user: usable only when it is a real directory
+// owned by this user (/run/lock is world-writable: a directory or link planted there by someone
+// else must not steer what root writes or how many pages it gives back).
+bool records_usable() {
+  ::mkdir(kRecords, 0700);
+  struct stat info {};
+  if (::lstat(kRecords, &info) != 0 || !S_ISDIR(info.st_mode) || info.st_uid != ::geteuid()) return false;
+  return (info.st_mode & 0077) == 0 || ::chmod(kRecords, 0700) == 0;  // ours: make it private
+}
+
 // Gives back the pages of records whose owner is gone. Called under the lock.
 void reclaim_dead_owners() {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(kRecords, ec)) {
     const std::string name = entry.path().filename().string();
     const auto dash = name.find('-');
-    if (dash == std::string::npos) continue;
+    if (dash == std::string::npos || dash == 0 || name.find_first_not_of("0123456789-") != std::string::npos ||
+        !entry.is_regular_file(ec))
+      continue;  // not a record (a temporary being written is "name.tmp.PID")
     const long pid = std::atol(name.substr(0, dash).c_str());
     if (pid > 0 && owner_name(pid) == name) continue;  // alive
     const std::int64_t pages = read_number(entry.path().c_str());
@@ -84,6 +97,17 @@ void reclaim_dead_owners() {
 }
 
 std::filesystem::path own_record() { return std::filesystem::path(kRecords) / owner_name(::getpid()); }
+
+// Whole or not at all (a temporary renamed into place): a record cut short by SIGKILL would hide
+// its pages.
+bool write_record(const std::filesystem::path& record, std::int64_t pages) {
+  try {
+    posix::write_file_atomic(record, std::to_string(pages) + "\n");
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
 
 }  // namespace
 
@@ -100,18 +124,17 @@ std::uint64_t free_huge_pages() {
 
 HugePageReservation::HugePageReservation(std::uint64_t pages) {
   PoolLock lock;
-  reclaim_dead_owners();
-  const std::int64_t total = read_number(kNrHugePages);
+  const bool recorded = records_usable();
+  if (recorded) reclaim_dead_owners();
+  const std::int64_t total = recorded ? read_number(kNrHugePages) : -1;  // unrecorded pages could leak
   if (total >= 0 && write_number(kNrHugePages, total + static_cast<std::int64_t>(pages))) {
     added_ = read_number(kNrHugePages) - total;  // the kernel may find fewer free 2 MiB frames
     ok_ = added_ >= static_cast<std::int64_t>(pages);
     if (added_ > 0) {
       // Before any page is used: a record that cannot be written would leak them after a SIGKILL.
-      std::error_code ec;
-      std::filesystem::create_directories(kRecords, ec);
       const auto record = own_record();
       const std::int64_t before = read_number(record.c_str());  // another reservation of this process
-      if (!write_number(record.c_str(), std::max<std::int64_t>(before, 0) + added_)) {
+      if (!write_record(record, std::max<std::int64_t>(before, 0) + added_)) {
         write_number(kNrHugePages, total);
         added_ = 0;
         ok_ = false;
@@ -125,15 +148,17 @@ HugePageReservation::HugePageReservation(std::uint64_t pages) {
 HugePageReservation::~HugePageReservation() {
   if (added_ <= 0) return;
   PoolLock lock;
-  const std::int64_t total = read_number(kNrHugePages);
-  if (total >= added_) write_number(kNrHugePages, total - added_);
+  // The record first: killed in between, the pages leak (the next run does not know them) rather
+  // than being given back twice (taking them from another run).
   const auto record = own_record();
   const std::int64_t left = read_number(record.c_str()) - added_;
   std::error_code ec;
   if (left > 0)
-    write_number(record.c_str(), left);
+    write_record(record, left);
   else
     std::filesystem::remove(record, ec);
+  const std::int64_t total = read_number(kNrHugePages);
+  if (total >= added_) write_number(kNrHugePages, total - added_);
 }
 
 }  // namespace rmai::emul

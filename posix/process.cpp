@@ -31,12 +31,12 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
     if (::getppid() != parent) ::_exit(1);  // the parent ended before prctl
   }
   if (options.null_stdin) {
-    const int null = ::open("/dev/null", O_RDONLY);
+    const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // dup2 clears close-on-exec on the copy
     if (null < 0) ::_exit(127);
     ::dup2(null, STDIN_FILENO);
   }
   if (options.output) {
-    const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) ::_exit(127);
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);

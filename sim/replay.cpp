@@ -1,6 +1,8 @@
 #include "sim/replay.hpp"
 
+#include <fcntl.h>
 #include <simgrid/s4u.hpp>
+#include <csignal>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -295,20 +297,33 @@ namespace {
 // aborting the process (and writing a backtrace file into the working directory), so this runs in
 // a child process, in a private scratch directory, without a core dump. Returns the child's
 // diagnostics when it failed, "" when the options are fine.
+constexpr int kCheckFailed = 3;  // the check's child could not set itself up: not the options' fault
+
 std::string simgrid_refuses(const std::vector<std::string>& args) {
-  char scratch[] = "/tmp/rmai-simgrid-check-XXXXXX";
-  if (!::mkdtemp(scratch)) posix::throw_errno("mkdtemp");
+  std::string scratch = (std::filesystem::temp_directory_path() / "rmai-simgrid-check-XXXXXX").string();
+  if (!::mkdtemp(scratch.data())) posix::throw_errno("mkdtemp");
+  struct Scratch {  // removed however this ends
+    const std::string& path;
+    ~Scratch() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } remove_scratch{scratch};
   int pipe_fds[2];
-  if (::pipe(pipe_fds) != 0) posix::throw_errno("pipe");
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) posix::throw_errno("pipe2");
   const pid_t pid = ::fork();  // not posix::spawn: the child runs SimGrid in this process image, no exec
-  if (pid < 0) posix::throw_errno("fork");
+  if (pid < 0) {
+    ::close(pipe_fds[0]);
+    ::close(pipe_fds[1]);
+    posix::throw_errno("fork");
+  }
   if (pid == 0) {
     ::dup2(pipe_fds[1], STDERR_FILENO);
     ::dup2(pipe_fds[1], STDOUT_FILENO);
-    ::close(pipe_fds[0]);
     const rlimit no_core{0, 0};
     ::setrlimit(RLIMIT_CORE, &no_core);
-    if (::chdir(scratch) != 0) ::_exit(3);
+    ::alarm(30);  // building a one-host platform takes milliseconds: a child still here is stuck
+    if (::chdir(scratch.c_str()) != 0) ::_exit(kCheckFailed);
     try {
       std::vector<std::string> copy = args;
       std::vector<char*> argv;
@@ -337,9 +352,11 @@ std::string simgrid_refuses(const std::vector<std::string>& args) {
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  std::error_code ignored;
-  std::filesystem::remove_all(scratch, ignored);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return "";
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kCheckFailed)
+    throw std::runtime_error("cannot check the SimGrid options: the check could not enter " + scratch);
+  if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+    throw std::runtime_error("checking the SimGrid options took more than 30 s");
   // The first line that says what is wrong: SimGrid's CRITICAL message, or the exception's text.
   std::istringstream lines(out);
   std::string first;

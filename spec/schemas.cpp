@@ -116,7 +116,8 @@ const Schema& cxl_pool() {
       text("description", "what this preset is"),
       required("bandwidth", Kind::Bandwidth, "sustained read bandwidth of one pool port"),
       required("latency", Kind::Time, "load latency", Bound::NonNegative),
-      required("ports", Kind::Count, "pool ports the nodes share (an expert is read through port key mod ports)"),
+      at_most(required("ports", Kind::Count, "pool ports the nodes share (an expert is read through port key mod ports)"),
+              kMaxPoolPorts),
       required("capacity", Kind::Bytes, "memory in the pool: the experts must fit"),
   }};
   return s;

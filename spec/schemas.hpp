@@ -11,6 +11,7 @@ namespace rmai::spec {
 // Bounds of the experiment's sizes (docs/interfaces.md, "Bounds on input sizes"): what a run may
 // ask of this machine before anything is allocated.
 inline constexpr double kMaxNodes = 4096;
+inline constexpr double kMaxPoolPorts = 64;  // CXL pool ports: a route per port and node
 // Entries (token x MoE layer x routed expert) of a synthetic trace, which a run holds in memory at
 // 2 bytes each: 2^27 is 256 MiB.
 inline constexpr double kMaxTraceEntries = 134217728;

@@ -19,11 +19,11 @@
 
 namespace rmai::spec {
 
-// One axis of the product: one key, or several keys whose values advance together.
 // The largest sweep expanded unless asked otherwise (`rmai sweep --max-points`): a few bytes of
 // YAML with aliases can name millions of points (docs/interfaces.md, "Bounds on input sizes").
 inline constexpr std::uint64_t kMaxSweepPoints = 10000;
 
+// One axis of the product: one key, or several keys whose values advance together.
 struct SweepDimension {
   std::vector<std::string> keys;
   std::vector<std::vector<std::string>> values;  // one tuple (a value per key) per step

@@ -187,7 +187,7 @@ const TierDefinition* find_tier(const std::string& name) {
 const TierDefinition& default_tier() {
   for (const auto& t : tiers())
     if (t.is_default) return t;
-  throw std::logic_error("no default tier");  // load_all checked there is one
+  throw std::logic_error("no default tier");  // load_tiers checked there is one
 }
 
 std::vector<std::string> tier_names() {

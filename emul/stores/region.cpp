@@ -32,7 +32,11 @@ PagingPath rmai_path(const spec::Experiment& e) {
   path.region_chunk = static_cast<std::uint64_t>(params.number("region_chunk"));
   if (path.region_chunk % kPageSize != 0)
     throw InputError(params.where("region_chunk"), "must be a multiple of 4 KiB in mode: emul");
-  path.read_size = params.count("fault_batch") * static_cast<std::uint64_t>(e.platform.os.page_size);
+  // fault_batch counts base pages, as in the simulator (sim/tiers/rmai.cpp); the emulator's are 4 KiB.
+  if (e.platform.os.page_size != double(kPageSize))
+    throw InputError(e.values.child("platform").child("os").where("page_size"),
+                     "the emulator's pages are 4 KiB: mode: emul needs platform.os.page_size 4KiB");
+  path.read_size = params.count("fault_batch") * kPageSize;
   path.queue_depth = static_cast<std::uint32_t>(params.count("queue_depth"));
   return path;
 }

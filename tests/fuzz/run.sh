@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Fuzzes the trace readers (canonical CSV, JSON-lines import, binary .rmtrace) and the experiment
 # loader (YAML with --set) with libFuzzer under AddressSanitizer
-# and UndefinedBehaviorSanitizer for a bounded time each, the two targets side by side.
+# and UndefinedBehaviorSanitizer for a bounded time each, two targets at a time.
 #
 #   tests/fuzz/run.sh [WORK_DIR]      (CTest passes <build>/tests/fuzz)
 #
 # Builds straight from the sources with clang++ (no SimGrid, no CMake: the readers need only
-# traces/, posix/files and config/errors.hpp; the loader config/ and spec/ with yaml-cpp). Exit 0: no finding; 1: a finding (the input is saved as
+# traces/, posix/files and config/errors.hpp; the loader config/ and spec/ with yaml-cpp).
+# Exit 0: no finding; 1: a finding (the input is saved as
 # WORK_DIR/findings-<target>/crash-* or timeout-*, the log is printed); 77: clang++ or libFuzzer
 # missing (CTest reports the test as skipped). RMAI_FUZZ_SECONDS changes the time per target.
 set -euo pipefail
