@@ -54,15 +54,20 @@ std::vector<fs::path> figure_scripts() {
   return out;
 }
 
+// A figure script's exit code when its experiments have no results (plots/common.py, NO_RESULTS).
+constexpr int kFigureWithoutResults = 3;
+
 struct Options {
-  fs::path out = "results/reproduce";
+  fs::path out;  // default: results/reproduce, or results/reproduce-quick with --quick
   bool quick = false;
   std::string jobs_text;
   std::vector<std::string> only;
 };
 
 int reproduce(const Options& o) {
-  const fs::path& out = o.out;
+  // Quick and full runs are different sweeps: each gets its own default folder, so that one never
+  // refuses the other's results.
+  const fs::path out = !o.out.empty() ? o.out : o.quick ? "results/reproduce-quick" : "results/reproduce";
   const bool quick = o.quick;
   const auto& only = o.only;
   std::string jobs = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
@@ -81,7 +86,7 @@ int reproduce(const Options& o) {
   const auto start = std::chrono::steady_clock::now();
   const std::string self = fs::read_symlink("/proc/self/exe").string();
   ::setenv("RMAI_BIN", self.c_str(), 1);  // the plots take the tier definitions from this rmai
-  std::vector<std::string> failed;
+  std::vector<std::string> failed, skipped;
   Progress progress("rmai reproduce");  // the sweeps draw their own progress: a line per stage here
   std::size_t done = 0;
   for (const auto& experiment : experiments) {
@@ -124,8 +129,13 @@ int reproduce(const Options& o) {
     for (std::size_t i = first; i < std::min(scripts.size(), first + parallel); ++i)
       running.emplace_back(posix::spawn({python(), scripts[i].string(), out.string(), (out / "figures").string()}),
                            scripts[i].stem().string());
-    for (const auto& [pid, name] : running)
-      if (posix::wait_exit(pid) != 0) failed.push_back("figure " + name);
+    for (const auto& [pid, name] : running) {
+      const int code = posix::wait_exit(pid);
+      if (code == kFigureWithoutResults && !only.empty())
+        skipped.push_back(name);  // its experiments were left out by --only
+      else if (code != 0)
+        failed.push_back("figure " + name);
+    }
   }
   if (run_program({python(), (config::home_dir() / "plots" / "report.py").string(), out.string()}) != 0)
     failed.push_back("report");
@@ -133,6 +143,8 @@ int reproduce(const Options& o) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "rmai reproduce: %zu experiments in %.0f s; report: %s\n", experiments.size(), seconds,
                (out / "report.html").c_str());
+  if (!skipped.empty())
+    std::cerr << "rmai reproduce: not drawn (their experiments were not run): " << config::join(skipped) << "\n";
   for (const auto& f : failed) std::cerr << "rmai reproduce: failed: " << f << "\n";
   return failed.empty() ? 0 : 1;
 }
@@ -148,7 +160,7 @@ void add_reproduce_command(CLI::App& root) {
       "The experiments are the YAMLs in experiments/ with a sweep block, each swept into DIR/<name>; then the "
       "emulator is validated against the simulator on this machine (DIR/validate, skipped where userfaultfd is "
       "not available), the figures are drawn into DIR/figures and the report written to DIR/report.html.");
-  add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory of it all (default results/reproduce)")
+  add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory of it all (default results/reproduce, with --quick results/reproduce-quick)")
       ->type_name("DIR");
   app->add_flag("--quick", o->quick, "every sweep's `quick:` block, and a short validation");
   add_value(app, "--jobs", o->jobs_text, "runs at once (default: the number of cores)")->type_name("N");

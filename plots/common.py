@@ -47,23 +47,31 @@ def args():
     return Path(sys.argv[1]), Path(sys.argv[2])
 
 
+NO_RESULTS = 3  # the exit code of a figure whose experiments have no results (cli/reproduce.cpp)
+
+
+def exit_without_results(why):
+    print(f"{Path(sys.argv[0]).stem}: {why}", file=sys.stderr)
+    sys.exit(NO_RESULTS)
+
+
 def load(results_dir, experiment, required=True):
     """The status-ok rows of RESULTS_DIR/<experiment>/results.csv. When the file is missing (or has no
-    ok point): exits 1 with a one-line message if required, else returns None."""
+    ok point): exits NO_RESULTS with a one-line message if required, else returns None."""
     path = Path(results_dir) / experiment / "results.csv"
     rows = [r for r in read_rows(path) if r.get("status") == "ok"] if path.is_file() else []
     if rows or not required:
         return rows or None
-    sys.exit(f"{Path(sys.argv[0]).stem}: {'no ok point in' if path.is_file() else 'missing'} {path}")
+    exit_without_results(f"{'no ok point in' if path.is_file() else 'missing'} {path}")
 
 
 def load_some(results_dir, *experiments):
-    """The ok rows of each experiment (None where missing) for a figure drawing several: exits 1 naming
+    """The ok rows of each experiment (None where missing) for a figure drawing several: exits NO_RESULTS naming
     the missing files if none has results; one line on stderr if some do not."""
     got = {e: load(results_dir, e, required=False) for e in experiments}
     missing = [str(Path(results_dir) / e / "results.csv") for e, rows in got.items() if rows is None]
     if len(missing) == len(experiments):
-        sys.exit(f"{Path(sys.argv[0]).stem}: missing {' and '.join(missing)}")
+        exit_without_results(f"missing {' and '.join(missing)}")
     if missing:
         print(f"{Path(sys.argv[0]).stem}: missing {' and '.join(missing)}: drawn without it", file=sys.stderr)
     return [got[e] for e in experiments]

@@ -218,6 +218,15 @@ TEST_F(Hardening, ASecretFileIsReadBoundedWhateverItIs) {
   EXPECT_LT(children.ru_maxrss, 500 * 1024) << "KB";
 }
 
+TEST_F(Hardening, ReproduceOnlyOneExperimentSucceedsAndSaysWhatItDidNotDraw) {
+  const auto r = run({"reproduce", "--quick", "--only", "faults", "--out", (dir_ / "out").string()}, dir_);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("rmai reproduce: failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not drawn (their experiments were not run): fig1_switch_latency"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(dir_ / "out" / "figures" / "fig2a_faults.png"));
+  EXPECT_FALSE(fs::exists(dir_ / "out" / "figures" / "fig1_switch_latency.png"));
+}
+
 TEST_F(Hardening, ABinaryTracesSizeIsCheckedAgainstItsHeader) {
   // One token claimed, a billion announced: refused from the file size, not after reading.
   std::string header("RMAITRC\0", 8);
