@@ -25,8 +25,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-const std::vector<const char*> kHardware{"nic", "pcie", "gpu", "dram", "cxl", "cxl-pool", "nvme", "os", "prices"};
-
 json models() {
   json out = json::array();
   for (const auto& name : config::preset_names("moe")) {
@@ -41,7 +39,9 @@ json names_in(const std::string& dir) { return config::preset_names(dir); }
 
 json hardware() {
   json out = json::object();
-  for (const char* kind : kHardware) out[kind] = names_in(std::string("hardware/") + kind);
+  // The platform's hardware components, as its schema declares them (models/hardware/<kind>).
+  for (const auto& p : spec::schema::platform().params)
+    if (p.preset_dir.rfind("hardware/", 0) == 0) out[p.preset_dir.substr(9)] = names_in(p.preset_dir);
   return out;
 }
 
