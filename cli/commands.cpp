@@ -75,6 +75,7 @@ int run(const RunArgs& o) {
   const auto e = spec::load_experiment(o.experiment.file, o.experiment.sets);
   const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
+  metrics::check_results_dir(out, "--out");  // before the run, not after it
   const auto wall_start = std::chrono::steady_clock::now();
   // Progress only for a run that lasts: nothing for the first 10 s.
   Progress progress("rmai run " + e.name);

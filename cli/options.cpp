@@ -14,9 +14,13 @@ std::map<const CLI::App*, Action>& actions() {
   return registered;
 }
 
-// The old hand-written parsers refused `--out --set`: CLI11 would take "--set" as the value.
+// The old hand-written parsers refused `--out --set`: CLI11 would take "--set" as the value. An
+// empty value (`--out ""`) is no value either: silently taking the default would write elsewhere.
 const CLI::Validator kNotAnOption(
-    [](const std::string& value) { return value.rfind("--", 0) == 0 ? "needs a value, not the option " + value : ""; },
+    [](const std::string& value) {
+      if (value.empty()) return std::string("needs a value, got an empty one");
+      return value.rfind("--", 0) == 0 ? "needs a value, not the option " + value : std::string();
+    },
     "");
 
 std::vector<std::string>& arguments() {

@@ -29,6 +29,7 @@
 #include "posix/files.hpp"
 #include "posix/process.hpp"
 #include "sim/replay.hpp"
+#include "metrics/results.hpp"
 #include "spec/experiment.hpp"
 #include "spec/schemas.hpp"
 #include "spec/sweep.hpp"
@@ -489,6 +490,7 @@ int sweep(Options& o) {
                 << ") is invalid and will fail: " << invalid[i] << "\n";
   if (name.empty()) name = experiment.stem().string();
   const fs::path dir = o.out.empty() ? fs::path("results") / name : fs::path(o.out);
+  metrics::check_results_dir(dir, "--out");
   claim(dir, sweep_doc(experiment, o.quick, common, points));
   if (o.collect) return collect(dir);
   if (!o.emit.empty()) return emit_slurm(dir, experiment, name, o, points.size());

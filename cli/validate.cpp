@@ -15,6 +15,7 @@
 #include "cli/progress.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
+#include "metrics/results.hpp"
 #include "config/tree.hpp"
 #include "emul/emulation.hpp"
 #include "posix/files.hpp"
@@ -110,6 +111,7 @@ int validate(Options& o) {
   check_tiers(o);
   // Loaded once here so that bad input fails before any run starts.
   spec::load_experiment(o.experiment.file, o.experiment.sets);
+  metrics::check_results_dir(o.out, "--out");
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error\n";
   // The runs write their own lines, so progress is a line per run, not a line rewritten in place.

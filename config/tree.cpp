@@ -52,16 +52,20 @@ std::size_t second_document_line(std::istream& in) {
 }  // namespace
 
 YAML::Node load_yaml_file(const fs::path& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(path.string(), "is a directory, not a YAML file");
   std::ifstream in(path);
   if (!in) throw InputError(path.string(), "cannot open file");
-  if (const std::size_t line = second_document_line(in))
-    throw InputError(path.string() + ":" + std::to_string(line), "a second YAML document: one document per file");
-  in.clear();
-  in.seekg(0);
   try {
+    if (const std::size_t line = second_document_line(in))
+      throw InputError(path.string() + ":" + std::to_string(line), "a second YAML document: one document per file");
+    in.clear();
+    in.seekg(0);
     return YAML::Load(in);
   } catch (const YAML::Exception& e) {
     throw InputError(path.string() + ":" + std::to_string(e.mark.line + 1), "malformed YAML: " + e.msg);
+  } catch (const std::ios_base::failure& e) {  // libstdc++ throws from a failing read (EISDIR, EIO)
+    throw InputError(path.string(), std::string("cannot read: ") + e.what());
   }
 }
 
@@ -102,6 +106,15 @@ const Param* Schema::find(const std::string& name) const {
   for (const auto& p : params)
     if (p.name == name) return &p;
   return nullptr;
+}
+
+fs::path preset_file(const std::string& dir, const std::string& name) {
+  const bool plain = !name.empty() && name[0] != '.' && name.find('/') == std::string::npos &&
+                     std::none_of(name.begin(), name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+  if (!plain) return {};
+  fs::path file = models_dir() / dir / (name + ".yaml");
+  std::error_code ec;
+  return fs::is_regular_file(file, ec) ? file : fs::path();
 }
 
 std::vector<std::string> preset_names(const std::string& dir) {
@@ -290,8 +303,8 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
         }
       }
       if (!p.preset_dir.empty()) {
-        const fs::path file = models_dir() / p.preset_dir / (preset + ".yaml");
-        if (preset.empty() || preset.find('/') != std::string::npos || !fs::exists(file))
+        const fs::path file = preset_file(p.preset_dir, preset);
+        if (file.empty())
           throw InputError(preset_where, "unknown " + p.name + " preset \"" + preset + "\" (available: " +
                                              join(preset_names(p.preset_dir)) + ")");
         YAML::Node values = load_yaml_file(file);

@@ -108,6 +108,10 @@ class Values {
 // Validates `layers` (bottom first) against `schema`. `path` is the dotted key of the component.
 Values resolve(const Schema& schema, const std::vector<Layer>& layers, const std::string& path);
 
+// models/<dir>/<name>.yaml when `name` is a plain preset name (no '/', no control characters, not
+// starting with '.') and that file exists as a regular file; empty otherwise.
+std::filesystem::path preset_file(const std::string& dir, const std::string& name);
+
 // Names of the presets in models/<dir>/ (file stems, sorted).
 std::vector<std::string> preset_names(const std::string& dir);
 

@@ -1,5 +1,9 @@
 #include "metrics/results.hpp"
 
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
+#include <cstdlib>
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -9,6 +13,7 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "config/errors.hpp"
 #include "posix/files.hpp"
 
 namespace rmai::metrics {
@@ -123,6 +128,21 @@ void write_results(const fs::path& dir, const RunResult& result, const YAML::Nod
       {dir / "switches.csv", switches_csv(result)},
       {dir / "summary.json", summary_json(result)},  // last: its presence marks a complete result
   });
+}
+
+void check_results_dir(const std::filesystem::path& dir, const std::string& option) {
+  namespace fs = std::filesystem;
+  const std::string where = option + " " + dir.string();
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) throw InputError(where, "exists and is not a directory");
+  fs::path existing = fs::absolute(dir, ec);
+  while (!existing.empty() && !fs::exists(existing, ec) && existing.has_parent_path() && existing != existing.parent_path())
+    existing = existing.parent_path();
+  if (!fs::is_directory(existing, ec)) throw InputError(where, existing.string() + " is not a directory");
+  std::string probe = (existing / ".rmai-write-check-XXXXXX").string();
+  if (!::mkdtemp(probe.data()))
+    throw InputError(where, "cannot write in " + existing.string() + ": " + std::strerror(errno));
+  ::rmdir(probe.c_str());
 }
 
 }  // namespace rmai::metrics

@@ -100,6 +100,12 @@ struct RunResult {
 // results beside older ones.
 void write_results(const std::filesystem::path& dir, const RunResult& result, const YAML::Node& resolved_config);
 
+// Checks, before a run, that result files can be written into `dir` (created if missing): not an
+// existing file or device, and its nearest existing ancestor a directory this process can create
+// entries in (tried: a probe directory made and removed, which also catches a read-only file
+// system for root). Throws InputError naming `option` and the reason (strerror).
+void check_results_dir(const std::filesystem::path& dir, const std::string& option);
+
 // The summary alone, as the JSON text written to summary.json.
 std::string summary_json(const RunResult& result);
 

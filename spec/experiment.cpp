@@ -137,16 +137,16 @@ void check_name(const std::string& name, const std::string& where) {
 
 fs::path find_generator(const std::string& given, const std::string& where, const fs::path& experiment) {
   if (given.find('/') != std::string::npos || given.ends_with(".yaml")) return find_file(given, where, experiment, "generator");
-  const fs::path preset = config::models_dir() / "synthetic" / (given + ".yaml");
-  if (given.empty() || !fs::is_regular_file(preset))
+  const fs::path preset = config::preset_file("synthetic", given);
+  if (preset.empty())
     throw InputError(where, "unknown generator \"" + given + "\" (presets: " + config::join(config::preset_names("synthetic")) +
                                 "; or give a GEN.yaml path)");
   return preset;
 }
 
 MoeModel load_model(const std::string& name, const std::string& where) {
-  const fs::path file = config::models_dir() / "moe" / (name + ".yaml");
-  if (name.empty() || name.find('/') != std::string::npos || !fs::exists(file))
+  const fs::path file = config::preset_file("moe", name);
+  if (file.empty())
     throw InputError(where, "unknown model \"" + name + "\" (available: " + config::join(config::preset_names("moe")) + ")");
   const auto v = config::resolve(schema::moe_model(), {config::Layer{config::load_yaml_file(file), file.string()}}, "model");
   MoeModel m;

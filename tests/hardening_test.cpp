@@ -227,6 +227,36 @@ TEST_F(Hardening, ReproduceOnlyOneExperimentSucceedsAndSaysWhatItDidNotDraw) {
   EXPECT_FALSE(fs::exists(dir_ / "out" / "figures" / "fig1_switch_latency.png"));
 }
 
+TEST_F(Hardening, AnUnusableOutputLocationIsRefusedBeforeTheRun) {
+  const fs::path file = write("in/a-file", "x");
+  for (const auto& [out, named] : std::vector<std::pair<std::string, std::string>>{
+           {"/dev/full", "--out /dev/full: exists and is not a directory"},
+           {file.string(), "a-file: exists and is not a directory"},
+           {(file / "below").string(), "a-file is not a directory"},
+           {"", "--out: needs a value, got an empty one"}}) {
+    for (const char* command : {"run", "sweep", "validate"}) {
+      const auto r = run({command, kQuickstart.string(), "--set", "trace.tokens=2", "--out", out}, dir_);
+      EXPECT_EQ(r.exit_code, 2) << command << " " << out << ": " << r.err;
+      EXPECT_NE(r.err.find(named), std::string::npos) << command << ": expected \"" << named << "\" in: " << r.err;
+      EXPECT_EQ(r.err.find("expert switches"), std::string::npos) << command << ": it ran first";
+    }
+  }
+}
+
+TEST_F(Hardening, PresetNamesArePlainNames) {
+  // A preset name is a file stem: a NUL, a control character, a leading dot or a path is no preset.
+  for (const std::string& set : std::vector<std::string>{"platform.nic=\x07nnectx", "platform.nic=../nic/connectx-6-200g",
+                                                        "platform.nic=.hidden", "model=/etc/passwd",
+                                                        "trace.generator=.default"}) {
+    const auto r = run({"check", kQuickstart.string(), "--set", set}, dir_);
+    EXPECT_EQ(r.exit_code, 2) << set << ": " << r.err;
+    EXPECT_NE(r.err.find("unknown"), std::string::npos) << r.err;
+  }
+  const auto r = run({"check", dir_.string()}, dir_);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("is a directory, not a YAML file"), std::string::npos) << r.err;
+}
+
 TEST_F(Hardening, ABinaryTracesSizeIsCheckedAgainstItsHeader) {
   // One token claimed, a billion announced: refused from the file size, not after reading.
   std::string header("RMAITRC\0", 8);
