@@ -60,7 +60,9 @@ struct Options {
 // What the parser leaves to be checked: numbers, and the options that exclude each other.
 void check(Options& o) {
   if (!o.jobs_text.empty()) {
-    o.jobs = static_cast<unsigned>(parse_count("--jobs", o.jobs_text));
+    const std::uint64_t jobs = parse_count("--jobs", o.jobs_text);
+    if (jobs > 1024) throw InputError("--jobs", "at most 1024 points at once");
+    o.jobs = static_cast<unsigned>(jobs);
     if (o.jobs == 0) throw InputError("--jobs", "must be at least 1");
   }
   if (!o.point_text.empty()) o.point = parse_count("--point", o.point_text);

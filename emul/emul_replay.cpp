@@ -53,9 +53,9 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
                           ExpertStore& store, const cache::ReplayProgress& progress) {
   const auto& model = e.model;
   if (e.cache.prefetch != cache::kNoPrefetch)
-    throw InputError("cache.prefetch", "the emulator has no prefetcher yet: use 'none' with mode: emul");
+    throw InputError(e.values.child("cache").where("prefetch"), "the emulator has no prefetcher yet: use 'none' with mode: emul");
   if (e.nodes != 1)
-    throw InputError("nodes", "the emulator runs one node per process: for sharing, run several 'rmai run --mode emul' "
+    throw InputError(e.values.where("nodes"), "the emulator runs one node per process: for sharing, run several 'rmai run --mode emul' "
                               "against one memd (emul.server)");
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
                            cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));

@@ -109,7 +109,8 @@ TierDefinition definition_of(const fs::path& path, std::uint64_t& order) {
   try {
     std::size_t used = 0;
     order = std::stoull(order_text, &used);
-    if (used != order_text.size()) throw std::invalid_argument(order_text);
+    if (used != order_text.size() || order_text.find_first_not_of("0123456789") != std::string::npos)
+      throw std::invalid_argument(order_text);  // stoull would take "-1" as 2^64 - 1
   } catch (const std::exception&) {
     throw InputError(config::location(file, block["order"], where + ".order"), "expected a whole number");
   }

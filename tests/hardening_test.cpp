@@ -60,6 +60,15 @@ TEST_F(Hardening, ValuesBeyondTheirBoundAfterTheUnitAreExitTwo) {
   }
 }
 
+TEST_F(Hardening, CommandLineCountsBeyondTheirRangeAreExitTwo) {
+  for (const std::string jobs : {"4294967296", "4294967297", "1025", "0", "-1"}) {
+    const auto r = run({"sweep", kQuickstart.string(), "--jobs", jobs, "--out", (dir_ / "out").string()}, dir_);
+    EXPECT_EQ(r.exit_code, 2) << jobs << ": " << r.err;
+    EXPECT_NE(r.err.find("--jobs"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "out"));
+  }
+}
+
 TEST_F(Hardening, IntegersStayExact) {
   // Seeds above 2^53 differ by one: as doubles they would be the same seed.
   const auto resolved = [&](const std::string& seed) {

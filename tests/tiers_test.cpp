@@ -84,6 +84,7 @@ TEST_F(BadDefinition, ErrorsNameFileLineAndField) {
            {"tier:\n  order: 1\n", "tier.label: missing"},
            {std::string(kGood) + "  colour2: x\n", "a.yaml:9: tier.colour2: unknown field"},
            {"tier:\n  order: one\n  label: A\n  colour: c\n  medium: nvme\n  path: p\n", "a.yaml:2: tier.order"},
+           {"tier:\n  order: -1\n  label: A\n  colour: c\n  medium: nvme\n  path: p\n", "a.yaml:2: tier.order"},
            {"tier:\n  order: 1\n  label: A\n  colour: c\n  medium: tape\n  path: p\n",
             "a.yaml:5: tier.medium: unknown medium \"tape\""},
            {std::string(kGood) + "  parameters:\n    x: {kind: furlongs, description: d}\n",
