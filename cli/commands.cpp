@@ -59,9 +59,9 @@ int check(const ExperimentArgs& o) {
   return 0;
 }
 
-// A few lines of summary.json (the one place these are computed) for whoever ran it.
-void print_key_results(const metrics::RunResult& result) {
-  const auto s = nlohmann::json::parse(metrics::summary_json(result));
+// A few lines of the summary.json just written (the one place these are computed) for whoever ran it.
+void print_key_results(const std::string& summary_json) {
+  const auto s = nlohmann::json::parse(summary_json);
   const double switches = s["expert_switches"].get<double>();
   std::fprintf(stderr,
                "rmai:   expert switch p50 %.4g ms, p99 %.4g ms; %.4g tokens/s; cache hit rate %.1f%%; "
@@ -86,12 +86,12 @@ int run(const RunArgs& o) {
                                  : sim::simulate(e, trace, o.simgrid, report);
   progress.end();
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  metrics::write_results(out, result, resolved_config(e));
+  const std::string summary = metrics::write_results(out, result, resolved_config(e));
   std::cerr << "rmai: " << e.name << ": " << result.tokens << " tokens, " << result.switches.size()
             << " expert switches, " << result.simulated_time_s << (e.mode == "emul" ? " s replayed" : " s simulated")
             << " in " << result.wall_time_s
             << " s; results in " << out.string() << "\n";
-  print_key_results(result);
+  print_key_results(summary);
   return 0;
 }
 

@@ -119,15 +119,17 @@ std::string switches_csv(const RunResult& r) {
 
 }  // namespace
 
-void write_results(const fs::path& dir, const RunResult& result, const YAML::Node& resolved_config) {
+std::string write_results(const fs::path& dir, const RunResult& result, const YAML::Node& resolved_config) {
   fs::create_directories(dir);
   YAML::Emitter yaml;
   yaml << resolved_config;
+  std::string summary = summary_json(result);
   posix::write_files_atomic({
       {dir / "config.resolved.yaml", std::string(yaml.c_str()) + "\n"},
       {dir / "switches.csv", switches_csv(result)},
-      {dir / "summary.json", summary_json(result)},  // last: its presence marks a complete result
+      {dir / "summary.json", summary},  // last: its presence marks a complete result
   });
+  return summary;
 }
 
 void check_results_dir(const std::filesystem::path& dir, const std::string& option) {

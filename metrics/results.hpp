@@ -98,7 +98,8 @@ struct RunResult {
 // Writes the three result files into `dir` (created if needed). Each is written under a temporary
 // name and renamed into place only once all three are complete, so a failed run leaves no partial
 // results beside older ones.
-void write_results(const std::filesystem::path& dir, const RunResult& result, const YAML::Node& resolved_config);
+// Returns the text of the summary.json it wrote.
+std::string write_results(const std::filesystem::path& dir, const RunResult& result, const YAML::Node& resolved_config);
 
 // Checks, before a run, that result files can be written into `dir` (created if missing): not an
 // existing file or device, and its nearest existing ancestor a directory this process can create
