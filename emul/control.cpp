@@ -37,8 +37,6 @@ constexpr std::uint8_t kRefused = 1;
 // Larger than any catalog's welcome (28 bytes per object: a million objects fit) and small enough
 // that a garbage length cannot make us allocate much.
 constexpr std::uint32_t kMaxFrame = 32u << 20;
-// A hello is a few dozen bytes; secrets longer than this are not secrets but attacks on memory.
-constexpr std::uint32_t kMaxHello = 4096;
 
 class Writer {
  public:
@@ -151,11 +149,17 @@ bool recv_all(int fd, char* out, std::size_t n, Clock::time_point deadline) {
   return true;
 }
 
+// The payload length a frame's 4-byte header announces.
+std::uint32_t frame_length(std::string_view header) {
+  const auto* h = reinterpret_cast<const unsigned char*>(header.data());
+  return h[0] | (h[1] << 8) | (h[2] << 16) | (std::uint32_t(h[3]) << 24);
+}
+
 // One frame's payload, or nothing on EOF/error/timeout/oversize.
 std::optional<std::string> recv_frame(int fd, std::uint32_t max, Clock::time_point deadline) {
-  unsigned char header[4];
-  if (!recv_all(fd, reinterpret_cast<char*>(header), 4, deadline)) return std::nullopt;
-  const std::uint32_t n = header[0] | (header[1] << 8) | (header[2] << 16) | (std::uint32_t(header[3]) << 24);
+  char header[4];
+  if (!recv_all(fd, header, 4, deadline)) return std::nullopt;
+  const std::uint32_t n = frame_length({header, 4});
   if (n > max) return std::nullopt;
   std::string payload(n, '\0');
   if (!recv_all(fd, payload.data(), n, deadline)) return std::nullopt;
@@ -332,7 +336,8 @@ ControlListener::ControlListener(const std::string& host, std::uint16_t port) : 
   const auto addresses = resolve(host, port, true, "--listen");
   int last_errno = 0;
   for (const addrinfo* a = addresses.get(); a != nullptr; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    // Non-blocking: the server accepts until the backlog is empty (control_server.hpp).
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0) {
       last_errno = errno;
       continue;
@@ -360,15 +365,22 @@ ControlListener::~ControlListener() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Hello read_hello(int fd, const std::string& secret, double timeout_s, std::string& why) {
-  const auto hello = recv_frame(fd, kMaxHello, deadline_after(timeout_s));
-  if (!hello) {
-    why = "no hello (closed, too long, or not within " + std::to_string(timeout_s) + " s)";
+std::optional<std::size_t> hello_bytes_missing(std::string_view received) {
+  if (received.size() < 4) return 4 - received.size();
+  const std::uint32_t n = frame_length(received);
+  if (n > kMaxHello) return std::nullopt;
+  return 4 + std::size_t(n) - std::min<std::size_t>(received.size(), 4 + std::size_t(n));
+}
+
+Hello check_hello(std::string_view frame, const std::string& secret, std::string& why) {
+  const auto missing = hello_bytes_missing(frame);
+  if (!missing || *missing != 0 || frame.size() != 4 + std::size_t(frame_length(frame))) {
+    why = missing ? "incomplete hello" : "hello longer than " + std::to_string(kMaxHello) + " bytes";
     return Hello::Broken;
   }
   std::string given;
   try {
-    Reader in(*hello);
+    Reader in(frame.substr(4));
     if (in.u32() != kMagic) {
       why = "not an rmai client";
       return Hello::Broken;
@@ -389,15 +401,28 @@ Hello read_hello(int fd, const std::string& secret, double timeout_s, std::strin
   return Hello::Right;
 }
 
-void send_refusal(int fd, double timeout_s) {
+std::string welcome_frame(const Welcome& welcome) { return encode_welcome(welcome); }
+
+std::string refusal_frame(std::string_view reason) {
   Writer out;
   out.u8(kRefused);
-  out.str("refused: wrong secret");
-  send_all(fd, out.frame(), deadline_after(timeout_s));
+  out.str(reason);
+  return out.frame();
 }
 
-bool send_welcome(int fd, const Welcome& welcome, double timeout_s) {
-  return send_all(fd, encode_welcome(welcome), deadline_after(timeout_s));
+Answer parse_answer(std::string_view payload) {
+  Reader in(payload);
+  Answer answer;
+  const std::uint8_t status = in.u8();
+  if (status == kRefused) {
+    answer.refused = true;
+    answer.reason = in.str();
+  } else if (status == kWelcome) {
+    answer.welcome = decode_welcome(in);
+  } else {
+    throw std::runtime_error("unknown answer " + std::to_string(status));
+  }
+  return answer;
 }
 
 std::string peer_name(int fd) {
@@ -454,11 +479,9 @@ ControlClient::ControlClient(const std::string& server, const std::string& secre
     if (!reply)
       throw TransportError("memd at " + server + " closed the connection or did not answer within " +
                            std::to_string(timeout_s) + " s (is it an rmai memd?)");
-    Reader in(*reply);
-    const std::uint8_t status = in.u8();
-    if (status == kRefused) throw TransportError("memd at " + server + " " + in.str() + " (check the secret file)");
-    if (status != kWelcome) throw TransportError("memd at " + server + " answered nonsense");
-    welcome_ = decode_welcome(in);
+    Answer answer = parse_answer(*reply);
+    if (answer.refused) throw TransportError("memd at " + server + " " + answer.reason);
+    welcome_ = std::move(answer.welcome);
   } catch (const TransportError&) {
     ::close(fd_);
     throw;

@@ -13,6 +13,7 @@
 // doubles (IEEE 754 bits) and length-prefixed strings.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,16 +71,26 @@ class ControlListener {
   std::uint16_t port_ = 0;
 };
 
-// The server's side of a handshake on an accepted socket, in steps so that the server can count and
-// log a client before the client hears the answer.
+// The wire format's pieces the server's event loop (control_server.hpp) works with: it reads hellos
+// and writes answers without blocking, so it assembles frames itself.
 enum class Hello { Right, WrongSecret, Broken };
-// Reads the hello (waiting at most `timeout_s`) and compares its secret in constant time. `why` says
-// what was wrong otherwise.
-Hello read_hello(int fd, const std::string& secret, double timeout_s, std::string& why);
-// Sends "refused" (best effort: the caller closes the socket next).
-void send_refusal(int fd, double timeout_s);
-// Sends the welcome; false if the client went away.
-bool send_welcome(int fd, const Welcome& welcome, double timeout_s);
+inline constexpr std::uint32_t kMaxHello = 4096;  // a hello's payload at most: a few dozen bytes are enough
+// How many more bytes the hello frame begun by `received` needs (0: complete), or nullopt when its
+// header announces more than kMaxHello.
+std::optional<std::size_t> hello_bytes_missing(std::string_view received);
+// Checks a whole hello frame (header and payload), comparing the secret in constant time. `why`
+// says what was wrong otherwise.
+Hello check_hello(std::string_view frame, const std::string& secret, std::string& why);
+std::string welcome_frame(const Welcome& welcome);
+std::string refusal_frame(std::string_view reason);
+// The server's answer as the client decodes it from the frame's payload: a welcome, or a refusal
+// and its reason. Throws std::runtime_error when it is malformed.
+struct Answer {
+  bool refused = false;
+  std::string reason;  // when refused
+  Welcome welcome;     // otherwise
+};
+Answer parse_answer(std::string_view payload);
 
 // "ip:port" of the peer of a connected socket (for logs).
 std::string peer_name(int fd);

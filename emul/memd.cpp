@@ -29,8 +29,6 @@ constexpr int kBlockMs = 100;
 // Without a wait object (shm) the progress thread sleeps this long between polls when idle. Sleeps
 // here are paid in scheduler latency (tens of us on this VM), which is the cost of not spinning.
 constexpr auto kIdleSleep = std::chrono::microseconds(20);
-// A client has this long to say hello; the control thread serves handshakes one at a time.
-constexpr double kHandshakeTimeoutS = 2;
 // Objects' keys are id + kKeyBase when the provider lets us choose them (keys must be unique in a
 // domain; starting above 0 keeps a zeroed key from ever naming an object).
 constexpr std::uint64_t kKeyBase = 1;
@@ -85,10 +83,13 @@ MemoryServer::MemoryServer(const Catalog& catalog, MemoryServerOptions options)
       welcome_.objects.push_back({o.id, regions_.back().remote_base(), o.bytes, regions_.back().key()});
     }
     listener_ = std::make_unique<ControlListener>(options_.host, options_.port);
+    options_.control.secret = options_.secret;
+    control_server_ = std::make_unique<ControlServer>(*listener_, welcome_, options_.control,
+                                                      [this](const std::string& line) { log(line); });
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd_ < 0) posix::throw_errno("eventfd");
     progress_ = std::thread([this] { progress_loop(); });
-    control_ = std::thread([this] { control_loop(); });
+    control_ = std::thread([this] { control_server_->serve(stop_fd_); });
   } catch (...) {
     if (progress_.joinable()) stop();  // the progress thread uses the fabric: end it first
     regions_.clear();
@@ -159,67 +160,6 @@ void MemoryServer::progress_loop() {
       std::this_thread::sleep_for(kIdleSleep);
     }
   }
-}
-
-void MemoryServer::control_loop() {
-  std::vector<pollfd> fds{{stop_fd_, POLLIN, 0}, {listener_->fd(), POLLIN, 0}};
-  std::vector<std::string> names{"", ""};  // peer of each client fd, for logs
-  const auto drop = [&](std::size_t i, const std::string& why) {
-    log("client " + names[i] + " " + why);
-    ::close(fds[i].fd);
-    fds.erase(fds.begin() + static_cast<std::ptrdiff_t>(i));
-    names.erase(names.begin() + static_cast<std::ptrdiff_t>(i));
-    --connected_;
-  };
-  while (!stopping_) {
-    if (::poll(fds.data(), fds.size(), -1) < 0) {
-      if (errno == EINTR) continue;
-      log(std::string("control poll failed: ") + std::strerror(errno));
-      break;
-    }
-    if (fds[0].revents) break;
-    if (fds[1].revents & POLLIN) {
-      const int client = ::accept4(listener_->fd(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (client >= 0) {
-        const std::string peer = peer_name(client);
-        std::string why;
-        const Hello hello = read_hello(client, options_.secret, kHandshakeTimeoutS, why);
-        // Counted and logged before the client hears the answer, so that what a client saw is
-        // already in the log.
-        if (hello == Hello::Right) {
-          ++accepted_;
-          ++connected_;
-          log("client " + peer + " connected");
-          if (send_welcome(client, welcome_, kHandshakeTimeoutS)) {
-            fds.push_back({client, POLLIN | POLLRDHUP, 0});
-            names.push_back(peer);
-          } else {
-            --accepted_;
-            --connected_;
-            log("client " + peer + " went away during the handshake");
-            ::close(client);
-          }
-        } else {
-          ++refused_;
-          log("refused client " + peer + ": " + why);
-          if (hello == Hello::WrongSecret) send_refusal(client, kHandshakeTimeoutS);
-          ::close(client);
-        }
-      }
-    }
-    for (std::size_t i = fds.size(); i-- > 2;) {
-      if (fds[i].revents == 0) continue;
-      // Clients send nothing after the hello: readable means EOF (or a protocol violation).
-      char byte;
-      const ssize_t n = ::recv(fds[i].fd, &byte, 1, MSG_DONTWAIT);
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        drop(i, "disconnected");
-      else if (n > 0)
-        drop(i, "sent data after the handshake; closed");
-    }
-  }
-  for (std::size_t i = fds.size(); i-- > 2;) ::close(fds[i].fd);
-  connected_ = 0;
 }
 
 }  // namespace rmai::emul

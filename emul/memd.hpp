@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "emul/control.hpp"
+#include "emul/control_server.hpp"
 #include "emul/fabric.hpp"
 #include "emul/objects.hpp"
 
@@ -35,6 +36,7 @@ struct MemoryServerOptions {
   // polling only 266 us and 0.2 GB/s: a polling server takes the core the polling client needs.
   std::uint32_t spin_us = 0;
   std::ostream* log = nullptr;  // where handshakes are logged (refusals, clients); nullptr: std::cerr
+  ControlServerOptions control;  // handshake limits (its secret is `secret`)
 };
 
 class MemoryServer {
@@ -55,14 +57,14 @@ class MemoryServer {
   std::string address() const;  // host:port of the control socket
   std::uint16_t port() const { return listener_->port(); }
 
-  std::uint64_t clients_accepted() const { return accepted_; }  // handshakes that succeeded
-  std::uint64_t clients_refused() const { return refused_; }    // wrong secret or broken hello
-  std::uint64_t clients_connected() const { return connected_; }
+  std::uint64_t clients_accepted() const { return control_server_->accepted(); }  // handshakes that succeeded
+  // Wrong secret, broken or missing hello, pushed out by newer connections, server full.
+  std::uint64_t clients_refused() const { return control_server_->refused(); }
+  std::uint64_t clients_connected() const { return control_server_->connected(); }
 
  private:
   void log(const std::string& line);
   void progress_loop();
-  void control_loop();
 
   const Catalog& catalog_;
   MemoryServerOptions options_;
@@ -71,10 +73,10 @@ class MemoryServer {
   std::unique_ptr<Fabric> fabric_;
   std::vector<MemoryRegion> regions_;  // one per object, by id
   std::unique_ptr<ControlListener> listener_;
+  std::unique_ptr<ControlServer> control_server_;
   Welcome welcome_;
   int stop_fd_ = -1;  // eventfd that wakes the control loop
   std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> accepted_{0}, refused_{0}, connected_{0};
   std::mutex stop_mutex_, log_mutex_;
   std::thread progress_, control_;
 };

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Fuzzes the trace readers (canonical CSV, JSON-lines import, binary .rmtrace) and the experiment
-# loader (YAML with --set) with libFuzzer under AddressSanitizer
-# and UndefinedBehaviorSanitizer for a bounded time each, two targets at a time.
+# Fuzzes the trace readers (canonical CSV, JSON-lines import, binary .rmtrace), the experiment
+# loader (YAML with --set) and memd's control protocol (hellos as the server reads them, answers as
+# the client decodes them) with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer for
+# a bounded time each, two targets at a time.
 #
 #   tests/fuzz/run.sh [WORK_DIR]      (CTest passes <build>/tests/fuzz)
 #
 # Builds straight from the sources with clang++ (no SimGrid, no CMake: the readers need only
-# traces/, posix/files and config/errors.hpp; the loader config/ and spec/ with yaml-cpp).
+# traces/, posix/files and config/errors.hpp; the loader config/ and spec/ with yaml-cpp; the
+# control protocol emul/control and emul/objects, without libfabric).
 # Exit 0: no finding; 1: a finding (the input is saved as
 # WORK_DIR/findings-<target>/crash-* or timeout-*, the log is printed); 77: clang++ or libFuzzer
 # missing (CTest reports the test as skipped). RMAI_FUZZ_SECONDS changes the time per target.
@@ -33,7 +35,8 @@ fi
 # UBSan must stop on its first report, or it is only a line in the log.
 flags=(-std=c++20 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
        -I"$src" -I"$src/tests/fuzz" -DRMAI_SOURCE_DIR="\"$src\"")
-headers=("$src"/traces/*.hpp "$src"/config/*.hpp "$src"/spec/*.hpp "$src"/posix/*.hpp "$src/tests/fuzz/memfile.hpp")
+headers=("$src"/traces/*.hpp "$src"/config/*.hpp "$src"/spec/*.hpp "$src"/posix/*.hpp "$src/tests/fuzz/memfile.hpp"
+         "$src"/emul/control.hpp "$src"/emul/objects.hpp "$src"/emul/source.hpp)
 
 # Compiles $2 into object $1 unless the object is newer than it and every header.
 compile() {
@@ -46,8 +49,8 @@ compile() {
 
 # Two at a time (this machine has two cores): the units of the readers and of the experiment loader.
 units=(traces/trace traces/csv traces/jsonl traces/binary posix/files config/units config/tree
-       spec/experiment spec/schemas spec/tiers)
-targets=(csv jsonl rmtrace experiment)
+       spec/experiment spec/schemas spec/tiers emul/control emul/objects)
+targets=(csv jsonl rmtrace experiment control)
 jobs=()
 for unit in "${units[@]}"; do
   compile "$work/${unit//\//_}.o" "$src/$unit.cpp" & jobs+=($!)
@@ -66,6 +69,8 @@ readers=("$work/traces_trace.o" "$work/traces_csv.o" "$work/traces_binary.o" "$w
 "$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_rmtrace.o" "${readers[@]}" -o "$work/fuzz_rmtrace"
 "$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_experiment.o" "$work/config_units.o" "$work/config_tree.o" \
   "$work/spec_experiment.o" "$work/spec_schemas.o" "$work/spec_tiers.o" -lyaml-cpp -o "$work/fuzz_experiment"
+"$cxx" "${flags[@]}" -fsanitize=fuzzer "$work/fuzz_control.o" "$work/emul_control.o" "$work/emul_objects.o" \
+  "$work/config_units.o" "$work/config_tree.o" -lyaml-cpp -o "$work/fuzz_control"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -88,13 +93,13 @@ report() {
 }
 
 status=0
-for pair in "csv jsonl" "rmtrace experiment"; do  # two at a time
-  set -- $pair
-  run_target "$1" & first=$!
-  run_target "$2" & second=$!
-  for target in "$1" "$2"; do
-    if [ "$target" = "$1" ]; then pid=$first; else pid=$second; fi
-    if wait "$pid"; then
+for pair in "csv jsonl" "rmtrace experiment" "control"; do  # two at a time
+  read -ra names <<<"$pair"
+  pids=()
+  for target in "${names[@]}"; do run_target "$target" & pids+=($!); done
+  for i in "${!pids[@]}"; do
+    target=${names[$i]}
+    if wait "${pids[$i]}"; then
       report "$target"
     else
       status=1
