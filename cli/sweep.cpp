@@ -2,6 +2,7 @@
 // `rmai run` process so that one crashing or failing point cannot take the others down, resumes
 // interrupted sweeps, joins the results into one tidy CSV, or emits a Slurm job array instead.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -26,6 +28,7 @@
 #include "cli/support.hpp"
 #include "config/errors.hpp"
 #include "config/tree.hpp"
+#include "posix/errors.hpp"
 #include "posix/files.hpp"
 #include "posix/process.hpp"
 #include "sim/replay.hpp"
@@ -184,15 +187,29 @@ void flatten(const json& j, const std::string& prefix, std::vector<std::pair<std
   }
 }
 
-// The line of error.log that says what went wrong: rmai's own message, else the first line.
-std::string first_error(const fs::path& log) {
-  std::ifstream in(log);
+// The line of a point's output that says what went wrong: rmai's own message, else the first line.
+std::string first_error_of(const std::string& log) {
+  std::istringstream in(log);
   std::string first;
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("rmai: error: ", 0) == 0 || line.rfind("rmai: failed: ", 0) == 0) return line.substr(6);
     if (first.empty() && line.find_first_not_of(" \t\r") != std::string::npos) first = line;
   }
   return first.empty() ? "failed without a message" : first;
+}
+std::string first_error(const fs::path& log) { return first_error_of(slurp(log)); }
+
+// The lock of a point (posix::FileLock), held by whoever writes the point: the sweep from before it
+// touches the point until its last write, and the point's `rmai run`, which inherits it, for as
+// long as that run lives, even when the sweep that started it is gone.
+fs::path lock_of(const fs::path& pdir) { return pdir / ".lock"; }
+
+// Why a point cannot be started or collected now, or "" when nobody writes it.
+std::string busy_reason(const fs::path& pdir) {
+  const auto holder = posix::holder_of(lock_of(pdir));
+  if (!holder) return "";
+  return "busy: " + (*holder > 0 ? "PID " + std::to_string(*holder) : std::string("another process")) +
+         " is still writing it (" + lock_of(pdir).string() + ")";
 }
 
 // The parameter of a swept key when it has a unit (bytes, bandwidth, time).
@@ -213,9 +230,12 @@ std::string in_si_units(const std::string& key, const std::string& value) {
   }
 }
 
+// Failed points whose error.log could not be written (a full disk): name -> what went wrong.
+using Unkept = std::map<std::string, std::string>;
+
 // Joins DIR/sweep.json and the point directories into DIR/results.csv; reports failed and missing
 // points on stderr. Returns the exit code: 1 if a point failed or is missing.
-int collect(const fs::path& dir) {
+int collect(const fs::path& dir, const Unkept& unkept = {}) {
   const auto points = points_of(read_doc(dir), dir);
   struct Row {
     std::string status;
@@ -232,7 +252,10 @@ int collect(const fs::path& dir) {
     const fs::path pdir = dir / p.name;
     Row row;
     std::string problem;
-    if (fs::exists(pdir / "summary.json")) {
+    if (const std::string busy = busy_reason(pdir); !busy.empty()) {
+      row.status = "missing";
+      problem = busy;
+    } else if (fs::exists(pdir / "summary.json")) {
       try {
         flatten(json::parse(slurp(pdir / "summary.json")), "", row.metrics);
         row.status = "ok";
@@ -242,6 +265,8 @@ int collect(const fs::path& dir) {
       }
     } else if (fs::exists(pdir / "error.log")) {
       problem = first_error(pdir / "error.log");
+    } else if (unkept.count(p.name)) {
+      problem = unkept.at(p.name) + " (its error.log could not be written)";
     } else {
       row.status = "missing";
       problem = "missing (not run yet, or still running)";
@@ -277,11 +302,12 @@ int collect(const fs::path& dir) {
     for (const auto& key : metrics) csv += "," + csv_field(values[key]);
     csv += "\n";
   }
-  posix::write_file_atomic(dir / "results.csv", csv);
-
+  // The report first: a results.csv that cannot be written (a full disk) must not hide it.
   std::cerr << "rmai: sweep: " << points.size() << " points: " << ok << " ok, " << failed << " failed, " << missing
-            << " missing; results in " << (dir / "results.csv").string() << "\n";
+            << " missing\n";
   for (const auto& problem : problems) std::cerr << "  " << problem << "\n";
+  posix::write_file_atomic(dir / "results.csv", csv);
+  std::cerr << "rmai: sweep: results in " << (dir / "results.csv").string() << "\n";
   return failed + missing > 0 ? 1 : 0;
 }
 
@@ -332,6 +358,15 @@ class SweepProgress {
     else
       line_.note(p.name + (ok ? " ok" : " failed") + " (" + config::join(p.assignments) + "); " + status());
   }
+  // A point not started (another process writes it): done for the progress, not failed.
+  void skipped(const spec::SweepPoint& p, const std::string& why) {
+    ++done_;
+    note(p.name + " (" + config::join(p.assignments) + ") not started: " + why);
+  }
+  void note(const std::string& line) {
+    line_.note(line);
+    if (line_.terminal()) line_.status(bar(), true);
+  }
   void tick() {
     if (line_.terminal()) line_.status(bar());
   }
@@ -359,72 +394,166 @@ class SweepProgress {
   Progress line_;
 };
 
-// Starts `rmai run` for one point with its stdout and stderr in DIR/<point>/error.log (removed if it
-// succeeds). The rmai executable runs itself, so a sweep never mixes two builds.
-pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector<std::string>& sets) {
+// A running point: its `rmai run`, whose stdout and stderr come through a pipe into memory (on a
+// full disk a log file would swallow the very message that says so), and the point's lock.
+struct Running {
+  Running(std::size_t index, posix::FileLock lock) : index(index), lock(std::move(lock)) {}
+  std::size_t index;
+  Clock::time_point start = Clock::now();
+  posix::FileLock lock;
+  int output = -1;  // the pipe's read end, non-blocking
+  bool eof = false;
+  std::string log;  // the last kLogKept..2*kLogKept bytes of the output
+  std::size_t dropped = 0;
+};
+constexpr std::size_t kLogKept = 64 << 10;  // rmai's own message is its last line
+
+// Starts `rmai run` for one point. The run inherits the point's lock, so that the lock stays held
+// while the run lives; like every child it dies with the sweep (posix::SpawnOptions). The rmai
+// executable runs itself, so a sweep never mixes two builds.
+pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector<std::string>& sets,
+             Running& r) {
   std::vector<std::string> args{"/proc/self/exe", "run", experiment.string()};
   for (const auto& set : sets) args.push_back("--set=" + set);
   args.insert(args.end(), {"--out", pdir.string()});
-  fs::create_directories(pdir);
+  int pipe[2];
+  if (::pipe2(pipe, O_CLOEXEC) != 0) posix::throw_errno("pipe2");
+  ::fcntl(pipe[0], F_SETFL, O_NONBLOCK);  // the read end only: the run's writes may block
   posix::SpawnOptions options;
   options.search_path = false;
-  options.output = pdir / "error.log";
+  options.output_fd = pipe[1];
   options.null_stdin = true;
-  return posix::spawn(args, options);
+  options.inherit_fds = {r.lock.fd()};
+  pid_t pid = -1;
+  try {
+    pid = posix::spawn(args, options);
+  } catch (...) {
+    ::close(pipe[0]);
+    ::close(pipe[1]);
+    throw;
+  }
+  ::close(pipe[1]);
+  r.output = pipe[0];
+  r.lock.record(pid);  // the process a later sweep finds writing the point if this one dies
+  return pid;
+}
+
+// Reads what the run has written so far, keeping the tail.
+void read_output(Running& r) {
+  char buffer[16 << 10];
+  for (;;) {
+    const ssize_t n = ::read(r.output, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      r.eof = n == 0;
+      return;  // or EAGAIN: nothing more for now
+    }
+    r.log.append(buffer, static_cast<std::size_t>(n));
+    if (r.log.size() > 2 * kLogKept) {
+      r.dropped += r.log.size() - kLogKept;
+      r.log.erase(0, r.log.size() - kLogKept);
+    }
+  }
+}
+
+// The reason a run failed as its log's last line, so that error.log is never empty.
+std::string failure_line(int status) {
+  if (WIFSIGNALED(status))
+    return "rmai: failed: `rmai run` was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
+           strsignal(WTERMSIG(status)) + ")\n";
+  if (WEXITSTATUS(status) != 0)
+    return "rmai: failed: `rmai run` exited with status " + std::to_string(WEXITSTATUS(status)) + "\n";
+  return "rmai: failed: `rmai run` exited with status 0 but wrote no summary.json\n";
+}
+
+// Writes a failed point's error.log. When even that fails (a full disk), the reason goes to stderr
+// and into `unkept`, for the final report, so that it is never lost.
+void keep_error(const fs::path& pdir, const std::string& log, SweepProgress& progress, Unkept& unkept) {
+  try {
+    posix::write_file_atomic(pdir / "error.log", log);
+  } catch (const std::exception& e) {
+    const std::string name = pdir.filename().string();
+    unkept[name] = first_error_of(log);
+    progress.note(name + ": " + unkept[name] + "; its error.log could not be written: " +
+                  e.what());
+  }
+}
+
+// The point's lock, or nothing when another process holds it. Tried a few times over 0.1 s: a
+// `--collect` probing the lock (posix::holder_of) holds it for microseconds.
+std::optional<posix::FileLock> take_lock(const fs::path& pdir) {
+  for (int attempt = 0;; ++attempt) {
+    if (auto lock = posix::FileLock::try_take(lock_of(pdir)); lock || attempt == 4) return lock;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
 }
 
 // Runs the points `todo`, at most `jobs` at once. Points that failed validation are not run: their
-// error goes to their error.log like a run's.
-void run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
-                const std::vector<spec::SweepPoint>& points, const std::vector<std::string>& invalid,
-                const std::vector<std::size_t>& todo, SweepProgress& progress, unsigned jobs) {
-  struct Running {
-    std::size_t index;
-    Clock::time_point start;
-  };
+// error goes to their error.log like a run's. A point another process is writing is not started.
+// Returns the failures whose error.log could not be written.
+Unkept run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
+                  const std::vector<spec::SweepPoint>& points, const std::vector<std::string>& invalid,
+                  const std::vector<std::size_t>& todo, SweepProgress& progress, unsigned jobs) {
   std::deque<std::size_t> queue(todo.begin(), todo.end());
   std::map<pid_t, Running> running;
+  Unkept unkept;
   while (!queue.empty() || !running.empty()) {
     while (!queue.empty() && running.size() < jobs) {
       const std::size_t i = queue.front();
       queue.pop_front();
       const fs::path pdir = dir / points[i].name;
+      fs::create_directories(pdir);
+      auto lock = take_lock(pdir);
+      if (!lock) {
+        progress.skipped(points[i], busy_reason(pdir));
+        continue;
+      }
+      lock->record(::getpid());
+      // Nobody else writes here now: what an earlier attempt left (killed by SIGKILL) goes.
+      posix::remove_stale_temporaries(pdir);
+      fs::remove(pdir / "error.log");
       if (!invalid[i].empty()) {
-        fs::create_directories(pdir);
-        posix::write_file_atomic(pdir / "error.log", "rmai: error: " + invalid[i] + "\n");
+        keep_error(pdir, "rmai: error: " + invalid[i] + "\n", progress, unkept);
         progress.finished(points[i], false, std::nullopt);
         continue;
       }
       std::vector<std::string> sets = common;
       sets.insert(sets.end(), points[i].assignments.begin(), points[i].assignments.end());
-      running[launch(experiment, pdir, sets)] = {i, Clock::now()};
+      Running r(i, std::move(*lock));
+      const pid_t pid = launch(experiment, pdir, sets, r);
+      running.emplace(pid, std::move(r));
     }
-    bool reaped = false;
+    // Wait for output (or 50 ms, for the progress line), then reap the runs that ended.
+    std::vector<pollfd> fds;
+    for (const auto& [pid, r] : running)
+      if (!r.eof) fds.push_back({r.output, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), 50) < 0 && errno != EINTR) posix::throw_errno("poll");
     for (auto it = running.begin(); it != running.end();) {
+      Running& r = it->second;
+      if (!r.eof) read_output(r);
       int status = 0;
       const pid_t got = ::waitpid(it->first, &status, WNOHANG);
       if (got == 0 || (got < 0 && errno == EINTR)) {
         ++it;
         continue;
       }
-      const auto& p = points[it->second.index];
+      if (got < 0) posix::throw_errno("waitpid");
+      read_output(r);  // what it wrote just before it ended
+      ::close(r.output);
+      const auto& p = points[r.index];
       const fs::path pdir = dir / p.name;
-      const bool ok = got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(pdir / "summary.json");
-      if (ok) {
-        fs::remove(pdir / "error.log");
-      } else if (got > 0 && WIFSIGNALED(status)) {
-        std::ofstream(pdir / "error.log", std::ios::app) << "rmai: failed: killed by signal " << WTERMSIG(status) << "\n";
+      const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(pdir / "summary.json");
+      if (!ok) {
+        const std::string head = r.dropped ? "[" + std::to_string(r.dropped) + " bytes of output dropped]\n" : "";
+        keep_error(pdir, head + r.log + failure_line(status), progress, unkept);
       }
-      progress.finished(p, ok, std::chrono::duration<double>(Clock::now() - it->second.start).count());
-      it = running.erase(it);
-      reaped = true;
+      progress.finished(p, ok, std::chrono::duration<double>(Clock::now() - r.start).count());
+      it = running.erase(it);  // and with it the sweep's hold on the point's lock
     }
-    if (!reaped) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      progress.tick();
-    }
+    progress.tick();
   }
   progress.end();
+  return unkept;
 }
 
 int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::string& name, const Options& o,
@@ -508,15 +637,18 @@ int sweep(Options& o) {
               << " already done, " << todo.size() << " to run, " << std::min<std::size_t>(jobs, todo.size())
               << " at once\n";
   SweepProgress progress(total, done, jobs);
-  run_points(experiment, dir, common, points, invalid, todo, progress, jobs);
+  const Unkept unkept = run_points(experiment, dir, common, points, invalid, todo, progress, jobs);
 
   if (o.point) {
     const auto& p = points[*o.point];
-    if (fs::exists(dir / p.name / "summary.json")) return 0;
-    std::cerr << "rmai: sweep: " << p.name << " failed: " << first_error(dir / p.name / "error.log") << "\n";
+    const fs::path pdir = dir / p.name;
+    if (fs::exists(pdir / "summary.json")) return 0;
+    // A point not started (busy), or whose error.log could not be written, was reported above.
+    if (fs::exists(pdir / "error.log"))
+      std::cerr << "rmai: sweep: " << p.name << " failed: " << first_error(pdir / "error.log") << "\n";
     return 1;
   }
-  return collect(dir);
+  return collect(dir, unkept);
 }
 
 }  // namespace

@@ -118,8 +118,9 @@ MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(option
   const std::string secret = options_.secret_fd >= 0 ? secret_path(options_.secret_fd).string() : options_.secret_file.string();
   args.insert(args.end(), {"--listen", options_.listen, "--secret-file", secret, "--ready-fd", std::to_string(ready[1])});
   posix::SpawnOptions spawn;
+  // Like every child it dies with its parent (die_with_parent): a server nobody stops must not
+  // outlive rmai run.
   spawn.search_path = false;
-  spawn.die_with_parent = true;  // a server nobody stops must not outlive its parent (e.g. rmai run killed)
   spawn.stderr_fd = stderr_fd_;
   spawn.inherit_fds = {ready[1]};  // the descriptors that survive exec
   if (options_.secret_fd >= 0) spawn.inherit_fds.push_back(options_.secret_fd);

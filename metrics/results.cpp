@@ -142,8 +142,12 @@ void check_results_dir(const std::filesystem::path& dir, const std::string& opti
     existing = existing.parent_path();
   if (!fs::is_directory(existing, ec)) throw InputError(where, existing.string() + " is not a directory");
   std::string probe = (existing / ".rmai-write-check-XXXXXX").string();
-  if (!::mkdtemp(probe.data()))
-    throw InputError(where, "cannot write in " + existing.string() + ": " + std::strerror(errno));
+  if (!::mkdtemp(probe.data())) {
+    const std::string why = "cannot write in " + existing.string() + ": " + std::strerror(errno);
+    // A place the user may not write to is a bad --out; a full disk or a failing one is not.
+    if (errno == ENOSPC || errno == EDQUOT || errno == EIO) throw std::runtime_error(where + ": " + why);
+    throw InputError(where, why);
+  }
   ::rmdir(probe.c_str());
 }
 

@@ -104,7 +104,8 @@ std::string write_results(const std::filesystem::path& dir, const RunResult& res
 // Checks, before a run, that result files can be written into `dir` (created if missing): not an
 // existing file or device, and its nearest existing ancestor a directory this process can create
 // entries in (tried: a probe directory made and removed, which also catches a read-only file
-// system for root). Throws InputError naming `option` and the reason (strerror).
+// system for root). Throws InputError naming `option` and the reason (strerror), or
+// std::runtime_error when the place is fine but its disk is full or failing (ENOSPC, EDQUOT, EIO).
 void check_results_dir(const std::filesystem::path& dir, const std::string& option);
 
 // The summary alone, as the JSON text written to summary.json.

@@ -1,90 +1,236 @@
 #include "posix/files.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
+#include <iterator>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
+#include <streambuf>
+
+#include "posix/errors.hpp"
 
 namespace rmai::posix {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::runtime_error failure(const fs::path& file, const char* what) {
-  return std::runtime_error(file.string() + ": " + what + ": " + std::strerror(errno));
+std::runtime_error failure(const std::string& what, const fs::path& file) {
+  return std::runtime_error(what + " " + file.string() + ": " + std::strerror(errno));
 }
 
-fs::path temporary_of(const fs::path& path) {
-  fs::path temporary = path;
-  temporary += ".tmp." + std::to_string(::getpid());
-  return temporary;
+// --- the temporaries a signal removes -------------------------------------------------------------
+
+// Fixed buffers: a signal handler can neither allocate nor follow a pointer into memory that another
+// thread may be freeing. A slot's state: 0 free, 1 being filled, 2 listed.
+struct Slot {
+  std::atomic<int> state{0};
+  pid_t owner = 0;  // a child forked before its exec inherits the slots: only their owner removes them
+  char path[PATH_MAX] = {};
+};
+Slot slots[64];
+
+extern "C" void remove_temporaries_and_die(int signal) {
+  const pid_t self = ::getpid();
+  for (auto& slot : slots)
+    if (slot.state.load() == 2 && slot.owner == self) ::unlink(slot.path);
+  // SA_RESETHAND restored the default action, and the signal is blocked in its handler: the process
+  // dies of it on return, as it would have without this handler.
+  ::raise(signal);
 }
 
-// Writes and fsyncs `temporary`; removes it and throws on failure.
-void write_temporary(const fs::path& temporary, const std::function<void(std::ostream&)>& write) {
-  try {
-    {
-      std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-      if (!out) throw failure(temporary, "cannot create");
-      write(out);
-      out.flush();
-      if (!out) throw failure(temporary, "write failed");
+// For the signals that end a process from outside (a user, a parent gone, a pipe's reader gone, a
+// resource limit), unless someone else handles or ignores them.
+void install_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const int signal : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGXCPU, SIGXFSZ}) {
+      struct sigaction old {};
+      if (::sigaction(signal, nullptr, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+        continue;
+      struct sigaction action {};
+      action.sa_handler = remove_temporaries_and_die;
+      action.sa_flags = SA_RESETHAND;
+      sigemptyset(&action.sa_mask);
+      ::sigaction(signal, &action, nullptr);
     }
-    // The data on disk before the rename makes it visible: a crash leaves the old file or the new.
-    const int fd = ::open(temporary.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw failure(temporary, "cannot reopen");
-    const bool synced = ::fsync(fd) == 0;
-    const int saved = errno;
-    ::close(fd);
-    errno = saved;
-    if (!synced) throw failure(temporary, "fsync failed");
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(temporary, ignored);
-    throw;
-  }
+  });
 }
 
-void rename_into_place(const fs::path& temporary, const fs::path& path) {
-  if (::rename(temporary.c_str(), path.c_str()) != 0) {
-    const int saved = errno;
-    std::error_code ignored;
-    fs::remove(temporary, ignored);
-    errno = saved;
-    throw failure(path, "cannot rename the temporary into place");
+// The slot now holding `temporary` (absolute), or -1 when all are taken (then only the guard removes it).
+int list(const fs::path& temporary) {
+  const std::string& text = temporary.native();
+  if (text.size() >= PATH_MAX) return -1;
+  install_handlers();
+  for (int i = 0; i < static_cast<int>(std::size(slots)); ++i) {
+    int free = 0;
+    if (!slots[i].state.compare_exchange_strong(free, 1)) continue;
+    slots[i].owner = ::getpid();
+    std::memcpy(slots[i].path, text.c_str(), text.size() + 1);
+    slots[i].state.store(2);
+    return i;
   }
+  return -1;
+}
+
+void unlist(int slot) {
+  if (slot >= 0) slots[slot].state.store(0);
+}
+
+// --- writing --------------------------------------------------------------------------------------
+
+// An output buffer onto a descriptor that keeps the errno of its first failed write: a stream's
+// state alone says only that something failed, and errno is long overwritten when it is checked.
+class FileBuffer : public std::streambuf {
+ public:
+  explicit FileBuffer(int fd) : fd_(fd), buffer_(1 << 16) { setp(buffer_.data(), buffer_.data() + buffer_.size()); }
+  int error() const { return error_; }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() {
+    for (const char* p = pbase(); p < pptr() && error_ == 0;) {
+      const ssize_t n = ::write(fd_, p, static_cast<std::size_t>(pptr() - p));
+      if (n > 0)
+        p += n;
+      else if (n < 0 && errno != EINTR)
+        error_ = errno;
+    }
+    setp(buffer_.data(), buffer_.data() + buffer_.size());  // after a failure, the rest is dropped
+    return error_ == 0;
+  }
+
+  int fd_;
+  int error_ = 0;
+  std::vector<char> buffer_;
+};
+
+std::function<void(std::ostream&)> text_writer(const std::string& text) {
+  return [&text](std::ostream& out) { out << text; };
 }
 
 }  // namespace
 
-void write_file_atomic(const fs::path& path, const std::function<void(std::ostream&)>& write) {
-  const fs::path temporary = temporary_of(path);
-  write_temporary(temporary, write);
-  rename_into_place(temporary, path);
+TemporaryFile::TemporaryFile(fs::path path) : path_(std::move(path)), temporary_(path_) {
+  temporary_ += ".tmp." + std::to_string(::getpid());
+  std::error_code ec;
+  slot_ = list(fs::absolute(temporary_, ec));  // listed before it exists: no moment unlisted
 }
 
-void write_file_atomic(const fs::path& path, const std::string& text) {
-  write_file_atomic(path, [&text](std::ostream& out) { out << text; });
+TemporaryFile::~TemporaryFile() {
+  if (!committed_) ::unlink(temporary_.c_str());
+  unlist(slot_);  // after the unlink: a signal in between only removes it a second time
 }
 
-void write_files_atomic(const std::vector<std::pair<fs::path, std::string>>& files) {
-  std::vector<fs::path> written;
+void TemporaryFile::write(const std::function<void(std::ostream&)>& write) {
+  const int fd = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw failure("cannot create", path_);
   try {
-    for (const auto& file : files) {  // not a structured binding: clang 14 cannot capture one
-      const std::string& text = file.second;
-      write_temporary(temporary_of(file.first), [&text](std::ostream& out) { out << text; });
-      written.push_back(temporary_of(file.first));
+    FileBuffer buffer(fd);
+    std::ostream out(&buffer);
+    write(out);
+    out.flush();
+    if (buffer.error() != 0) {
+      errno = buffer.error();
+      throw failure("cannot write", path_);
     }
+    if (!out) throw std::runtime_error("cannot write " + path_.string() + ": the writer failed its stream");
+    // On disk before the rename makes it visible: a crash leaves the old file or the new.
+    if (::fsync(fd) != 0) throw failure("cannot write", path_);
   } catch (...) {
-    std::error_code ignored;
-    for (const auto& t : written) fs::remove(t, ignored);
+    ::close(fd);
     throw;
   }
-  for (const auto& [path, text] : files) rename_into_place(temporary_of(path), path);
+  if (::close(fd) != 0) throw failure("cannot write", path_);  // a write the kernel could not complete
+}
+
+void TemporaryFile::commit() {
+  if (::rename(temporary_.c_str(), path_.c_str()) != 0) throw failure("cannot rename into place", path_);
+  committed_ = true;
+}
+
+void write_file_atomic(const fs::path& path, const std::function<void(std::ostream&)>& write) {
+  TemporaryFile file(path);
+  file.write(write);
+  file.commit();
+}
+
+void write_file_atomic(const fs::path& path, const std::string& text) { write_file_atomic(path, text_writer(text)); }
+
+void write_files_atomic(const std::vector<std::pair<fs::path, std::string>>& files) {
+  std::vector<std::unique_ptr<TemporaryFile>> temporaries;  // the guards remove what a failure leaves
+  for (const auto& file : files) {
+    temporaries.push_back(std::make_unique<TemporaryFile>(file.first));
+    temporaries.back()->write(text_writer(file.second));
+  }
+  for (const auto& temporary : temporaries) temporary->commit();
+}
+
+void remove_stale_temporaries(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto mark = name.rfind(".tmp.");
+    if (mark != std::string::npos && mark + 5 < name.size() &&
+        name.find_first_not_of("0123456789", mark + 5) == std::string::npos)
+      fs::remove(entry.path(), ec);
+  }
+}
+
+// --- locks ----------------------------------------------------------------------------------------
+
+std::optional<FileLock> FileLock::try_take(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) throw_errno("cannot open the lock file " + path.string());
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    ::close(fd);
+    if (error == EWOULDBLOCK) return std::nullopt;
+    errno = error;
+    throw_errno("cannot lock " + path.string());
+  }
+  return FileLock(fd);
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock unless a child still holds the descriptor
+}
+
+void FileLock::record(pid_t pid) {
+  const std::string text = std::to_string(pid) + "\n";
+  if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, text.data(), text.size(), 0) < 0) {
+  }  // informative only: a lock without a pid is still a lock
+}
+
+std::optional<pid_t> holder_of(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::optional<pid_t> holder;
+  if (::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    char text[32] = {};
+    holder = ::pread(fd, text, sizeof text - 1, 0) > 0 ? static_cast<pid_t>(std::atol(text)) : 0;
+  }
+  ::close(fd);  // and with it the shared lock this probe may have taken
+  return holder;
 }
 
 std::optional<std::int64_t> read_number(const fs::path& path) {

@@ -28,7 +28,9 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
   if (pid > 0) return pid;
   if (options.die_with_parent) {
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(1);  // the parent ended before prctl
+    // The parent may have ended between fork and prctl, and then no signal comes: we were
+    // reparented, so getppid() differs.
+    if (::getppid() != parent) ::_exit(1);
   }
   if (options.null_stdin) {
     const int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // dup2 clears close-on-exec on the copy
@@ -40,6 +42,10 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
     if (fd < 0) ::_exit(127);
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
+  }
+  if (options.output_fd >= 0) {
+    ::dup2(options.output_fd, STDOUT_FILENO);
+    ::dup2(options.output_fd, STDERR_FILENO);
   }
   if (options.stderr_fd >= 0) ::dup2(options.stderr_fd, STDERR_FILENO);
   for (const int fd : options.inherit_fds) ::fcntl(fd, F_SETFD, 0);

@@ -12,8 +12,12 @@ namespace rmai::posix {
 struct SpawnOptions {
   bool search_path = true;                    // argv[0] looked up in PATH (execvp), else a path (execv)
   std::optional<std::filesystem::path> output;  // the child's stdout and stderr into this file (truncated)
+  int output_fd = -1;                         // the child's stdout and stderr onto this descriptor (a pipe)
   bool null_stdin = false;                    // the child's stdin from /dev/null
-  bool die_with_parent = false;               // PR_SET_PDEATHSIG: SIGTERM when this process ends
+  // PR_SET_PDEATHSIG: SIGTERM when this process ends, however it ends (SIGKILL too), so that no
+  // child keeps running, and writing, after its parent. Linux ties it to the calling thread: spawn
+  // from a thread that lives as long as the child (every caller spawns from its main thread).
+  bool die_with_parent = true;
   int stderr_fd = -1;                         // the child's stderr onto this descriptor
   std::vector<int> inherit_fds;               // close-on-exec descriptors the child keeps open
   bool clear_signal_mask = false;             // the child starts with no signal blocked

@@ -6,10 +6,16 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <stdexcept>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -28,8 +34,22 @@ struct Result {
   std::string err;
 };
 
+// Replaces the forked child by rmai with `args`; `before_exec` (async-signal-safe calls only) may
+// set limits or signal dispositions first.
+[[noreturn]] inline void exec_rmai(const std::vector<std::string>& args, const std::function<void()>& before_exec) {
+  std::vector<std::string> storage{kRmai.string()};
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  if (before_exec) before_exec();
+  ::execv(argv[0], argv.data());
+  ::_exit(127);
+}
+
 // Runs rmai with `args` (in `cwd` when given) and captures its exit status, stdout and stderr.
-inline Result run(const std::vector<std::string>& args, const fs::path& cwd = {}) {
+inline Result run(const std::vector<std::string>& args, const fs::path& cwd = {},
+                  const std::function<void()>& before_exec = {}) {
   int out_pipe[2];
   int err_pipe[2];
   if (::pipe(out_pipe) != 0 || ::pipe(err_pipe) != 0) throw std::runtime_error("pipe failed");
@@ -43,13 +63,7 @@ inline Result run(const std::vector<std::string>& args, const fs::path& cwd = {}
     ::close(err_pipe[0]);
     ::close(err_pipe[1]);
     if (!cwd.empty() && ::chdir(cwd.c_str()) != 0) ::_exit(126);
-    std::vector<std::string> storage{kRmai.string()};
-    storage.insert(storage.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& s : storage) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+    exec_rmai(args, before_exec);
   }
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
@@ -87,6 +101,50 @@ inline Result run(const std::vector<std::string>& args, const fs::path& cwd = {}
   return r;
 }
 
+// Starts rmai with `args` without waiting, its stdout and stderr into `log`: its pid.
+inline pid_t start(const std::vector<std::string>& args, const fs::path& log) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) ::_exit(126);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    exec_rmai(args, {});
+  }
+  return pid;
+}
+
+// The processes whose command line mentions `needle` (a test's own files). A zombie has no command
+// line: it counts as gone.
+inline std::vector<pid_t> processes_mentioning(const std::string& needle) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// Polls `done` every 20 ms for up to `seconds`; its last answer.
+inline bool eventually(const std::function<bool()>& done, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!done() && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return done();
+}
+
+// The files under `dir` whose name holds ".tmp" (a temporary left behind).
+inline std::vector<fs::path> temporaries_under(const fs::path& dir) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  for (const auto& entry : fs::recursive_directory_iterator(dir, ec))
+    if (entry.path().filename().string().find(".tmp") != std::string::npos) out.push_back(entry.path());
+  return out;
+}
 
 // A fresh directory per test (named after it), removed afterwards, with a helper to write files.
 class TempDirTest : public ::testing::Test {

@@ -163,19 +163,6 @@ TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
   EXPECT_FALSE(fs::exists("/nonexistent/x"));
 }
 
-// The processes whose command line mentions `needle` (this test's own files).
-std::vector<pid_t> processes_mentioning(const std::string& needle) {
-  std::vector<pid_t> out;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
-  }
-  return out;
-}
-
 std::int64_t nr_hugepages() {
   std::ifstream in("/proc/sys/vm/nr_hugepages");
   std::int64_t n = -1;

@@ -1,10 +1,16 @@
 // Hostile and careless input, class by class: every case exits 2 with a message naming the option,
 // key or file, never with a signal, and leaves nothing behind (no results, no SimGrid backtrace
-// files in the working directory).
+// files in the working directory). And a hostile environment: writes that fail (a file size limit,
+// a full disk) or kill the writer exit 1 with the reason and leave no temporary behind.
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 #include "cli_support.hpp"
@@ -14,7 +20,26 @@ namespace {
 
 using testing::kQuickstart;
 using testing::run;
+using testing::temporaries_under;
 namespace fs = std::filesystem;
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// For run(): files limited to `bytes` (RLIMIT_FSIZE) and no core files. A longer write fails with
+// EFBIG when SIGXFSZ is ignored (the disposition survives exec), else SIGXFSZ ends the writer.
+std::function<void()> file_size_limit(rlim_t bytes, bool ignore_signal) {
+  return [=] {
+    if (ignore_signal) ::signal(SIGXFSZ, SIG_IGN);
+    const rlimit size{bytes, bytes}, core{0, 0};
+    ::setrlimit(RLIMIT_FSIZE, &size);
+    ::setrlimit(RLIMIT_CORE, &core);
+  };
+}
 
 class Hardening : public testing::TempDirTest {
  protected:
@@ -249,6 +274,153 @@ TEST_F(Hardening, AnUnusableOutputLocationIsRefusedBeforeTheRun) {
       EXPECT_NE(r.err.find(named), std::string::npos) << command << ": expected \"" << named << "\" in: " << r.err;
       EXPECT_EQ(r.err.find("expert switches"), std::string::npos) << command << ": it ran first";
     }
+  }
+}
+
+TEST_F(Hardening, AFailedWriteIsExitOneWithItsErrnoAndLeavesNoTemporary) {
+  // Files limited to 16 KiB: config.resolved.yaml and summary.json fit, switches.csv (80 KB) does not.
+  const auto limited = file_size_limit(16 << 10, true);
+  const std::string too_large = std::strerror(EFBIG);
+  const fs::path out = dir_ / "run";
+  auto r = run({"run", kQuickstart.string(), "--set", "trace.tokens=32", "--out", out.string()}, dir_, limited);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("rmai: failed: cannot write " + (out / "switches.csv").string() + ": " + too_large),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(out / "config.resolved.yaml"));  // the files of a run change together or not at all
+  EXPECT_FALSE(fs::exists(out / "summary.json"));
+
+  // A streaming writer: a generated trace.
+  const fs::path trace = dir_ / "trace.csv";
+  r = run({"trace", "gen", "--model", "mixtral-8x7b", "--tokens", "2000", "-o", trace.string()}, dir_, limited);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("rmai: failed: cannot write " + trace.string() + ": " + too_large), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(trace));
+
+  // A sweep: every point fails alone and its error.log says why, with the run's exit status.
+  const fs::path sweep = dir_ / "sweep";
+  r = run({"sweep", kQuickstart.string(), "--set", "trace.tokens=32", "--sweep", "memory.tier=dram,rmai", "--jobs",
+           "2", "--out", sweep.string()},
+          dir_, limited);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  for (const std::string point : {"p0000", "p0001"}) {
+    const std::string why = "failed: cannot write " + (sweep / point / "switches.csv").string() + ": " + too_large;
+    const std::string log = slurp(sweep / point / "error.log");
+    EXPECT_NE(log.find("rmai: " + why + "\n"), std::string::npos) << point << ": " << log;
+    EXPECT_NE(log.find("rmai: failed: `rmai run` exited with status 1\n"), std::string::npos) << log;
+    EXPECT_NE(r.err.find("  " + point + " (memory.tier="), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
+  }
+  EXPECT_NE(slurp(sweep / "results.csv").find("p0001,failed,rmai"), std::string::npos) << slurp(sweep / "results.csv");
+  for (const auto& left : temporaries_under(dir_)) ADD_FAILURE() << "left behind: " << left;
+}
+
+TEST_F(Hardening, AWriterKilledMidWriteLeavesNoTemporaryAndItsPointSaysWhichSignal) {
+  // The same limit with SIGXFSZ at its default action: the write of switches.csv kills the run.
+  const auto limited = file_size_limit(16 << 10, false);
+  const fs::path out = dir_ / "run";
+  auto r = run({"run", kQuickstart.string(), "--set", "trace.tokens=32", "--out", out.string()}, dir_, limited);
+  EXPECT_TRUE(r.signaled) << r.exit_code << ": " << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGXFSZ) << r.err;
+  EXPECT_FALSE(fs::exists(out / "summary.json"));
+
+  const fs::path sweep = dir_ / "sweep";
+  r = run({"sweep", kQuickstart.string(), "--set", "trace.tokens=32", "--sweep", "memory.tier=dram,rmai", "--jobs",
+           "2", "--out", sweep.string()},
+          dir_, limited);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const std::string killed = "rmai: failed: `rmai run` was killed by signal " + std::to_string(SIGXFSZ) + " (" +
+                             strsignal(SIGXFSZ) + ")\n";
+  for (const std::string point : {"p0000", "p0001"})
+    EXPECT_NE(slurp(sweep / point / "error.log").find(killed), std::string::npos) << slurp(sweep / point / "error.log");
+  for (const auto& left : temporaries_under(dir_)) ADD_FAILURE() << "left behind: " << left;
+}
+
+// A tmpfs of `kib` KiB and `inodes` files at `dir`, in a mount namespace of this test process alone
+// (gone with it, even if the test crashes). Empty when it is mounted, else why not (it needs root).
+std::string mount_tmpfs(const fs::path& dir, int kib, int inodes) {
+  const auto failed = [](const std::string& call) { return call + ": " + std::strerror(errno); };
+  if (::unshare(CLONE_NEWNS) != 0) return failed("unshare(CLONE_NEWNS)");
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return failed("mount --make-rprivate /");
+  fs::create_directories(dir);
+  const std::string size = "size=" + std::to_string(kib) + "k,nr_inodes=" + std::to_string(inodes);
+  if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, size.c_str()) != 0) return failed("mount -t tmpfs");
+  return "";
+}
+
+// Fills the file system of `dir` but for `spare` bytes (rounded to pages).
+void fill(const fs::path& dir, std::size_t spare) {
+  const fs::path file = dir / "filler";
+  fs::remove(file);
+  std::error_code ec;
+  const auto free = fs::space(dir, ec).available;
+  ASSERT_GE(free, spare);
+  std::ofstream(file, std::ios::binary) << std::string(free - spare, 'x');
+  if (spare == 0) {  // and the rounding
+    std::ofstream more(file, std::ios::binary | std::ios::app);
+    for (int i = 0; i < 64 && more; ++i) more << std::string(4096, 'x') << std::flush;
+  }
+}
+
+TEST_F(Hardening, AFullDiskIsExitOneWithTheReasonAndLeavesNoTemporary) {
+  const fs::path disk = dir_ / "disk";
+  if (const std::string why = mount_tmpfs(disk, 256, 64); !why.empty())
+    GTEST_SKIP() << "no tmpfs to fill: " << why;
+  struct Unmount {
+    fs::path dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{disk};
+  const std::string no_space = std::strerror(ENOSPC);
+  const fs::path sweep = disk / "sweep";
+  const std::vector<std::string> sweep_args{"sweep", kQuickstart.string(), "--set", "trace.tokens=32", "--sweep",
+                                            "memory.tier=dram,rmai", "--jobs", "1", "--out", sweep.string()};
+  std::vector<std::string> emit = sweep_args;
+  emit.insert(emit.end(), {"--emit", "slurm"});
+  ASSERT_EQ(run(emit, dir_).exit_code, 0);  // sweep.json written while there is room
+
+  // Not a byte free: nothing can be written, not even an error.log; the reasons go to stderr.
+  fill(disk, 0);
+  const fs::path out = disk / "run";
+  auto r = run({"run", kQuickstart.string(), "--set", "trace.tokens=32", "--out", out.string()}, dir_);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("rmai: failed: cannot write " + out.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(no_space), std::string::npos) << r.err;
+  r = run(sweep_args, dir_);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  for (const std::string point : {"p0000", "p0001"}) {
+    EXPECT_NE(r.err.find("  " + point + " (memory.tier="), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(point + ": failed: cannot write " + (sweep / point).string()), std::string::npos) << r.err;
+  }
+  EXPECT_NE(r.err.find("(its error.log could not be written)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rmai: failed: cannot write " + (sweep / "results.csv").string() + ": " + no_space),
+            std::string::npos)
+      << r.err;
+  for (const auto& left : temporaries_under(disk)) ADD_FAILURE() << "left behind: " << left;
+
+  // Room for small files only: each point's error.log says why its run failed.
+  fill(disk, 24 << 10);
+  r = run(sweep_args, dir_);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  for (const std::string point : {"p0000", "p0001"}) {
+    const std::string log = slurp(sweep / point / "error.log");
+    EXPECT_NE(log.find("rmai: failed: cannot write " + (sweep / point).string()), std::string::npos) << log;
+    EXPECT_NE(log.find(no_space), std::string::npos) << log;
+  }
+  EXPECT_NE(slurp(sweep / "results.csv").find("p0000,failed,dram"), std::string::npos) << r.err;
+  for (const auto& left : temporaries_under(disk)) ADD_FAILURE() << "left behind: " << left;
+
+  // No file can be created at all (no inode left): a full disk, not a bad --out.
+  fs::create_directories(disk / "files");
+  std::size_t created = 0;
+  while (std::ofstream(disk / "files" / std::to_string(created))) ++created;
+  ASSERT_GT(created, 0u);
+  for (const char* command : {"run", "sweep"}) {
+    const fs::path fresh = disk / "fresh";
+    r = run({command, kQuickstart.string(), "--set", "trace.tokens=32", "--out", fresh.string()}, dir_);
+    EXPECT_EQ(r.exit_code, 1) << command << ": " << r.err;
+    EXPECT_NE(r.err.find("rmai: failed: --out " + fresh.string() + ": cannot write in " + disk.string() + ": " + no_space),
+              std::string::npos)
+        << command << ": " << r.err;
   }
 }
 

@@ -1,6 +1,13 @@
 // Sweeps: the sweep and quick blocks and --sweep (spec/sweep.hpp), and `rmai sweep` end to
-// end: point directories, results.csv, resume, failing points, the Slurm job array and --collect.
-// Every point is tiny (32 synthetic tokens, a fraction of a second).
+// end: point directories, results.csv, resume, failing points, the Slurm job array and --collect,
+// a sweep killed with SIGKILL, a point another process is writing. Every point is tiny (32
+// synthetic tokens, a fraction of a second) unless it must last long enough to be interrupted.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -10,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli_support.hpp"
@@ -21,8 +29,11 @@ using nlohmann::json;
 
 namespace {
 
+using rmai::testing::eventually;
+using rmai::testing::processes_mentioning;
 using rmai::testing::Result;
 using rmai::testing::run;
+using rmai::testing::temporaries_under;
 
 using rmai::testing::kQuickstart;
 using rmai::testing::kSourceDir;
@@ -457,6 +468,88 @@ TEST_F(SweepTest, ParametersWithAUnitAlsoGoInSiUnits) {
   EXPECT_DOUBLE_EQ(number(csv.rows[0].at("param_si.memory.rmai.region_chunk")), 0);  // "expert"
   EXPECT_DOUBLE_EQ(number(csv.rows[1].at("param_si.memory.rmai.region_chunk")), 32.0 * 1024 * 1024);
   EXPECT_EQ(csv.rows[1].at("param.memory.rmai.region_chunk"), "32MiB");
+}
+
+// --- interruptions ---------------------------------------------------------------------------------
+
+// The `rmai run` processes writing points of the sweep in `out` (their --out names the point).
+std::vector<pid_t> runs_into(const fs::path& out) { return processes_mentioning((out / "p0").string()); }
+
+TEST_F(SweepTest, KillNineOfASweepTakesItsRunsWithItAndTheResumeCompletesTheSweep) {
+  // Three points of about 2 s each, two at once, killed while the first two run.
+  const auto sweep_into = [&](const fs::path& out) {
+    return std::vector<std::string>{"sweep", kQuickstart.string(), "--set", "trace.tokens=4000", "--sweep",
+                                    "memory.tier=dram,rmai,cxl", "--jobs", "2", "--out", out.string()};
+  };
+  const fs::path out = dir_ / "out";
+  const pid_t sweep = rmai::testing::start(sweep_into(out), dir_ / "killed.log");
+  ASSERT_TRUE(eventually([&] { return runs_into(out).size() == 2; }, 30)) << slurp(dir_ / "killed.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  for (const char* point : {"p0000", "p0001"})
+    ASSERT_FALSE(fs::exists(out / point / "summary.json")) << point << " finished before the kill: the test proves nothing";
+  ASSERT_EQ(::kill(sweep, SIGKILL), 0);
+  ASSERT_EQ(::waitpid(sweep, nullptr, 0), sweep);
+  EXPECT_TRUE(eventually([&] { return runs_into(out).empty(); }, 10))
+      << runs_into(out).size() << " runs outlived their sweep";
+  for (const char* point : {"p0000", "p0001"})
+    EXPECT_FALSE(fs::exists(out / point / "summary.json")) << point << ": a run outlived its sweep and finished it";
+
+  const Result resumed = run(sweep_into(out));
+  ASSERT_EQ(resumed.exit_code, 0) << describe(resumed);
+  EXPECT_NE(resumed.err.find("0 already done, 3 to run"), std::string::npos) << resumed.err;
+  EXPECT_EQ(resumed.err.find("busy"), std::string::npos) << resumed.err;
+  EXPECT_TRUE(temporaries_under(out).empty());
+  // The same table as a sweep never interrupted, but for the wall-clock time each run measured.
+  const Result fresh = run(sweep_into(dir_ / "fresh"));
+  ASSERT_EQ(fresh.exit_code, 0) << describe(fresh);
+  const Csv got = read_csv(out / "results.csv"), expected = read_csv(dir_ / "fresh" / "results.csv");
+  EXPECT_EQ(got.header, expected.header);
+  ASSERT_EQ(got.rows.size(), 3u);
+  ASSERT_EQ(expected.rows.size(), 3u);
+  for (std::size_t i = 0; i < got.rows.size(); ++i) {
+    auto a = got.rows[i], b = expected.rows[i];
+    EXPECT_EQ(a.at("status"), "ok") << i;
+    a.erase("wall_time_s"), b.erase("wall_time_s");
+    EXPECT_EQ(a, b) << "row " << i;
+  }
+}
+
+TEST_F(SweepTest, APointAnotherProcessWritesIsNotStartedAndTheSweepSaysWho) {
+  const std::vector<std::string> sweep{"--sweep", "memory.tier=dram,rmai"};
+  ASSERT_EQ(sweep_quickstart("out", sweep).exit_code, 0);
+  const fs::path out = dir_ / "out", point = out / "p0001", lock = point / ".lock";
+  fs::remove(point / "summary.json");
+  const auto switches = fs::last_write_time(point / "switches.csv");
+  // A writer the last sweep left running: this process holds the point's lock, as such a run would.
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << lock;
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  ASSERT_EQ(::ftruncate(fd, 0), 0);
+  ASSERT_EQ(::pwrite(fd, pid.data(), pid.size(), 0), static_cast<ssize_t>(pid.size()));
+  const std::string busy = "busy: PID " + std::to_string(::getpid()) + " is still writing it (" + lock.string() + ")";
+
+  Result r = sweep_quickstart("out", sweep);
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_NE(r.err.find("p0001 (memory.tier=rmai) not started: " + busy), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("  p0001 (memory.tier=rmai): " + busy), std::string::npos) << r.err;
+  EXPECT_EQ(fs::last_write_time(point / "switches.csv"), switches) << "the sweep wrote into a busy point";
+  EXPECT_FALSE(fs::exists(point / "summary.json"));
+  EXPECT_FALSE(fs::exists(point / "error.log"));
+  EXPECT_EQ(read_csv(out / "results.csv").rows.at(1).at("status"), "missing");
+  r = run({"sweep", "--collect", out.string()});
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_NE(r.err.find("  p0001 (memory.tier=rmai): " + busy), std::string::npos) << r.err;
+
+  // The writer gone, SIGKILLed mid-write (a temporary left): the next sweep runs the point and
+  // removes what it left.
+  ::close(fd);
+  std::ofstream(point / "switches.csv.tmp.99999") << "half";
+  r = sweep_quickstart("out", sweep);
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_NE(r.err.find("1 already done, 1 to run"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(point / "summary.json"));
+  EXPECT_TRUE(temporaries_under(out).empty());
 }
 
 }  // namespace
