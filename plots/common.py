@@ -125,6 +125,29 @@ def expert_bytes(rows):
             return r["bytes.pcie"] / r["expert_switches"]
     return None
 
+def validation(folder):
+    """What `rmai validate` wrote into `folder`, per tier in its order: {tier: {"layout": how the emulator
+    served it (from emul/<tier>/summary.json), metric: {"emul", "sim", "rel_error"} as floats}}; None
+    without validation.csv."""
+    folder = Path(folder)
+    try:
+        with open(folder / "validation.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return None
+    out = {}
+    for r in rows:
+        out.setdefault(r["tier"], {})[r["metric"]] = {k: _value(r[k]) for k in ("emul", "sim", "rel_error")}
+    for tier, metrics in out.items():
+        try:
+            emul = json.loads((folder / "emul" / tier / "summary.json").read_text()).get("emul", {})
+        except (OSError, ValueError):
+            emul = {}
+        layout = str(emul.get("layout", "")).split(",")[0].split(":")[0]
+        transport = emul.get("source", "").partition(" via ")[2].split(" ")[0]
+        metrics["layout"] = ", ".join(x for x in (layout, transport) if x)
+    return out
+
 # ---------------------------------------------------------------- formatting
 
 def fmt_bytes(b):
