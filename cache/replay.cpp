@@ -28,11 +28,14 @@ ReplayTally replay(const traces::RoutingTrace& trace, const ReplayPlan& plan, Ex
       for (std::size_t k = 0; k < experts.size(); ++k) layer_keys[k] = expert_key(layer, experts[k], plan.experts);
       for (std::size_t k = 0; k < experts.size(); ++k) {
         ++tally.accesses;
-        exec.before_lookup(layer_keys[k]);
+        const double wait_start = exec.now();
+        exec.before_lookup(layer_keys[k]);  // may wait for the expert's prefetch
         const auto access = cache.access(layer_keys[k], layer_keys);
-        if (access.hit) continue;
-        if (access.evicted) exec.evicted(*access.evicted);
-        exec.switch_in({token, layer, experts[k], layer_keys[k]});
+        if (!access.hit) {
+          if (access.evicted) exec.evicted(*access.evicted);
+          exec.switch_in({token, layer, experts[k], layer_keys[k]});
+        }
+        tally.stall_s += exec.now() - wait_start;
       }
       exec.layer_routed(token, layer, layer_keys);
       exec.compute(plan.layer_time);

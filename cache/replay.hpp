@@ -65,6 +65,9 @@ struct ReplayPlan {
 struct ReplayTally {
   std::uint64_t accesses = 0;          // (token, layer, routed expert) lookups
   std::vector<double> token_latencies;  // per token, in replay order
+  // Time the layers waited for their experts, on the executor's clock: demand switches and waits
+  // for prefetches still in flight (stall = token latency minus compute, summed over the tokens).
+  double stall_s = 0;
 };
 
 // The plan of `experiment` for a node starting at `first_token`: its model's shape and the layers it

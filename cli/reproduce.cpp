@@ -21,6 +21,11 @@
 #include "emul/region.hpp"
 #include "posix/files.hpp"
 #include "posix/process.hpp"
+#include "sim/replay.hpp"
+#include "spec/experiment.hpp"
+#include "spec/sweep.hpp"
+
+#include <nlohmann/json.hpp>
 
 namespace rmai::cli {
 namespace fs = std::filesystem;
@@ -62,7 +67,49 @@ struct Options {
   bool quick = false;
   std::string jobs_text;
   std::vector<std::string> only;
+  std::vector<std::string> sets;  // --set, passed to every sweep
 };
+
+// Every --set must suit every experiment that will run (with its quick block when --quick), so that
+// a bad key or value is exit 2 naming it before anything runs, not after the first sweeps.
+void check_sets(const std::vector<fs::path>& experiments, const Options& o) {
+  if (o.sets.empty()) return;
+  for (const auto& experiment : experiments) {
+    std::vector<std::string> sets = spec::load_sweep(experiment, o.quick, {}).sets;
+    sets.insert(sets.end(), o.sets.begin(), o.sets.end());
+    sim::check_registered(spec::load_experiment(experiment, sets));
+  }
+}
+
+// DIR/reproduce.json records what a reproduction was asked (--quick, --set), so that resuming it
+// with other overrides is refused instead of mixing results of two platforms in one report.
+nlohmann::ordered_json reproduce_doc(const Options& o) {
+  return {{"schema", 1}, {"quick", o.quick}, {"sets", o.sets}};
+}
+
+std::string describe(const nlohmann::json& doc) {
+  std::string out = doc.value("quick", false) ? "--quick" : "full (no --quick)";
+  const auto sets = doc.value("sets", std::vector<std::string>{});
+  if (sets.empty()) return out + ", no --set";
+  for (const auto& set : sets) out += " --set " + set;
+  return out;
+}
+
+void refuse_other_reproduction(const fs::path& out, const Options& o) {
+  const fs::path file = out / "reproduce.json";
+  if (!fs::exists(file)) return;
+  nlohmann::json old;
+  try {
+    old = nlohmann::json::parse(slurp(file));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(file.string(), std::string("malformed: ") + e.what());
+  }
+  const auto now = reproduce_doc(o);
+  if (old.value("sets", std::vector<std::string>{}) == o.sets && old.value("quick", false) == o.quick) return;
+  throw InputError(old.value("sets", std::vector<std::string>{}) != o.sets ? "--set" : "--quick",
+                   out.string() + " holds a reproduction with " + describe(old) + "; this one is " + describe(now) +
+                       ": resume it with the same options, or use another --out");
+}
 
 int reproduce(const Options& o) {
   // Quick and full runs are different sweeps: each gets its own default folder, so that one never
@@ -76,12 +123,16 @@ int reproduce(const Options& o) {
     jobs = o.jobs_text;
   }
   auto experiments = paper_experiments();
+  for (const auto& name : o.sets)
+    if (name.find('=') == std::string::npos) throw InputError("--set " + name, "expected KEY=VALUE");
   for (const auto& name : only)
     if (name != "validate" &&
         std::none_of(experiments.begin(), experiments.end(), [&](const fs::path& p) { return p.stem() == name; }))
       throw InputError("--only " + name, "no such experiment with a sweep in experiments/");
   if (!only.empty())
     std::erase_if(experiments, [&](const fs::path& p) { return std::find(only.begin(), only.end(), p.stem()) == only.end(); });
+  check_sets(experiments, o);
+  refuse_other_reproduction(out, o);
 
   const auto start = std::chrono::steady_clock::now();
   const std::string self = fs::read_symlink("/proc/self/exe").string();
@@ -95,8 +146,12 @@ int reproduce(const Options& o) {
     std::vector<std::string> sweep{self, "sweep", experiment.string(), "--out", (out / experiment.stem()).string(),
                                    "--jobs", jobs};
     if (quick) sweep.push_back("--quick");
+    for (const auto& set : o.sets) sweep.insert(sweep.end(), {"--set", set});
     const int code = run_program(sweep);
-    if (code == 2) return 2;  // a bad experiment file: nothing else is worth running
+    if (code == 2) return 2;  // a bad experiment file, or a folder of another sweep: nothing else is worth running
+    // The sweep took its folder: the reproduction is recorded (not before, so that a refused start
+    // leaves nothing behind that would refuse the next).
+    if (!fs::exists(out / "reproduce.json")) posix::write_file_atomic(out / "reproduce.json", reproduce_doc(o).dump(2) + "\n");
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
   }
   // The emulator against the simulator on this machine (experiments/validate.yaml), one run at a
@@ -159,13 +214,20 @@ void add_reproduce_command(CLI::App& root) {
   app->footer(
       "The experiments are the YAMLs in experiments/ with a sweep block, each swept into DIR/<name>; then the "
       "emulator is validated against the simulator on this machine (DIR/validate, skipped where userfaultfd is "
-      "not available), the figures are drawn into DIR/figures and the report written to DIR/report.html.");
+      "not available), the figures are drawn into DIR/figures and the report written to DIR/report.html. "
+      "--set KEY=VALUE goes to every sweep (e.g. --set platform=gen5, --set platform.nic.bandwidth=400Gbps), "
+      "under the points' own values; DIR/reproduce.json records --quick and --set, and running again into DIR "
+      "with others is refused (exit 2).");
   add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory of it all (default results/reproduce, with --quick results/reproduce-quick)")
       ->type_name("DIR");
   app->add_flag("--quick", o->quick, "every sweep's `quick:` block, and a short validation");
   add_value(app, "--jobs", o->jobs_text, "runs at once (default: the number of cores)")->type_name("N");
   add_values(app, "--only", o->only, "only this experiment (a name in experiments/, or validate); repeatable")
       ->type_name("NAME");
+  add_values(app, "--set", o->sets,
+             "override a key in every experiment's sweep, as `rmai sweep --set` (repeatable; not the validation, "
+             "which measures this machine); DIR records them and a resume with others is refused")
+      ->type_name("KEY=VALUE");
 }
 
 }  // namespace rmai::cli

@@ -81,6 +81,7 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.simulated_time_s = exec.now();  // measured, not simulated: the replay's wall time
   r.expert_accesses = tally.accesses;
   r.token_latencies = std::move(tally.token_latencies);
+  r.stall_s = tally.stall_s;
   r.tokens = trace.tokens();
   const Counters c = store.counters();
   r.page_faults = c.faults;

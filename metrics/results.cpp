@@ -75,6 +75,8 @@ std::string summary_json(const RunResult& r) {
   j["prefetches"] = r.prefetches;
   j["prefetch_hits"] = r.prefetch_hits;
   j["prefetch_wasted_bytes"] = r.prefetch_wasted_bytes;
+  // What the hit rate does not show: the time a token waits for its experts, prefetched or not.
+  j["stall_s_per_token"] = r.tokens ? r.stall_s / double(r.tokens) : 0.0;
   if (r.emul) {
     const auto& e = *r.emul;
     const auto& f = e.fault_latency_s;

@@ -85,6 +85,9 @@ struct RunResult {
   // they were predicted for used, and the bytes of the others.
   std::uint64_t prefetches = 0, prefetch_hits = 0;
   double prefetch_wasted_bytes = 0;
+  // Over all nodes: the time tokens waited for experts (demand switches, and prefetches still in
+  // flight when their layer needed them); the rest of a token's latency is compute.
+  double stall_s = 0;
   double simulated_time_s = 0;
   double wall_time_s = 0;
   std::optional<Cost> cost;

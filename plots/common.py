@@ -21,7 +21,7 @@ except ImportError:  # another python3 (e.g. pyenv) first on PATH: use Debian's,
     raise
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
 # ---------------------------------------------------------------- results
 
@@ -125,6 +125,29 @@ def expert_bytes(rows):
             return r["bytes.pcie"] / r["expert_switches"]
     return None
 
+def validation(folder):
+    """What `rmai validate` wrote into `folder`, per tier in its order: {tier: {"layout": how the emulator
+    served it (from emul/<tier>/summary.json), metric: {"emul", "sim", "rel_error"} as floats}}; None
+    without validation.csv."""
+    folder = Path(folder)
+    try:
+        with open(folder / "validation.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return None
+    out = {}
+    for r in rows:
+        out.setdefault(r["tier"], {})[r["metric"]] = {k: _value(r[k]) for k in ("emul", "sim", "rel_error")}
+    for tier, metrics in out.items():
+        try:
+            emul = json.loads((folder / "emul" / tier / "summary.json").read_text()).get("emul", {})
+        except (OSError, ValueError):
+            emul = {}
+        layout = str(emul.get("layout", "")).split(",")[0].split(":")[0]
+        transport = emul.get("source", "").partition(" via ")[2].split(" ")[0]
+        metrics["layout"] = ", ".join(x for x in (layout, transport) if x)
+    return out
+
 # ---------------------------------------------------------------- formatting
 
 def fmt_bytes(b):
@@ -206,6 +229,17 @@ def plain_log(ax, axis="y", dense=False):
         target.set_major_locator(LogLocator(subs=(1, 2, 5)))
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}" if v >= 1 else f"{v:.10g}"))
     target.set_minor_formatter(NullFormatter())
+
+
+def log_limits_on_ticks(ax, values, axis="y", subs=(1, 2, 5)):
+    """Sets a log axis's limits to the ticks (1, 2, 5 x 10^k by default) just outside the values, so
+    that a tick is labelled at each end."""
+    def steps(v):
+        decade = 10 ** math.floor(math.log10(v))
+        return [s * decade * f for f in (0.1, 1, 10) for s in subs]
+    low = max(t for t in steps(min(values)) if t <= min(values) * (1 + 1e-9))
+    high = min(t for t in steps(max(values)) if t >= max(values) * (1 - 1e-9))
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(low / 1.08, high * 1.08)
 
 
 def floor_decade(ax, values, axis="y"):

@@ -78,6 +78,7 @@ struct NodeOutcome {
   std::vector<double> token_latencies;
   std::uint64_t accesses = 0, faults = 0, transitions = 0;
   std::uint64_t prefetches = 0, prefetch_hits = 0;
+  double stall_s = 0;
   metrics::TierBytes bytes;
   double finish = 0;  // when the node's last token ended
 
@@ -270,6 +271,7 @@ void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::Ro
   auto tally = cache::replay(trace, plan, cache, *exec);
   out.accesses = tally.accesses;
   out.token_latencies = std::move(tally.token_latencies);
+  out.stall_s = tally.stall_s;
 }
 
 }  // namespace
@@ -435,6 +437,7 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
     r.expert_accesses += o.accesses;
     r.prefetches += o.prefetches;
     r.prefetch_hits += o.prefetch_hits;
+    r.stall_s += o.stall_s;
     r.page_faults += o.faults;
     r.user_kernel_transitions += o.transitions;
     r.bytes += o.bytes;

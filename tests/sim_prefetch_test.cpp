@@ -242,6 +242,33 @@ TEST(Prefetch, CountsAddUp) {
   }
 }
 
+// stall_s_per_token is the time the tokens waited for experts: without prefetching the sum of the
+// (sequential) demand switches; with it, also the waits for prefetches in flight. Either way a
+// token's latency is its stall plus its compute, which prefetching does not change.
+TEST(Prefetch, StallIsTheTimeTokensWaitForExperts) {
+  const auto none = quickstart({"trace.tokens=32"});
+  const auto trace = synthetic_trace(none);
+  const double compute = sim::dense_layers_compute_time(none) + none.model.moe_layers * sim::moe_layer_compute_time(none);
+  std::map<std::string, rmai::Run> runs;
+  for (const std::string prefetcher : {"none", "next-layer", "oracle"}) {
+    runs[prefetcher] = run(quickstart({"trace.tokens=32", "cache.prefetch=" + prefetcher}), trace);
+    const auto& j = runs[prefetcher].summary;
+    const double stall = j["stall_s_per_token"];
+    EXPECT_GT(stall, 0.0) << prefetcher;
+    EXPECT_NEAR(runs[prefetcher].mean_token_latency() - stall, compute, 1e-9 * runs[prefetcher].mean_token_latency())
+        << prefetcher;
+  }
+  double switching = 0;
+  for (const auto& s : runs["none"].switches) switching += s.end_s - s.start_s;
+  EXPECT_NEAR(double(runs["none"].summary["stall_s_per_token"]) * 32, switching, 1e-9 * switching);
+  // The oracle leaves almost no demand switch, but the tokens still wait for its prefetches: a
+  // prefetch starts when the layer before computes (about 0.5 ms here) and takes as long as a
+  // switch (about 30 ms), so it hides little.
+  const auto demand = [](const rmai::Run& r) { return double(r.summary["expert_switches"]) - double(r.prefetches()); };
+  EXPECT_LT(demand(runs["oracle"]), 0.1 * demand(runs["none"]));
+  EXPECT_GT(double(runs["oracle"].summary["stall_s_per_token"]), 0.8 * double(runs["none"].summary["stall_s_per_token"]));
+}
+
 TEST(Prefetch, SeveralNodesShareTheLinks) {
   const auto e = quickstart({"trace.tokens=16", "nodes=3", "cache.prefetch=next-layer"});
   const auto out = run(e, synthetic_trace(e));
