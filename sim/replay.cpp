@@ -13,6 +13,7 @@
 #include <sstream>
 #include <system_error>
 #include <deque>
+#include <exception>
 #include <mutex>
 
 #include "sim/cluster.hpp"
@@ -233,6 +234,11 @@ class PrefetchingExecutor final : public NodeExecutor {
       p_.changed->notify_all();
     }
     for (const auto& actor : actors_) actor->join();
+    actors_.clear();
+  }
+  // A replay that threw never reached replay_ends(): its actors must not outlive the state they use.
+  ~PrefetchingExecutor() override {
+    for (const auto& actor : actors_) actor->kill();
   }
 
  private:
@@ -415,10 +421,20 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   const TierContext context{e, cluster};
   const auto tier = TierRegistry::instance().make(e.tier, context);
   std::vector<NodeOutcome> outcomes(e.nodes);
+  // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
+  // others finish, and the first one is thrown once the engine is done.
+  std::vector<std::exception_ptr> failures(e.nodes);
   for (std::uint32_t i = 0; i < e.nodes; ++i)
-    sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host,
-                       [&, i] { replay_node(i, e, trace, *tier, progress, outcomes[i]); });
+    sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host, [&, i] {
+      try {
+        replay_node(i, e, trace, *tier, progress, outcomes[i]);
+      } catch (...) {
+        failures[i] = std::current_exception();
+      }
+    });
   engine->run();
+  for (const auto& failure : failures)
+    if (failure) std::rethrow_exception(failure);
 
   metrics::RunResult r;
   r.mode = "sim";

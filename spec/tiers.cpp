@@ -83,10 +83,11 @@ config::Param param_of(const std::string& name, const YAML::Node& node, const st
 
 struct Loaded {
   std::uint64_t order;
+  std::string order_at;  // file:line of the order, for the error naming a duplicate
   TierDefinition definition;
 };
 
-TierDefinition definition_of(const fs::path& path, std::uint64_t& order) {
+TierDefinition definition_of(const fs::path& path, std::uint64_t& order, std::string& order_at) {
   const std::string file = path.string();
   const std::string name = path.stem().string();
   const YAML::Node root = config::load_yaml_file(path);
@@ -106,13 +107,14 @@ TierDefinition definition_of(const fs::path& path, std::uint64_t& order) {
   d.name = name;
   d.file = file;
   const std::string order_text = scalar(block, "order", file, where);
+  order_at = config::location(file, block["order"], where + ".order");
   try {
     std::size_t used = 0;
     order = std::stoull(order_text, &used);
     if (used != order_text.size() || order_text.find_first_not_of("0123456789") != std::string::npos)
       throw std::invalid_argument(order_text);  // stoull would take "-1" as 2^64 - 1
   } catch (const std::exception&) {
-    throw InputError(config::location(file, block["order"], where + ".order"), "expected a whole number");
+    throw InputError(order_at, "expected a whole number");
   }
   d.label = scalar(block, "label", file, where);
   d.colour = scalar(block, "colour", file, where);
@@ -158,11 +160,11 @@ std::vector<TierDefinition> load_tiers(const fs::path& dir) {
   std::vector<Loaded> loaded;
   for (const auto& file : files) {
     std::uint64_t order = 0;
-    TierDefinition d = definition_of(file, order);
+    std::string order_at;
+    TierDefinition d = definition_of(file, order, order_at);
     for (const auto& other : loaded)
-      if (other.order == order)
-        throw InputError(d.file + ": tier.order", "the same order as " + other.definition.file);
-    loaded.push_back({order, std::move(d)});
+      if (other.order == order) throw InputError(order_at, "the same order as " + other.order_at);
+    loaded.push_back({order, order_at, std::move(d)});
   }
   std::sort(loaded.begin(), loaded.end(), [](const Loaded& a, const Loaded& b) { return a.order < b.order; });
   std::vector<TierDefinition> out;

@@ -3,6 +3,7 @@
 // summary.json add up; bad input is reported with its key.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -157,6 +158,46 @@ TEST(Prefetch, OracleRaisesHitsAndLowersLatency) {
       EXPECT_EQ(s.layer, 0u) << "token " << s.token;
     }
   EXPECT_GE(small.hit_rate(), 1.0 - 1.0 / tight.model.moe_layers - 1e-12);
+}
+
+// A prefetcher that fails mid-replay, with prefetch actors in flight: the simulation ends with its
+// exception (no abort inside SimGrid, no actor left using the executor's state).
+class ThrowingPrefetcher final : public cache::Prefetcher {
+ public:
+  explicit ThrowingPrefetcher(const cache::PrefetchContext& c) : c_(c) {}
+  void routed(std::size_t token, std::uint32_t layer, std::span<const cache::ExpertKey>,
+              std::vector<cache::ExpertKey>& predicted) override {
+    if (token == 3 && layer == 1) throw std::runtime_error("the prefetcher failed");
+    predicted.clear();
+    if (layer + 1 < c_.layers)
+      for (std::uint32_t e = 0; e < c_.depth; ++e) predicted.push_back(cache::expert_key(layer + 1, e, c_.experts));
+  }
+
+ private:
+  cache::PrefetchContext c_;
+};
+
+TEST(Prefetch, AFailureMidReplayIsThrownNotAborted) {
+  cache::PrefetcherRegistry::instance().add("test-throws", "fails at token 3", [](const cache::PrefetchContext& c) {
+    return std::make_unique<ThrowingPrefetcher>(c);
+  });
+  for (const std::string nodes : {"1", "4"}) {
+    const auto e = quickstart({"trace.tokens=16", "cache.prefetch=test-throws", "cache.prefetch_depth=2", "nodes=" + nodes});
+    const auto trace = synthetic_trace(e);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      try {
+        sim::simulate(e, trace, {});
+      } catch (const std::runtime_error& error) {
+        _exit(std::string(error.what()) == "the prefetcher failed" ? 3 : 4);
+      }
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status) << " with " << nodes << " nodes";
+    EXPECT_EQ(WEXITSTATUS(status), 3) << nodes << " nodes";
+  }
 }
 
 TEST(Prefetch, DepthLimitsPrefetchesPerLayer) {

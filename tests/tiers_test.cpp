@@ -106,7 +106,10 @@ TEST_F(BadDefinition, ErrorsNameFileLineAndField) {
 TEST_F(BadDefinition, OneDefaultAndDistinctOrders) {
   write("a", kGood);
   write("b", kGood);
-  EXPECT_NE(error().find("the same order as"), std::string::npos) << error();
+  // Both places named with their lines: b's order, then a's.
+  EXPECT_NE(error().find("b.yaml:2: tier.order: the same order as " + (dir_ / "a.yaml").string() + ":2"),
+            std::string::npos)
+      << error();
   write("b", "tier:\n  order: 2\n  label: B\n  colour: c\n  medium: nvme\n  path: p\n  default: true\n");
   EXPECT_NE(error().find("exactly one tier definition must say default: true"), std::string::npos) << error();
 }
