@@ -83,11 +83,13 @@ struct NodeOutcome {
   metrics::TierBytes bytes;
   double finish = 0;  // when the node's last token ended
 
-  void add_switch(const SwitchPlan& plan, metrics::SwitchRecord record) {
+  // `medium`: the counter the tier's medium fills (spec/tiers.hpp); every switch also crosses PCIe.
+  void add_switch(const SwitchPlan& plan, metrics::SwitchRecord record, spec::BytesFrom medium) {
     switches.push_back(record);
     faults += plan.faults;
     transitions += plan.transitions;
-    bytes += plan.bytes;
+    bytes.pcie += record.bytes;
+    if (double* from = bytes.from(medium)) *from += record.bytes;
   }
 };
 
@@ -143,7 +145,8 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
     std::erase(p.running, key);
     ++out.prefetches;
     out.add_switch(plan, {node, token, layer, static_cast<std::uint16_t>(cache::expert_of(key, e.model.experts)), start,
-                          exec.now(), e.model.expert_bytes(), plan.faults, true});
+                          exec.now(), e.model.expert_bytes(), plan.faults, true},
+                   e.tier_definition->medium_info().bytes);
     p.changed->notify_all();
   }
 }
@@ -161,7 +164,8 @@ class NodeExecutor : public cache::ReplayExecutor {
     const SwitchPlan plan = tier_.plan(node_, a.key);
     const double start = exec_.now();
     exec_.run(plan);
-    out_.add_switch(plan, {node_, a.token, a.layer, a.expert, start, exec_.now(), e_.model.expert_bytes(), plan.faults});
+    out_.add_switch(plan, {node_, a.token, a.layer, a.expert, start, exec_.now(), e_.model.expert_bytes(), plan.faults},
+                    e_.tier_definition->medium_info().bytes);
   }
   // The node's last token ended: sleep what is pending, note the date.
   void replay_ends() override {

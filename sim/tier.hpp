@@ -50,7 +50,6 @@ struct SwitchPlan {
   double cpu_end = 0;  // after the last copy (tear-down of the staging mapping)
   std::uint64_t faults = 0;
   std::uint64_t transitions = 0;
-  metrics::TierBytes bytes;
 };
 
 // Everything a tier needs to plan: the experiment (presets, tier parameters) and the cluster.

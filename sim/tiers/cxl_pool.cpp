@@ -20,8 +20,6 @@ class CxlPoolTier final : public Tier {
     chunk.cpu_before = context_.experiment.platform.gpu.copy_launch;
     chunk.copy = Transfer::copy(cluster.pool_port(expert_key % cluster.pool_ports()), cluster.node(node).gpu, bytes);
     plan.chunks.push_back(chunk);
-    plan.bytes.cxl = bytes;
-    plan.bytes.pcie = bytes;
     return plan;
   }
 

@@ -19,8 +19,6 @@ class DirectCopyTier final : public Tier {
     chunk.cpu_before = context_.experiment.platform.gpu.copy_launch;
     chunk.copy = Transfer::copy(from_cxl_ ? hosts.cxl : hosts.host, hosts.gpu, bytes);
     plan.chunks.push_back(chunk);
-    plan.bytes.cxl = from_cxl_ ? bytes : 0;
-    plan.bytes.pcie = bytes;
     return plan;
   }
 

@@ -40,8 +40,6 @@ class DiskMmapTier final : public Tier {
     plan.faults = major + minor;
     plan.transitions = plan.faults;
     plan.cpu_end = os.tlb_shootdown;
-    plan.bytes.disk = expert;
-    plan.bytes.pcie = expert;
     return plan;
   }
 

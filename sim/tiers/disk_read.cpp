@@ -30,8 +30,6 @@ class DiskReadTier final : public Tier {
     c.copy = copy_to_gpu(hosts, expert);
     plan.chunks.push_back(c);
     plan.transitions = rounds;
-    plan.bytes.disk = expert;
-    plan.bytes.pcie = expert;
     return plan;
   }
 

@@ -36,8 +36,6 @@ class Page4kTier final : public Tier {
     plan.faults = faults;
     plan.transitions = faults;
     plan.cpu_end = os.tlb_shootdown;
-    plan.bytes.remote = expert;
-    plan.bytes.pcie = expert;
     return plan;
   }
 

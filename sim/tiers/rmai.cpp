@@ -40,8 +40,6 @@ class RmaiTier final : public Tier {
     }
     plan.transitions = plan.faults;  // one trap per region fault; the rest happens in the kernel
     plan.cpu_end = os.tlb_shootdown;
-    plan.bytes.remote = expert;
-    plan.bytes.pcie = expert;
     return plan;
   }
 
