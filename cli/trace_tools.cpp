@@ -150,10 +150,14 @@ int trace_gen(const ToolArgs& args, const CLI::App& app) {
   const auto generator = traces::load_generator(file, shape, seed);
   const std::uint64_t tokens = count_option(args.tokens, "--tokens", 0);
   if (tokens == 0) throw InputError("--tokens", "give a positive number of tokens");
+  if (tokens > UINT32_MAX)  // token positions in a trace are 32-bit
+    throw InputError("--tokens", std::to_string(tokens) + " tokens: at most 4294967295");
   const std::uint64_t sequences = count_option(args.sequences, "--sequences", 1);
   if (sequences == 0 || sequences > UINT32_MAX) throw InputError("--sequences", "give a positive number of sequences");
   const fs::path out = args.out;
-  traces::save_trace(out, traces::generate(generator, tokens, seed, static_cast<std::uint32_t>(sequences)));
+  // Streamed to the file: memory stays flat however many tokens are asked for.
+  const auto source = traces::synthetic_source(generator, tokens, seed, static_cast<std::uint32_t>(sequences));
+  traces::save_trace(out, *source, shape, tokens, false);
   std::cerr << "rmai: " << tokens << " tokens from " << file.string() << " (seed " << seed << ") in " << out.string()
             << "\n";
   return 0;

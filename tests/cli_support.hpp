@@ -1,6 +1,7 @@
 #pragma once
 // Runs the rmai executable for end-to-end tests and captures its exit status and output.
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +31,7 @@ inline const fs::path kQuickstart = kSourceDir / "experiments" / "quickstart.yam
 struct Result {
   int exit_code = -1;  // the exit status, or 128 + signal when killed
   bool signaled = false;
+  long max_rss_kib = 0;  // the child's peak resident memory (its ru_maxrss)
   std::string out;
   std::string err;
 };
@@ -90,8 +92,10 @@ inline Result run(const std::vector<std::string>& args, const fs::path& cwd = {}
     }
   }
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  rusage usage{};
+  while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
   }
+  r.max_rss_kib = usage.ru_maxrss;
   if (WIFEXITED(status)) {
     r.exit_code = WEXITSTATUS(status);
   } else if (WIFSIGNALED(status)) {

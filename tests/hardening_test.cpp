@@ -92,6 +92,9 @@ TEST_F(Hardening, CommandLineCountsBeyondTheirRangeAreExitTwo) {
     EXPECT_NE(r.err.find("--jobs"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(dir_ / "out"));
   }
+  const auto out = (dir_ / "out.rmtrace").string();
+  expect_refused({"trace", "gen", "--shape", "2,1,4", "--tokens", "4294967296", "-o", out},
+                 "--tokens: 4294967296 tokens: at most 4294967295");
 }
 
 TEST_F(Hardening, IntegersStayExact) {
@@ -334,6 +337,23 @@ TEST_F(Hardening, AWriterKilledMidWriteLeavesNoTemporaryAndItsPointSaysWhichSign
   for (const std::string point : {"p0000", "p0001"})
     EXPECT_NE(slurp(sweep / point / "error.log").find(killed), std::string::npos) << slurp(sweep / point / "error.log");
   for (const auto& left : temporaries_under(dir_)) ADD_FAILURE() << "left behind: " << left;
+}
+
+TEST_F(Hardening, AGeneratedTraceIsStreamedInBoundedMemory) {
+  // 262144 tokens of 64 layers x top-8: 256 MiB of expert ids, which the run would hold whole had
+  // it built the trace before writing it (it peaked near 300 MB). A generator that keeps every
+  // expert draws little, so the test spends its time writing.
+  const fs::path generator = write("keep.yaml", "description: keeps every expert\npopularity: uniform\nreuse: 1\n");
+  const fs::path trace = dir_ / "big.rmtrace";
+  const std::uint64_t tokens = 262144, record = 8 + 64 * 8 * 2;
+  const auto r = run({"trace", "gen", "--shape", "64,8,256", "--generator", generator.string(), "--tokens",
+                      std::to_string(tokens), "--sequences", "4", "-o", trace.string()},
+                     dir_);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(fs::file_size(trace), 36 + tokens * record);
+  // The program alone is about 40 MB resident (its libraries); the trace must add next to nothing.
+  EXPECT_GT(r.max_rss_kib, 0);
+  EXPECT_LT(r.max_rss_kib, 128 << 10) << "KiB: trace gen held the trace";
 }
 
 // A tmpfs of `kib` KiB and `inodes` files at `dir`, in a mount namespace of this test process alone

@@ -13,6 +13,7 @@
 
 #include "cli_support.hpp"
 #include "config/errors.hpp"
+#include "traces/generator.hpp"
 #include "traces/trace.hpp"
 
 namespace {
@@ -254,6 +255,68 @@ TEST_F(TraceFormatsTest, FailedSaveLeavesNoFile) {
     fs::permissions(dir_ / "ro", fs::perms::owner_all);
     EXPECT_EQ(entries(), std::vector<std::string>{"ro"});
   }
+}
+
+// ---- streamed writing -----------------------------------------------------------------------
+
+TEST_F(TraceFormatsTest, StreamedSaveIsByteIdenticalToSavingTheTraceInMemory) {
+  // A generated trace of 3 interleaved sequences, large enough for the writers to spill several
+  // blocks (1 MiB), streamed from its source and written from memory, in both forms.
+  const TraceShape shape{4, 2, 16};
+  const auto generator = rmai::traces::zipf_generator(shape, 0.8, 0.4, 2);
+  constexpr std::uint64_t kTokens = 100000;
+  for (const std::string form : {".csv", ".rmtrace"}) {
+    const fs::path streamed = dir_ / ("streamed" + form), held = dir_ / ("held" + form);
+    const auto source = rmai::traces::synthetic_source(generator, kTokens, 9, 3);
+    rmai::traces::save_trace(streamed, *source, shape, kTokens, false);
+    rmai::traces::save_trace(held, rmai::traces::generate(generator, kTokens, 9, 3));
+    EXPECT_GT(fs::file_size(held), 2u << 20) << form;
+    EXPECT_EQ(read(streamed), read(held)) << form;
+    EXPECT_EQ(load(streamed, shape).tokens(), kTokens) << form;
+  }
+  // With weights, rows without them and sequences interleaved (the CSV fixture), read as a stream.
+  const fs::path csv = write("in.csv", kCsv);
+  for (const std::string form : {".csv", ".rmtrace"}) {
+    const fs::path streamed = dir_ / ("weights" + form), held = dir_ / ("weights-held" + form);
+    const auto source = rmai::traces::open_csv(csv, kShape);
+    rmai::traces::save_trace(streamed, *source, kShape, 5, true);
+    rmai::traces::save_trace(held, load(csv));
+    EXPECT_EQ(read(streamed), read(held)) << form;
+  }
+  EXPECT_EQ(read(dir_ / "weights.csv"), kCsv);
+}
+
+TEST_F(TraceFormatsTest, WritersHoldToTheAnnouncedTokens) {
+  const std::vector<std::uint16_t> experts{0, 1, 2, 3, 4, 5};
+  const std::vector<float> weights(6, 0.5f);
+  RoutingTrace expected(kShape);
+  expected.append({0, 0, experts, {}});
+  expected.append({0, 1, experts, {}});
+  std::ostringstream csv_of;
+  rmai::traces::write_csv(expected, csv_of);
+  using Make = std::unique_ptr<rmai::traces::TraceWriter> (*)(std::ostream&, TraceShape, std::uint64_t, bool);
+  for (const auto& [make, bytes] : {std::pair<Make, std::string>{&rmai::traces::csv_writer, csv_of.str()},
+                                    {&rmai::traces::binary_writer, binary_of(expected)}}) {
+    std::ostringstream out;
+    auto writer = make(out, kShape, 2, false);
+    writer->write(0, 0, experts, {});
+    EXPECT_THROW(writer->finish(), std::logic_error);                              // 1 of 2
+    EXPECT_THROW(writer->write(0, 1, {experts.data(), 4}, {}), std::logic_error);  // a short token
+    EXPECT_THROW(writer->write(0, 1, experts, weights), std::logic_error);         // weights not announced
+    writer->write(0, 1, experts, {});
+    EXPECT_THROW(writer->write(0, 2, experts, {}), std::logic_error);  // a third
+    writer->finish();
+    EXPECT_EQ(out.str(), bytes);  // the refused tokens left nothing in the output
+  }
+  // A source shorter or longer than announced: nothing is left at the path.
+  const fs::path csv = write("in.csv", kCsv);
+  for (const std::uint64_t announced : {4, 6})
+    for (const std::string name : {"out.csv", "out.rmtrace"}) {
+      const auto source = rmai::traces::open_csv(csv, kShape);
+      EXPECT_THROW(rmai::traces::save_trace(dir_ / name, *source, kShape, announced, true), std::logic_error);
+      EXPECT_FALSE(fs::exists(dir_ / name));
+      EXPECT_TRUE(rmai::testing::temporaries_under(dir_).empty());
+    }
 }
 
 // ---- bad binary input -----------------------------------------------------------------------

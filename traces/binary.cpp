@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -54,7 +55,7 @@ constexpr char kMagic[8] = {'R', 'M', 'A', 'I', 'T', 'R', 'C', '\0'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::uint32_t kHasWeights = 1;
 constexpr std::size_t kHeaderSize = 36;
-constexpr std::size_t kBlock = std::size_t{1} << 20;  // read and write through ~1 MiB
+constexpr std::size_t kBlock = std::size_t{1} << 20;  // read through ~1 MiB
 
 struct Closer {
   void operator()(std::FILE* file) const { std::fclose(file); }
@@ -389,10 +390,37 @@ TraceShape probe_csv(const fs::path& path) {
 }
 
 template <typename T>
-void put(std::vector<char>& buffer, const T& value) {
-  const char* bytes = reinterpret_cast<const char*>(&value);
-  buffer.insert(buffer.end(), bytes, bytes + sizeof value);
+void put(std::string& buffer, const T& value) {
+  buffer.append(reinterpret_cast<const char*>(&value), sizeof value);
 }
+
+class BinaryWriter final : public TraceWriter {
+ public:
+  BinaryWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights)
+      : TraceWriter(out, shape, tokens, weights), n_(std::size_t{shape.layers} * shape.top_k) {
+    buffer_.append(kMagic, sizeof kMagic);
+    put(buffer_, kVersion);
+    put(buffer_, shape.layers);
+    put(buffer_, shape.top_k);
+    put(buffer_, shape.experts);
+    put(buffer_, weights ? kHasWeights : std::uint32_t{0});
+    put(buffer_, tokens);
+    if (weights) none_.assign(n_, kNoWeight);
+  }
+
+ private:
+  void record(std::uint32_t seq, std::uint32_t index, const std::uint16_t* experts,
+              const float* weights) override {
+    put(buffer_, seq);
+    put(buffer_, index);
+    buffer_.append(reinterpret_cast<const char*>(experts), n_ * sizeof(std::uint16_t));
+    if (weights_)
+      buffer_.append(reinterpret_cast<const char*>(weights ? weights : none_.data()), n_ * sizeof(float));
+  }
+
+  std::size_t n_;           // expert ids per token
+  std::vector<float> none_;  // the weights of a token without any, in a trace with weights
+};
 
 }  // namespace
 
@@ -413,46 +441,46 @@ TraceShape probe_shape(const fs::path& path) {
   return read_header(file.get(), path.string()).shape;
 }
 
-void write_binary(const RoutingTrace& trace, std::ostream& out) {
-  const TraceShape& shape = trace.shape();
-  std::vector<char> buffer;
-  buffer.reserve(kBlock + record_size(shape, trace.has_weights()));
-  buffer.insert(buffer.end(), kMagic, kMagic + sizeof kMagic);
-  put(buffer, kVersion);
-  put(buffer, shape.layers);
-  put(buffer, shape.top_k);
-  put(buffer, shape.experts);
-  put(buffer, trace.has_weights() ? kHasWeights : std::uint32_t{0});
-  put(buffer, std::uint64_t{trace.tokens()});
-  const std::size_t n = std::size_t{shape.layers} * shape.top_k;
-  for (std::size_t token = 0; token < trace.tokens(); ++token) {
-    put(buffer, trace.seq(token));
-    put(buffer, trace.index(token));
-    // A token's layers are contiguous in the RoutingTrace, so layer 0's data spans all of them.
-    const char* experts = reinterpret_cast<const char*>(trace.experts(token, 0).data());
-    buffer.insert(buffer.end(), experts, experts + n * sizeof(std::uint16_t));
-    if (trace.has_weights()) {
-      const char* weights = reinterpret_cast<const char*>(trace.weights(token, 0).data());
-      buffer.insert(buffer.end(), weights, weights + n * sizeof(float));
-    }
-    if (buffer.size() >= kBlock) {
-      out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-      buffer.clear();
-    }
-  }
-  out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+std::unique_ptr<TraceWriter> binary_writer(std::ostream& out, TraceShape shape, std::uint64_t tokens,
+                                           bool weights) {
+  return std::make_unique<BinaryWriter>(out, shape, tokens, weights);
 }
 
-void save_trace(const fs::path& path, const RoutingTrace& trace) {
+void write_binary(const RoutingTrace& trace, std::ostream& out) {
+  BinaryWriter writer(out, trace.shape(), trace.tokens(), trace.has_weights());
+  writer.write(trace);
+  writer.finish();
+}
+
+namespace {
+
+// Writes a trace to `path` in the form its name says, with `fill` giving the writer its tokens.
+void save(const fs::path& path, TraceShape shape, std::uint64_t tokens, bool weights,
+          const std::function<void(TraceWriter&)>& fill) {
   std::error_code error;
   if (fs::is_directory(path, error))
     throw InputError(path.string(), "is a directory, expected a trace file name");
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
   posix::write_file_atomic(path, [&](std::ostream& out) {
-    if (path.extension() == ".rmtrace")
-      write_binary(trace, out);
-    else
-      write_csv(trace, out);
+    const auto writer = path.extension() == ".rmtrace" ? binary_writer(out, shape, tokens, weights)
+                                                       : csv_writer(out, shape, tokens, weights);
+    fill(*writer);
+    writer->finish();
+  });
+}
+
+}  // namespace
+
+void save_trace(const fs::path& path, const RoutingTrace& trace) {
+  save(path, trace.shape(), trace.tokens(), trace.has_weights(),
+       [&](TraceWriter& writer) { writer.write(trace); });
+}
+
+void save_trace(const fs::path& path, TraceSource& source, TraceShape shape, std::uint64_t tokens,
+                bool weights) {
+  save(path, shape, tokens, weights, [&](TraceWriter& writer) {
+    Token token{};
+    while (source.next(token)) writer.write(token);
   });
 }
 

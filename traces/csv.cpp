@@ -228,41 +228,56 @@ std::unique_ptr<TraceSource> open_csv(const std::filesystem::path& path, TraceSh
   return std::make_unique<CsvSource>(path, shape);
 }
 
-void write_csv(const RoutingTrace& trace, std::ostream& out) {
-  // Formatted into one buffer with to_chars, written in large blocks: streams per field are slow.
-  std::string buffer;
-  buffer.reserve(std::size_t{1} << 16);
-  buffer.append(kHeader).push_back('\n');
-  char digits[32];  // the longest float in shortest form is 15 characters
-  const auto put = [&](std::uint32_t value, char after) {
+namespace {
+
+class CsvWriter final : public TraceWriter {
+ public:
+  CsvWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights)
+      : TraceWriter(out, shape, tokens, weights) {
+    buffer_.append(kHeader).push_back('\n');
+  }
+
+ private:
+  // Formatted with to_chars: streams per field are slow.
+  void put(std::uint32_t value, char after) {
+    char digits[16];
     const auto result = std::to_chars(digits, digits + sizeof digits, value);
-    buffer.append(digits, result.ptr);
-    buffer.push_back(after);
-  };
-  const TraceShape& shape = trace.shape();
-  for (std::size_t token = 0; token < trace.tokens(); ++token) {
-    for (std::uint32_t layer = 0; layer < shape.layers; ++layer) {
-      put(trace.seq(token), ',');
-      put(trace.index(token), ',');
+    buffer_.append(digits, result.ptr);
+    buffer_.push_back(after);
+  }
+
+  void record(std::uint32_t seq, std::uint32_t index, const std::uint16_t* experts,
+              const float* weights) override {
+    const std::size_t k = shape_.top_k;
+    for (std::uint32_t layer = 0; layer < shape_.layers; ++layer, experts += k) {
+      put(seq, ',');
+      put(index, ',');
       put(layer, ',');
-      const auto experts = trace.experts(token, layer);
-      for (std::size_t k = 0; k < experts.size(); ++k)
-        put(experts[k], k + 1 < experts.size() ? ';' : ',');
-      const auto weights = trace.weights(token, layer);
-      if (!weights.empty() && !std::isnan(weights[0]))
-        for (std::size_t k = 0; k < weights.size(); ++k) {
-          if (k > 0) buffer.push_back(';');
-          const auto result = std::to_chars(digits, digits + sizeof digits, weights[k]);
-          buffer.append(digits, result.ptr);
+      for (std::size_t i = 0; i < k; ++i) put(experts[i], i + 1 < k ? ';' : ',');
+      if (weights && !std::isnan(weights[0]))  // a row has all its weights or none (NaN)
+        for (std::size_t i = 0; i < k; ++i) {
+          if (i > 0) buffer_.push_back(';');
+          char digits[32];  // the longest float in shortest form is 15 characters
+          const auto result = std::to_chars(digits, digits + sizeof digits, weights[i]);
+          buffer_.append(digits, result.ptr);
         }
-      buffer.push_back('\n');
-      if (buffer.size() > (std::size_t{1} << 16) - 1024) {
-        out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-        buffer.clear();
-      }
+      if (weights) weights += k;
+      buffer_.push_back('\n');
     }
   }
-  out.write(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+};
+
+}  // namespace
+
+std::unique_ptr<TraceWriter> csv_writer(std::ostream& out, TraceShape shape, std::uint64_t tokens,
+                                        bool weights) {
+  return std::make_unique<CsvWriter>(out, shape, tokens, weights);
+}
+
+void write_csv(const RoutingTrace& trace, std::ostream& out) {
+  CsvWriter writer(out, trace.shape(), trace.tokens(), trace.has_weights());
+  writer.write(trace);
+  writer.finish();
 }
 
 }  // namespace rmai::traces

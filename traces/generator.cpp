@@ -294,52 +294,89 @@ void write_generator(const Generator& g, std::ostream& out) {
   }
 }
 
-RoutingTrace generate(const Generator& g, std::uint64_t tokens, std::uint64_t seed, std::uint32_t sequences) {
-  validate(g);
-  if (sequences == 0) throw std::invalid_argument("synthetic trace: at least one sequence");
-  if (tokens > std::numeric_limits<std::uint32_t>::max())
-    throw std::invalid_argument("synthetic trace: more than 2^32 - 1 tokens");
-  const TraceShape shape = g.shape();
-  const std::size_t k = shape.top_k;
-  std::vector<Sampler> popularity;
-  std::vector<std::vector<Sampler>> transition(shape.layers);  // per layer with affinity, per anchor
-  for (std::uint32_t l = 0; l < shape.layers; ++l) {
-    popularity.emplace_back(g.layers[l].popularity);
-    if (g.layers[l].from)
-      for (std::uint32_t e = 0; e < shape.experts; ++e)
-        transition[l].emplace_back(g.layers[l].transition.row(e));
+namespace {
+
+// The generator's tokens one at a time: the state is the laws, the RNG and each sequence's previous
+// token, so memory does not grow with the length of the trace.
+class SyntheticSource final : public TraceSource {
+ public:
+  SyntheticSource(const Generator& g, std::uint64_t tokens, std::uint64_t seed, std::uint32_t sequences)
+      : shape_(g.shape()), tokens_(tokens), sequences_(sequences), rng_(seed) {
+    validate(g);
+    if (sequences == 0) throw std::invalid_argument("synthetic trace: at least one sequence");
+    if (tokens > std::numeric_limits<std::uint32_t>::max())
+      throw std::invalid_argument("synthetic trace: more than 2^32 - 1 tokens");
+    transition_.resize(shape_.layers);  // per layer with affinity, per anchor
+    for (std::uint32_t l = 0; l < shape_.layers; ++l) {
+      const GeneratorLayer& layer = g.layers[l];
+      layers_.push_back({layer.reuse, layer.from, layer.affinity});
+      popularity_.emplace_back(layer.popularity);
+      if (layer.from)
+        for (std::uint32_t e = 0; e < shape_.experts; ++e) transition_[l].emplace_back(layer.transition.row(e));
+    }
+    // Sequences beyond the token count get no token, hence no previous token to hold.
+    last_.resize(std::min<std::uint64_t>(sequences, tokens) * shape_.layers * shape_.top_k);
   }
 
-  RoutingTrace trace(shape);
-  std::mt19937_64 rng(seed);
-  Token token{0, 0, std::vector<std::uint16_t>(shape.layers * k), {}};
-  std::vector<std::vector<std::uint16_t>> last(sequences);  // each sequence's previous token
-  for (std::uint64_t t = 0; t < tokens; ++t) {
-    token.seq = static_cast<std::uint32_t>(t % sequences);
-    token.index = static_cast<std::uint32_t>(t / sequences);
-    const std::vector<std::uint16_t>& previous = last[token.seq];
-    for (std::uint32_t l = 0; l < shape.layers; ++l) {
-      const GeneratorLayer& layer = g.layers[l];
+  bool next(Token& token) override {
+    if (t_ == tokens_) return false;
+    const std::size_t k = shape_.top_k;
+    token.seq = static_cast<std::uint32_t>(t_ % sequences_);
+    token.index = static_cast<std::uint32_t>(t_ / sequences_);
+    token.experts.resize(shape_.layers * k);
+    token.weights.clear();
+    std::uint16_t* previous = last_.data() + std::size_t{token.seq} * shape_.layers * k;
+    for (std::uint32_t l = 0; l < shape_.layers; ++l) {
+      const Layer& layer = layers_[l];
       std::uint16_t* row = token.experts.data() + l * k;
       std::size_t chosen = 0;
-      if (!previous.empty())  // temporal locality: the previous token's experts are distinct, keep each or not
+      if (token.index > 0)  // temporal locality: the previous token's experts are distinct, keep each or not
         for (std::size_t i = 0; i < k; ++i)
-          if (uniform01(rng) < layer.reuse) row[chosen++] = previous[l * k + i];
+          if (uniform01(rng_) < layer.reuse) row[chosen++] = previous[l * k + i];
       for (; chosen < k; ++chosen) {
-        const Sampler* from = &popularity[l];
-        if (layer.from && uniform01(rng) < layer.affinity) {
+        const Sampler* from = &popularity_[l];
+        if (layer.from && uniform01(rng_) < layer.affinity) {
           // The token's expert of the same rank at the source layer picks the transition row; a
           // row with no weight (an expert never seen there when fitting) falls back to popularity.
-          const Sampler& row_law = transition[l][token.experts[*layer.from * k + chosen]];
+          const Sampler& row_law = transition_[l][token.experts[*layer.from * k + chosen]];
           if (!row_law.empty()) from = &row_law;
         }
-        row[chosen] = from->draw(rng, {row, chosen});
+        row[chosen] = from->draw(rng_, {row, chosen});
       }
     }
-    trace.append(token);
-    last[token.seq] = token.experts;
+    std::copy(token.experts.begin(), token.experts.end(), previous);
+    ++t_;
+    return true;
   }
-  return trace;
+
+ private:
+  struct Layer {
+    double reuse;
+    std::optional<std::uint32_t> from;
+    double affinity;
+  };
+
+  TraceShape shape_;
+  std::uint64_t tokens_, t_ = 0;  // tokens to make, made
+  std::uint32_t sequences_;
+  std::mt19937_64 rng_;
+  std::vector<Layer> layers_;
+  std::vector<Sampler> popularity_;
+  std::vector<std::vector<Sampler>> transition_;
+  std::vector<std::uint16_t> last_;  // each sequence's previous token, valid once its index is > 0
+};
+
+}  // namespace
+
+std::unique_ptr<TraceSource> synthetic_source(const Generator& generator, std::uint64_t tokens,
+                                              std::uint64_t seed, std::uint32_t sequences) {
+  return std::make_unique<SyntheticSource>(generator, tokens, seed, sequences);
+}
+
+RoutingTrace generate(const Generator& generator, std::uint64_t tokens, std::uint64_t seed,
+                      std::uint32_t sequences) {
+  const auto source = synthetic_source(generator, tokens, seed, sequences);
+  return RoutingTrace::load(*source, generator.shape());
 }
 
 }  // namespace rmai::traces

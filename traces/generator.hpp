@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,7 +56,12 @@ void write_generator(const Generator& generator, std::ostream& out);
 // sequence t mod sequences (its index t / sequences), so the sequences interleave round-robin.
 // Experts are in rank order: kept experts first, in the previous token's order, then new ones in
 // the order drawn. Deterministic for a seed on every platform (raw mt19937_64 bits, no standard
-// distributions).
+// distributions). Streamed: the source holds the generator's laws and each sequence's previous
+// token (min(sequences, tokens) x layers x top_k x 2 bytes), whatever the length. Throws
+// std::invalid_argument for an invalid generator, no sequence or more than 2^32 - 1 tokens.
+std::unique_ptr<TraceSource> synthetic_source(const Generator& generator, std::uint64_t tokens,
+                                              std::uint64_t seed, std::uint32_t sequences = 1);
+// The same tokens in memory.
 RoutingTrace generate(const Generator& generator, std::uint64_t tokens, std::uint64_t seed,
                       std::uint32_t sequences = 1);
 

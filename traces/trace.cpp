@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 
@@ -52,6 +53,49 @@ bool operator==(const RoutingTrace& a, const RoutingTrace& b) {
   return a.shape_ == b.shape_ && a.seqs_ == b.seqs_ && a.indices_ == b.indices_ &&
          a.experts_ == b.experts_ &&
          std::equal(a.weights_.begin(), a.weights_.end(), b.weights_.begin(), b.weights_.end(), same_weight);
+}
+
+// Large enough that the stream sees few, large writes; a token's records may overshoot it.
+constexpr std::size_t kBlock = std::size_t{1} << 20;
+
+TraceWriter::TraceWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights)
+    : shape_(shape), weights_(weights), out_(out), announced_(tokens) {
+  validate(shape);
+  buffer_.reserve(kBlock);
+}
+
+void TraceWriter::write(std::uint32_t seq, std::uint32_t index, std::span<const std::uint16_t> experts,
+                        std::span<const float> weights) {
+  const std::size_t n = std::size_t{shape_.layers} * shape_.top_k;
+  if (experts.size() != n)
+    throw std::logic_error("trace writer: a token of " + std::to_string(experts.size()) +
+                           " expert ids, expected layers * top_k = " + std::to_string(n));
+  if (!weights.empty() && (!weights_ || weights.size() != n))
+    throw std::logic_error(weights_ ? "trace writer: a token with " + std::to_string(weights.size()) +
+                                          " weights for " + std::to_string(n) + " experts"
+                                    : "trace writer: a token with weights, announced without");
+  if (written_ == announced_)
+    throw std::logic_error("trace writer: more tokens than the " + std::to_string(announced_) + " announced");
+  record(seq, index, experts.data(), weights.empty() ? nullptr : weights.data());
+  ++written_;
+  if (buffer_.size() >= kBlock) {
+    out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+    buffer_.clear();
+  }
+}
+
+void TraceWriter::write(const RoutingTrace& trace) {
+  for (std::size_t token = 0; token < trace.tokens(); ++token)
+    write(trace.seq(token), trace.index(token), trace.experts(token), trace.weights(token));
+}
+
+void TraceWriter::finish() {
+  // The binary header already announced the count: a file with fewer records would be refused.
+  if (written_ != announced_)
+    throw std::logic_error("trace writer: " + std::to_string(written_) + " tokens written, " +
+                           std::to_string(announced_) + " announced");
+  out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
+  buffer_.clear();
 }
 
 RoutingTrace RoutingTrace::load(TraceSource& source, TraceShape shape) {

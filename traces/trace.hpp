@@ -8,6 +8,7 @@
 #include <iosfwd>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace rmai::traces {
@@ -71,12 +72,21 @@ class RoutingTrace {
     if (weights_.empty()) return {};
     return {weights_.data() + (token * shape_.layers + layer) * shape_.top_k, shape_.top_k};
   }
+  // All layers of a token at once, laid out as in Token.
+  std::span<const std::uint16_t> experts(std::size_t token) const {
+    return {experts_.data() + token * per_token(), per_token()};
+  }
+  std::span<const float> weights(std::size_t token) const {
+    if (weights_.empty()) return {};
+    return {weights_.data() + token * per_token(), per_token()};
+  }
   bool has_weights() const { return !weights_.empty(); }
   static RoutingTrace load(TraceSource& source, TraceShape shape);
   // Equal tokens and equal weights (NaN, meaning no weight, equals NaN).
   friend bool operator==(const RoutingTrace& a, const RoutingTrace& b);
 
  private:
+  std::size_t per_token() const { return std::size_t{shape_.layers} * shape_.top_k; }
   TraceShape shape_;
   std::vector<std::uint32_t> seqs_;
   std::vector<std::uint32_t> indices_;
@@ -90,9 +100,45 @@ class RoutingTrace {
 // token must be contiguous and cover layers 0..layers-1 in order. Weights are kept as floats.
 std::unique_ptr<TraceSource> open_csv(const std::filesystem::path& path, TraceShape shape);
 
-// Writes the canonical CSV, header `seq,token,layer,experts,weights`. Weights are written in the
-// shortest form that reads back to the same float, so CSV -> trace -> CSV is byte-identical; a row
-// without weights has an empty weights field.
+// Writes a trace token by token, so that a trace never has to be held whole to be written (a
+// generated one, say). Records are formatted into a block buffer that goes to the stream in large
+// writes. The binary header announces the token count and whether records carry weights before
+// the first record, so both are given up front, for either form, and checked as tokens come.
+class TraceWriter {
+ public:
+  virtual ~TraceWriter() = default;
+  // One token: experts[layer * top_k + k], and its weights parallel to them or empty (none; a row
+  // of NaN is none too). Throws std::logic_error (a programming error) for a token of the wrong
+  // size, weights when none were announced, or one token more than announced.
+  void write(std::uint32_t seq, std::uint32_t index, std::span<const std::uint16_t> experts,
+             std::span<const float> weights);
+  void write(const Token& token) { write(token.seq, token.index, token.experts, token.weights); }
+  void write(const RoutingTrace& trace);  // all its tokens
+  // Writes out the buffer; throws std::logic_error unless exactly the announced tokens came. A
+  // writer dropped without finish() (after an error) leaves its stream incomplete.
+  void finish();
+
+ protected:
+  TraceWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights);
+  // Appends one token's records to buffer_ (checked by write()); `weights` is empty or complete.
+  virtual void record(std::uint32_t seq, std::uint32_t index, const std::uint16_t* experts,
+                      const float* weights) = 0;
+
+  const TraceShape shape_;
+  const bool weights_;     // announced: records carry weights
+  std::string buffer_;     // formatted, not yet written
+
+ private:
+  std::ostream& out_;
+  std::uint64_t announced_, written_ = 0;
+};
+
+// The canonical CSV, header `seq,token,layer,experts,weights` (the CSV needs neither the count nor
+// the flag, but checks them like the binary form, so that both forms take the same tokens). Weights
+// are written in the shortest form that reads back to the same float, so CSV -> trace -> CSV is
+// byte-identical; a row without weights has an empty weights field.
+std::unique_ptr<TraceWriter> csv_writer(std::ostream& out, TraceShape shape, std::uint64_t tokens,
+                                        bool weights);
 void write_csv(const RoutingTrace& trace, std::ostream& out);
 
 // ---- Trace files in either form (traces/binary.cpp) ----
@@ -106,9 +152,17 @@ std::unique_ptr<TraceSource> open_trace(const std::filesystem::path& path, Trace
 // The shape of a trace file: a binary file's header; for a CSV, inferred by one pass (layers: the
 // largest layer + 1, top_k: experts per row, experts: the largest id + 1).
 TraceShape probe_shape(const std::filesystem::path& path);
+// The binary form; a token without weights in a trace with weights gets NaN rows.
+std::unique_ptr<TraceWriter> binary_writer(std::ostream& out, TraceShape shape, std::uint64_t tokens,
+                                           bool weights);
 void write_binary(const RoutingTrace& trace, std::ostream& out);
 // Writes `trace` to `path`, binary if the name ends in .rmtrace, else CSV, through a temporary file
 // renamed at the end: a failed write leaves nothing at `path`.
 void save_trace(const std::filesystem::path& path, const RoutingTrace& trace);
+// The same, streamed: the `tokens` tokens of `source` (with weights or not, as `weights` says) go
+// to the file as they come, so memory does not grow with the trace. A source that ends early or
+// has more tokens leaves nothing at `path` either (std::logic_error).
+void save_trace(const std::filesystem::path& path, TraceSource& source, TraceShape shape,
+                std::uint64_t tokens, bool weights);
 
 }  // namespace rmai::traces
