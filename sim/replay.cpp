@@ -112,6 +112,7 @@ struct Prefetching {
   std::vector<cache::ExpertKey> started;  // started for (token, layer): in flight or resident
   std::vector<cache::ExpertKey> running;  // in flight, possibly for an earlier layer
   bool stop = false;
+  bool abandoned = false;  // the replay failed: the loop's state is gone, a completed prefetch is dropped
 };
 
 // A prefetch actor: switches handed-over experts in until the replay stops it. A completed prefetch
@@ -138,6 +139,7 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
     exec.run(plan);
     exec.flush();  // the expert is in HBM now
     lock.lock();
+    if (p.abandoned) return;
     protect.assign(current_layer.begin(), current_layer.end());
     for (const auto k : p.started)
       if (!contains(protect, k)) protect.push_back(k);
@@ -241,8 +243,17 @@ class PrefetchingExecutor final : public NodeExecutor {
     actors_.clear();
   }
   // A replay that threw never reached replay_ends(): its actors must not outlive the state they use.
+  // They are stopped and joined, not killed: a killed actor unwinding its lock would need the
+  // scheduler it is being removed from (a deadlock with thread contexts). What they have in flight
+  // completes unrecorded.
   ~PrefetchingExecutor() override {
-    for (const auto& actor : actors_) actor->kill();
+    if (actors_.empty()) return;
+    if (!lock_.owns_lock()) lock_.lock();
+    p_.stop = p_.abandoned = true;
+    p_.queue.clear();
+    p_.changed->notify_all();
+    lock_.unlock();
+    for (const auto& actor : actors_) actor->join();
   }
 
  private:
