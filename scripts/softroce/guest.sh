@@ -108,7 +108,8 @@ mirror_from_sources() {
     awk -v suite="$suite" '$1 == "deb" { i = 2; if ($i ~ /^\[/) while ($i !~ /\]$/) i++; if ($i ~ /^\[/ || $i ~ /\]$/) i++; if ($(i+1) == suite) print $i }' "$f"
   done
 }
-mirror=$(mirror_from_sources | head -1)
+# RMAI_SOFTROCE_MIRROR overrides it (another mirror, or a local one).
+mirror=${RMAI_SOFTROCE_MIRROR:-$(mirror_from_sources | head -1)}
 [ -n "$mirror" ] || unavailable "no 'deb' source for $suite in /etc/apt/sources.list{,.d/*.sources}"
 
 work=$(mktemp -d "$build/softroce/.build.XXXXXX" 2>/dev/null || { mkdir -p "$build/softroce" && mktemp -d "$build/softroce/.build.XXXXXX"; })
@@ -129,7 +130,7 @@ include=$(IFS=,; echo "${packages[*]}")
 if ! timeout 1800 debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
   tail -20 "$work/debootstrap.log" >&2
   if grep -qiE "Failed getting release file|couldn't download|Could not resolve|Connection (refused|timed out)|Temporary failure" "$work/debootstrap.log"; then
-    unavailable "debootstrap could not reach the package archive of this machine's apt sources"
+    unavailable "debootstrap could not reach the package archive (the mirror of this machine's apt sources, or RMAI_SOFTROCE_MIRROR)"
   fi
   say "debootstrap failed (log above)"
   exit 1

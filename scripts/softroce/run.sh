@@ -17,7 +17,8 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/scripts/softroce
-build=${RMAI_SOFTROCE_BUILD:-$top/build}
+build=${RMAI_SOFTROCE_BUILD:-$top/build}         # where the guest is cached (build/softroce/)
+qemu=${RMAI_SOFTROCE_QEMU:-qemu-system-x86_64}
 
 timeout_s=900
 boot_timeout=600   # TCG boots Debian's kernel and unpacks the initramfs slowly on a busy machine
@@ -41,11 +42,11 @@ say() { echo "softroce: $*" >&2; }
 unavailable() { say "environment unavailable: $*"; exit 77; }
 
 # Step 1: QEMU, installed with apt when missing (scripts/setup.sh's optional softroce set).
-if ! command -v qemu-system-x86_64 >/dev/null; then
+if ! command -v "$qemu" >/dev/null; then
   if [ "$(id -u)" -ne 0 ] || ! timeout 900 "$top/scripts/setup.sh" softroce >&2; then
-    unavailable "no qemu-system-x86_64, and apt could not install qemu-system-x86"
+    unavailable "no $qemu, and apt could not install qemu-system-x86"
   fi
-  command -v qemu-system-x86_64 >/dev/null || unavailable "no qemu-system-x86_64 after installing qemu-system-x86"
+  command -v "$qemu" >/dev/null || unavailable "no $qemu (qemu-system-x86 is installed: RMAI_SOFTROCE_QEMU?)"
 fi
 
 # Step 2: the guest, from the cache or built now.
@@ -99,7 +100,7 @@ case $PWD/ in "$top"/*) cwd=$PWD ;; *) cwd=$top ;; esac
 # 4 GiB (the initramfs lives in RAM). No NIC: everything is loopback over rxe0 on dummy0.
 say "booting the guest (kernel $(basename "$guest"), TCG; boot timeout ${boot_timeout} s, command timeout ${timeout_s} s)"
 start=$(date +%s)
-qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$memory" -nographic -no-reboot -nic none \
+"$qemu" -accel tcg -cpu max -smp 2 -m "$memory" -nographic -no-reboot -nic none \
   -kernel "$guest/vmlinuz" -initrd "$tmp/initrd" \
   -append "console=ttyS0 panic=1 quiet loglevel=3 softroce_share=$top softroce_timeout=$timeout_s" \
   -virtfs "local,path=$top,mount_tag=rmai,security_model=none,multidevs=remap" \
