@@ -89,9 +89,9 @@ head -c $(((4 - size % 4) % 4)) /dev/zero >>"$tmp/initrd"
 case $PWD/ in "$top"/*) cwd=$PWD ;; *) cwd=$top ;; esac
 {
   echo "# Written by scripts/softroce/run.sh: the host's command and the variables it passes on."
-  while IFS='=' read -r name _; do
+  for name in $(compgen -e); do
     case $name in FI_*|RDMAV_*|RMAI_*|GTEST_*) printf 'export %s=%q\n' "$name" "${!name}" ;; esac
-  done < <(env)
+  done
   printf 'cd %q || exit 125\n' "$cwd"
   if [ $# -eq 1 ] && [[ $1 == *' '* ]]; then printf 'exec bash -c %q\n' "$1"; else printf 'exec'; printf ' %q' "$@"; echo; fi
 } >"$tmp/results/cmd.sh"
