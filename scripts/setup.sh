@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages rmai-testbed builds and runs with, only when one is missing.
 # Called by the README's commands (through scripts/build.sh); safe to run again.
+#
+#   scripts/setup.sh            the build and test packages
+#   scripts/setup.sh softroce   the host side of scripts/softroce/run.sh instead: QEMU (TCG, no KVM
+#                               needed), debootstrap and the initramfs tools; optional, only that
+#                               script asks for it
 set -euo pipefail
 
 packages=(
@@ -18,6 +23,15 @@ packages=(
   clang libclang-rt-14-dev  # tests/fuzz: libFuzzer with ASan/UBSan (skipped when missing)
   python3-matplotlib      # plots/
 )
+
+if [ "${1:-}" = softroce ]; then
+  packages=(
+    qemu-system-x86         # boots Debian's stock kernel, which has rdma_rxe, under TCG
+    debootstrap             # the guest root, from the mirror of this machine's apt sources
+    cpio gzip               # the guest root packed as an initramfs
+    debian-archive-keyring  # debootstrap checks the archive's signatures
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

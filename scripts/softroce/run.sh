@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Runs COMMAND inside a QEMU guest with a SoftRoCE device (rdma_rxe, "rxe0" on dummy0, 10.77.0.1),
+# for the emulator's `verbs` provider on machines without RDMA hardware or an RDMA-capable kernel.
+#
+#   scripts/softroce/run.sh [--timeout S] [--boot-timeout S] [--memory MiB] [--verbose] [--] COMMAND...
+#
+# The guest (Debian's stock kernel + a minbase root, scripts/softroce/guest.sh) is built once per
+# kernel version into build/softroce/. It boots under TCG (no KVM needed), with the repository
+# shared over 9p at the same absolute path, so build/bin/* run as they are; COMMAND runs in the
+# current directory when that is inside the repository (else at its top), through bash -c when it
+# is one word containing a space. Variables FI_*, RDMAV_*, RMAI_* and GTEST_* are passed on.
+#
+# Exit status: COMMAND's own; 124 when it timed out (--timeout, default 900 s); 77 when the
+# environment is unavailable (no QEMU, no package archive, the guest did not boot, rxe did not come
+# up), so CTest can mark a test skipped; 125 when this harness itself failed otherwise.
+# QEMU is always torn down, and the temporary folder removed, on exit and on INT/TERM.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+here=$top/scripts/softroce
+build=${RMAI_SOFTROCE_BUILD:-$top/build}         # where the guest is cached (build/softroce/)
+qemu=${RMAI_SOFTROCE_QEMU:-qemu-system-x86_64}
+
+timeout_s=900
+boot_timeout=600   # TCG boots Debian's kernel and unpacks the initramfs slowly on a busy machine
+memory=4096
+verbose=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --timeout) timeout_s=$2; shift 2 ;;
+    --boot-timeout) boot_timeout=$2; shift 2 ;;
+    --memory) memory=$2; shift 2 ;;
+    --verbose) verbose=1; shift ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "softroce: unknown option $1" >&2; exit 125 ;;
+    *) break ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "usage: $0 [--timeout S] [--boot-timeout S] [--memory MiB] [--verbose] [--] COMMAND..." >&2; exit 125; }
+
+say() { echo "softroce: $*" >&2; }
+unavailable() { say "environment unavailable: $*"; exit 77; }
+
+# Step 1: QEMU, installed with apt when missing (scripts/setup.sh's optional softroce set).
+if ! command -v "$qemu" >/dev/null; then
+  if [ "$(id -u)" -ne 0 ] || ! timeout 900 "$top/scripts/setup.sh" softroce >&2; then
+    unavailable "no $qemu, and apt could not install qemu-system-x86"
+  fi
+  command -v "$qemu" >/dev/null || unavailable "no $qemu (qemu-system-x86 is installed: RMAI_SOFTROCE_QEMU?)"
+fi
+
+# Step 2: the guest, from the cache or built now.
+rc=0
+guest=$("$here/guest.sh" "$build") || rc=$?
+[ "$rc" -eq 77 ] && exit 77
+[ "$rc" -eq 0 ] || { say "building the guest failed (exit $rc)"; exit 125; }
+
+# Step 3: a temporary folder for this boot: the initramfs with /init appended, the results share
+# (the command, its output and exit code) and the console log.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/softroce.XXXXXX")
+qpid=
+tailpid=
+cleanup() {
+  local status=$?
+  if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
+    kill -TERM "$qpid" 2>/dev/null || true
+    for _ in 1 2 3 4 5; do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
+    kill -KILL "$qpid" 2>/dev/null || true
+  fi
+  [ -n "$qpid" ] && wait "$qpid" 2>/dev/null || true
+  [ -n "$tailpid" ] && { kill "$tailpid" 2>/dev/null || true; wait "$tailpid" 2>/dev/null || true; }
+  rm -rf "$tmp"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT
+trap 'say "terminated"; exit 143' TERM
+
+mkdir -p "$tmp/results" "$tmp/overlay"
+cp "$guest/initrd.gz" "$tmp/initrd"
+install -m 0755 "$here/init" "$tmp/overlay/init"
+# The kernel unpacks concatenated cpio archives in order: this /init is the last word. An archive
+# must start 4-byte aligned (else the kernel takes it for a compressed one: "invalid magic"), and
+# zeros between archives are skipped: pad with zeros.
+size=$(stat -c %s "$tmp/initrd")
+head -c $(((4 - size % 4) % 4)) /dev/zero >>"$tmp/initrd"
+(cd "$tmp/overlay" && echo init | cpio -o -H newc --quiet) >>"$tmp/initrd"
+
+case $PWD/ in "$top"/*) cwd=$PWD ;; *) cwd=$top ;; esac
+{
+  echo "# Written by scripts/softroce/run.sh: the host's command and the variables it passes on."
+  for name in $(compgen -e); do
+    case $name in FI_*|RDMAV_*|RMAI_*|GTEST_*) printf 'export %s=%q\n' "$name" "${!name}" ;; esac
+  done
+  printf 'cd %q || exit 125\n' "$cwd"
+  if [ $# -eq 1 ] && [[ $1 == *' '* ]]; then printf 'exec bash -c %q\n' "$1"; else printf 'exec'; printf ' %q' "$@"; echo; fi
+} >"$tmp/results/cmd.sh"
+
+# Step 4: boot. TCG (no KVM here); "-cpu max" gives crc32_pclmul its instruction; 2 vCPUs and
+# 4 GiB (the initramfs lives in RAM). No NIC: everything is loopback over rxe0 on dummy0.
+say "booting the guest (kernel $(basename "$guest"), TCG; boot timeout ${boot_timeout} s, command timeout ${timeout_s} s)"
+start=$(date +%s)
+"$qemu" -accel tcg -cpu max -smp 2 -m "$memory" -nographic -no-reboot -nic none \
+  -kernel "$guest/vmlinuz" -initrd "$tmp/initrd" \
+  -append "console=ttyS0 panic=1 quiet loglevel=3 softroce_share=$top softroce_timeout=$timeout_s" \
+  -virtfs "local,path=$top,mount_tag=rmai,security_model=none,multidevs=remap" \
+  -virtfs "local,path=$tmp/results,mount_tag=results,security_model=none" \
+  </dev/null >"$tmp/console.log" 2>&1 &
+qpid=$!
+if [ "$verbose" = 1 ]; then tail -n +1 -f "$tmp/console.log" >&2 & tailpid=$!; fi
+
+console_tail() { say "last console lines:"; tail -n 25 "$tmp/console.log" | tr -d '\r' | sed 's/^/  | /' >&2; }
+reached() { grep -q "^SOFTROCE-STEP $1" "$tmp/console.log"; }
+
+# Step 5: watch the console until the command is done, a step fails, QEMU dies, or a deadline.
+deadline=$((start + boot_timeout))
+phase=boot
+while :; do
+  now=$(date +%s)
+  if grep -q '^SOFTROCE-FAIL' "$tmp/console.log"; then
+    why=$(grep -m1 '^SOFTROCE-FAIL' "$tmp/console.log" | tr -d '\r' | sed 's/^SOFTROCE-FAIL //')
+    console_tail
+    case $why in
+      mount*) unavailable "the guest did not boot: $why" ;;
+      *) unavailable "rxe did not come up: $why" ;;
+    esac
+  fi
+  if [ "$phase" = boot ] && reached command; then
+    say "guest up, rxe0 active after $((now - start)) s; running: $*"
+    phase=command
+    deadline=$((now + timeout_s + 60))   # the guest's own timeout fires first and reports 124
+  fi
+  grep -q '^SOFTROCE-DONE' "$tmp/console.log" && break
+  if ! kill -0 "$qpid" 2>/dev/null; then
+    [ -f "$tmp/results/rc" ] && break
+    console_tail
+    wait "$qpid" && qrc=0 || qrc=$?
+    [ "$phase" = boot ] && unavailable "the guest did not boot (QEMU exited with $qrc before the command started)"
+    say "the guest stopped before the command finished (QEMU exit $qrc)"
+    exit 125
+  fi
+  if [ "$now" -ge "$deadline" ]; then
+    console_tail
+    if [ "$phase" = boot ]; then
+      if reached rxe; then unavailable "rxe did not come up within ${boot_timeout} s"; fi
+      unavailable "the guest did not boot within ${boot_timeout} s"
+    fi
+    say "command timed out after ${timeout_s} s (and the guest did not stop)"
+    exit 124
+  fi
+  sleep 1
+done
+
+# Step 6: the command's output and exit code. QEMU is waited for (the guest powers itself off)
+# and killed by the EXIT trap if it lingers.
+for _ in $(seq 30); do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
+[ -f "$tmp/results/rc" ] || { console_tail; say "the guest reported no exit code"; exit 125; }
+cat "$tmp/results/stdout"
+cat "$tmp/results/stderr" >&2
+rc=$(cat "$tmp/results/rc")
+[ "$rc" = 124 ] && say "command timed out after ${timeout_s} s"
+say "done in $(($(date +%s) - start)) s (exit $rc)"
+exit "$rc"
