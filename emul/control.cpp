@@ -168,30 +168,6 @@ std::optional<std::string> recv_frame(int fd, std::uint32_t max, Clock::time_poi
 
 Clock::time_point deadline_after(double seconds) { return posix::deadline_after(seconds); }
 
-std::string encode_welcome(const Welcome& w) {
-  Writer out;
-  out.u8(kWelcome);
-  out.str(w.provider);
-  out.str(std::string_view(reinterpret_cast<const char*>(w.fabric_address.data()), w.fabric_address.size()));
-  out.str(w.catalog.model);
-  out.u32(w.catalog.moe_layers);
-  out.u32(w.catalog.experts);
-  out.f64(w.catalog.expert_bytes);
-  out.f64(w.catalog.scale);
-  out.u32(static_cast<std::uint32_t>(w.catalog.layers.size()));
-  for (const auto l : w.catalog.layers) out.u32(l);
-  out.u64(w.catalog.seed);
-  out.u64(w.object_bytes);
-  out.u32(static_cast<std::uint32_t>(w.objects.size()));
-  for (const auto& o : w.objects) {
-    out.u32(o.id);
-    out.u64(o.address);
-    out.u64(o.length);
-    out.u64(o.key);
-  }
-  return out.frame();
-}
-
 Welcome decode_welcome(Reader& in) {
   Welcome w;
   w.provider = in.str();
@@ -375,7 +351,8 @@ std::optional<std::size_t> hello_bytes_missing(std::string_view received) {
 Hello check_hello(std::string_view frame, const std::string& secret, std::string& why) {
   const auto missing = hello_bytes_missing(frame);
   if (!missing || *missing != 0 || frame.size() != 4 + std::size_t(frame_length(frame))) {
-    why = missing ? "incomplete hello" : "hello longer than " + std::to_string(kMaxHello) + " bytes";
+    why = !missing ? "hello longer than " + std::to_string(kMaxHello) + " bytes"
+                   : *missing != 0 ? "incomplete hello" : "hello longer than its frame announces";
     return Hello::Broken;
   }
   std::string given;
@@ -401,7 +378,29 @@ Hello check_hello(std::string_view frame, const std::string& secret, std::string
   return Hello::Right;
 }
 
-std::string welcome_frame(const Welcome& welcome) { return encode_welcome(welcome); }
+std::string welcome_frame(const Welcome& w) {
+  Writer out;
+  out.u8(kWelcome);
+  out.str(w.provider);
+  out.str(std::string_view(reinterpret_cast<const char*>(w.fabric_address.data()), w.fabric_address.size()));
+  out.str(w.catalog.model);
+  out.u32(w.catalog.moe_layers);
+  out.u32(w.catalog.experts);
+  out.f64(w.catalog.expert_bytes);
+  out.f64(w.catalog.scale);
+  out.u32(static_cast<std::uint32_t>(w.catalog.layers.size()));
+  for (const auto l : w.catalog.layers) out.u32(l);
+  out.u64(w.catalog.seed);
+  out.u64(w.object_bytes);
+  out.u32(static_cast<std::uint32_t>(w.objects.size()));
+  for (const auto& o : w.objects) {
+    out.u32(o.id);
+    out.u64(o.address);
+    out.u64(o.length);
+    out.u64(o.key);
+  }
+  return out.frame();
+}
 
 std::string refusal_frame(std::string_view reason) {
   Writer out;
