@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <string>
@@ -127,8 +128,12 @@ inline std::vector<pid_t> processes_mentioning(const std::string& needle) {
   for (const auto& entry : fs::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    // A process may exit between listing and reading: its read fails with ESRCH. Streaming the
+    // buffer into a string turns that into an empty read (an iterator over it would throw).
     std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ostringstream read;
+    read << in.rdbuf();
+    const std::string cmdline = read.str();
     if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
   }
   return out;
