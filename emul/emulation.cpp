@@ -73,6 +73,7 @@ metrics::RunResult run_emulation(const spec::Experiment& e, const traces::Routin
   if (const RemoteSource* source = store->remote()) {
     r.emul->source = source->describe();
     r.emul->reads_issued = source->reads_issued();
+    r.emul->registrations = source->registrations();
   }
   return r;
 }

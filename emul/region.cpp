@@ -143,6 +143,8 @@ Region::~Region() {
 }
 
 void Region::release() {
+  for (const auto& [start, bytes] : registered_) source_.deregister_buffer({start, bytes});
+  registered_.clear();
   if (app_) munmap(app_, total_bytes_);
   if (fill_) munmap(fill_, total_bytes_);
   if (staging_) munmap(staging_, granule_bytes());
@@ -174,9 +176,9 @@ void Region::setup_twin() {
   // MISSING and MINOR both: with MINOR alone, a hole would be silently zero-filled (docs/reference.md).
   register_range(UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_MINOR);
   // The transport writes into the fill mapping, never into the uffd-registered one. The fill mapping
-  // is not registered with the NIC as a whole: eviction punches holes, so a long-lived registration
-  // would pin page frames the memfd no longer holds. Providers that need local registrations
-  // register each read's destination (remote.hpp); tcp and shm need none.
+  // is not registered with the NIC as a whole: registering pins page frames, and the memfd holds
+  // frames only for the granules fetched. Each granule is registered when it is fetched and
+  // deregistered when it is evicted, before the hole is punched (serve_twin, evict).
 }
 
 void Region::setup_copy() {
@@ -187,7 +189,19 @@ void Region::setup_copy() {
   if (s == MAP_FAILED) throw_errno("mmap of the staging buffer");
   staging_ = static_cast<std::byte*>(s);
   register_range(UFFDIO_REGISTER_MODE_MISSING);
-  source_.register_buffer({staging_, granule_bytes()});
+  register_with_source(staging_, granule_bytes());
+}
+
+void Region::register_with_source(std::byte* start, std::uint64_t bytes) {
+  source_.register_buffer({start, bytes});
+  registered_[start] = bytes;
+}
+
+void Region::deregister_with_source(std::byte* begin, const std::byte* end) {
+  for (auto it = registered_.lower_bound(begin); it != registered_.end() && it->first < end;) {
+    source_.deregister_buffer({it->first, it->second});
+    it = registered_.erase(it);
+  }
 }
 
 void Region::register_range(std::uint64_t mode) {
@@ -232,6 +246,8 @@ void Region::evict(std::uint32_t id) {
   std::lock_guard serving(serving_);
   const std::uint64_t start = std::uint64_t(id) * slot_bytes_;
   if (layout_ == Layout::Twin) {
+    // The transport's registrations pin the frames: drop them first, or the hole would free nothing.
+    deregister_with_source(fill(id), fill(id) + slot_bytes_);
     // Punching the hole frees the page frames and zaps the PTEs of both mappings: the next access
     // is a MISSING fault again, and the bytes must come from the source again.
     if (fallocate(memfd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(start),
@@ -350,6 +366,8 @@ void Region::serve_twin(const Granule& g) {
     std::lock_guard lock(mutex_);
     ++counters_.transitions;
   }
+  // Registered until the granule is evicted: the NIC writes into these frames, then they are mapped.
+  if (!registered_.count(target)) register_with_source(target, g.map_bytes);
   source_.read(g.object, g.offset, {target, g.bytes});
   uffdio_continue c{};
   c.range.start = reinterpret_cast<std::uintptr_t>(app(g.object) + g.offset);

@@ -15,6 +15,7 @@
 //   but faster than twin on 4 KiB shmem pages (bench_emul).
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <span>
 #include <string>
@@ -90,6 +91,9 @@ class Region {
   void serve_twin(const Granule& g);
   void serve_copy(const Granule& g);
   void resolve_with_zeros(const Granule& g);
+  // Registrations with the source of memory the transport reads into (registered_).
+  void register_with_source(std::byte* start, std::uint64_t bytes);
+  void deregister_with_source(std::byte* begin, const std::byte* end);  // those starting in [begin, end)
   void wake(const Granule& g);
   void ioctl_or_throw(unsigned long request, void* argument, const char* name);
 
@@ -106,6 +110,9 @@ class Region {
   std::byte* staging_ = nullptr;  // copy: where the transport reads one granule before UFFDIO_COPY
   // Granules mapped, by object: a fault on a mapped granule is a late duplicate and only needs a wake.
   std::vector<std::vector<bool>> mapped_;
+  // What this region registered with the source (start -> bytes): copy's staging buffer; twin's
+  // granules of the fill mapping, each from its fetch until its eviction. Guarded by serving_.
+  std::map<std::byte*, std::uint64_t> registered_;
   mutable std::mutex mutex_;  // guards mapped_, counters_ and error_
   // Held by the handler for the whole of a fault, wake included: counters() waits for the fault
   // in service, so that a thread that was just woken sees its own fault counted.

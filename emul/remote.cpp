@@ -24,10 +24,6 @@ constexpr auto kGoneCheckEvery = std::chrono::milliseconds(1);
 constexpr double kGoneGraceS = 0.05;
 // After a failure, how long to wait for reads still in flight before closing the endpoint (fail()).
 constexpr double kDrainS = 0.5;
-// Keys of the client's own registrations: unique in its domain, which holds nothing else. Temporary
-// registrations count up from kTemporaryKeyBase.
-constexpr std::uint64_t kBufferKeyBase = 1;
-constexpr std::uint64_t kTemporaryKeyBase = std::uint64_t(1) << 32;
 
 std::string range_text(std::uint64_t offset, std::uint64_t bytes) {
   return "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) + ")";
@@ -41,9 +37,18 @@ struct RemoteSource::Endpoint {
   explicit Endpoint(const FabricOptions& options) : fabric(options) {}
   Fabric fabric;
   fi_addr_t server = FI_ADDR_NOTAVAIL;
-  std::vector<MemoryRegion> buffers;  // parallel to RemoteSource::buffers_ (FI_MR_LOCAL only)
-  MemoryRegion temporary;             // the destination of the current read, when it is in no buffer
-  std::uint64_t temporary_keys = 0;
+  std::map<const std::byte*, MemoryRegion> buffers;  // RemoteSource::buffers_ registered (FI_MR_LOCAL only)
+  MemoryRegion temporary;  // the destination of the current read, when it is in no buffer
+  // Keys of this client's registrations: unique in its domain, which holds nothing else.
+  std::uint64_t next_key = 1;
+
+  // The registration holding [data, data + size), or null.
+  const MemoryRegion* buffer_holding(const std::byte* data, std::size_t size) const {
+    auto it = buffers.upper_bound(data);
+    if (it == buffers.begin()) return nullptr;
+    --it;
+    return it->second.contains(data, size) ? &it->second : nullptr;
+  }
 };
 
 RemoteSource::RemoteSource(const Catalog& catalog, RemoteOptions options)
@@ -78,19 +83,47 @@ void RemoteSource::connect() {
   FabricOptions fabric_options{options_.provider, options_.provider == "shm" ? "" : control_->local_ip()};
   auto endpoint = std::make_unique<Endpoint>(fabric_options);
   endpoint->server = endpoint->fabric.insert(control_->welcome().fabric_address);
-  if (endpoint->fabric.needs_local_desc())
-    for (std::size_t i = 0; i < buffers_.size(); ++i)
-      endpoint->buffers.push_back(
-          endpoint->fabric.register_memory(buffers_[i].data(), buffers_[i].size(), FI_READ, kBufferKeyBase + i));
+  registrations_.needed = endpoint->fabric.needs_local_desc();
+  if (registrations_.needed)
+    for (const auto& [start, buffer] : buffers_) endpoint->buffers.emplace(start, register_timed(*endpoint, buffer));
   endpoint_ = std::move(endpoint);
+}
+
+MemoryRegion RemoteSource::register_timed(Endpoint& e, std::span<std::byte> buffer) {
+  const auto start = Clock::now();
+  MemoryRegion region = e.fabric.register_memory(buffer.data(), buffer.size(), FI_READ, e.next_key++);
+  registrations_.register_s += std::chrono::duration<double>(Clock::now() - start).count();
+  ++registrations_.registered;
+  registrations_.bytes += buffer.size();
+  return region;
+}
+
+void RemoteSource::deregister_timed(MemoryRegion& region) {
+  const auto start = Clock::now();
+  region = MemoryRegion();
+  registrations_.deregister_s += std::chrono::duration<double>(Clock::now() - start).count();
+  ++registrations_.deregistered;
 }
 
 void RemoteSource::register_buffer(std::span<std::byte> buffer) {
   std::lock_guard lock(mutex_);
-  buffers_.push_back(buffer);
-  if (endpoint_ && endpoint_->fabric.needs_local_desc())
-    endpoint_->buffers.push_back(endpoint_->fabric.register_memory(buffer.data(), buffer.size(), FI_READ,
-                                                                   kBufferKeyBase + buffers_.size() - 1));
+  buffers_[buffer.data()] = buffer;
+  if (endpoint_ && registrations_.needed) endpoint_->buffers[buffer.data()] = register_timed(*endpoint_, buffer);
+}
+
+void RemoteSource::deregister_buffer(std::span<std::byte> buffer) {
+  std::lock_guard lock(mutex_);
+  buffers_.erase(buffer.data());
+  if (!endpoint_) return;
+  const auto it = endpoint_->buffers.find(buffer.data());
+  if (it == endpoint_->buffers.end()) return;
+  deregister_timed(it->second);
+  endpoint_->buffers.erase(it);
+}
+
+metrics::Registrations RemoteSource::registrations() const {
+  std::lock_guard lock(mutex_);
+  return registrations_;
 }
 
 void RemoteSource::read(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst) {
@@ -171,11 +204,11 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
 
   // The local descriptor, where the provider wants one.
   void* desc = nullptr;
-  if (e.fabric.needs_local_desc()) {
-    for (const auto& b : e.buffers)
-      if (b.contains(dst.data(), dst.size())) desc = b.desc();
-    if (desc == nullptr) {
-      e.temporary = e.fabric.register_memory(dst.data(), dst.size(), FI_READ, kTemporaryKeyBase + e.temporary_keys++);
+  if (registrations_.needed) {
+    if (const MemoryRegion* held = e.buffer_holding(dst.data(), dst.size())) {
+      desc = held->desc();
+    } else {
+      e.temporary = register_timed(e, dst);
       desc = e.temporary.desc();
     }
   }
@@ -253,7 +286,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
     }
     complete();
   }
-  e.temporary = MemoryRegion();
+  if (e.temporary.data()) deregister_timed(e.temporary);
 }
 
 }  // namespace rmai::emul

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -51,10 +52,13 @@ class RemoteSource final : public ObjectSource {
   ~RemoteSource() override;
 
   const Catalog& catalog() const override { return catalog_; }
-  // Registers the buffer with the provider once (when it needs local registrations at all: FI_MR_LOCAL).
-  // Reads into memory outside every registered buffer still work: on such providers the destination
-  // is registered for that read alone (slow: pins pages each time), elsewhere nothing is needed.
+  // Registers the buffer with the provider once (when it needs local registrations at all: FI_MR_LOCAL),
+  // and again whenever the endpoint is re-created. Reads into memory outside every registered buffer
+  // still work: on such providers the destination is registered for that read alone (pins pages
+  // each time), elsewhere nothing is needed.
   void register_buffer(std::span<std::byte> buffer) override;
+  void deregister_buffer(std::span<std::byte> buffer) override;
+  metrics::Registrations registrations() const override;
   void read(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst) override;
   // read() without the client-side bounds check, so tests can show what the server does with a read
   // outside an object. Not for anything else.
@@ -70,17 +74,21 @@ class RemoteSource final : public ObjectSource {
   struct Endpoint;
   void connect();
   void transfer(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst, bool count);
+  // Registration with the time it takes booked in registrations_ (callers hold mutex_).
+  MemoryRegion register_timed(Endpoint& e, std::span<std::byte> buffer);
+  void deregister_timed(MemoryRegion& region);
   [[noreturn]] void fail(const std::string& what, std::uint32_t object);
 
   const Catalog& catalog_;
   RemoteOptions options_;
   std::unique_ptr<ControlClient> control_;
   std::unique_ptr<Endpoint> endpoint_;  // null after a failure, until the next read
-  std::vector<std::span<std::byte>> buffers_;
+  std::map<const std::byte*, std::span<std::byte>> buffers_;  // by start address
+  metrics::Registrations registrations_;
   bool gone_ = false;
   std::uint32_t in_flight_ = 0;  // fi_reads posted and not completed (fail() drains them)
   std::chrono::steady_clock::time_point next_gone_check_{};  // when to look at the control connection again
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::atomic<std::uint64_t> reads_{0};
   std::atomic<std::uint64_t> reconnects_{0};
 };

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "emul/objects.hpp"
+#include "metrics/results.hpp"
 
 namespace rmai::emul {
 
@@ -22,9 +23,16 @@ class ObjectSource {
  public:
   virtual ~ObjectSource() = default;
   virtual const Catalog& catalog() const = 0;
-  // Local memory that reads will land in. RMA transports register it with the NIC once, so reads
-  // into it need no per-read registration. May be called several times (several buffers).
+  // Local memory that reads will land in. RMA transports that need it (verbs) register it with the
+  // NIC, pinning its page frames, so reads into it need no per-read registration. Buffers may not
+  // overlap; any number may be registered.
   virtual void register_buffer(std::span<std::byte> buffer) { (void)buffer; }
+  // Drops the registration of a buffer registered before: call it before its page frames are freed
+  // (a hole punched, an unmap), or the registration would keep them pinned and later reads would
+  // land in frames the memory no longer holds.
+  virtual void deregister_buffer(std::span<std::byte> buffer) { (void)buffer; }
+  // What registrations cost so far (zeros where the transport needs none).
+  virtual metrics::Registrations registrations() const { return {}; }
   // Reads bytes [offset, offset + dst.size()) of `object` into dst, which lies in a registered buffer,
   // in pieces of at most read_size() bytes with up to queue_depth() in flight; returns when all have
   // landed. Throws TransportError; never hangs longer than the transport's timeout. Thread-safe.

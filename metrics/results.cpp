@@ -80,8 +80,17 @@ std::string summary_json(const RunResult& r) {
   if (r.emul) {
     const auto& e = *r.emul;
     const auto& f = e.fault_latency_s;
+    const auto& g = e.registrations;
+    const auto mean = [](double total, std::uint64_t n) { return n ? total / double(n) : 0.0; };
     j["emul"] = {{"layout", e.layout}, {"granularity", e.granularity}, {"source", e.source}, {"scale", e.scale},
                  {"object_bytes", e.object_bytes}, {"objects", e.objects}, {"reads_issued", e.reads_issued},
+                 {"registration",
+                  {{"needed", g.needed},
+                   {"registrations", g.registered},
+                   {"deregistrations", g.deregistered},
+                   {"bytes", g.bytes},
+                   {"register_s_mean", mean(g.register_s, g.registered)},
+                   {"deregister_s_mean", mean(g.deregister_s, g.deregistered)}}},
                  {"fault_latency_s", {{"mean", f.mean}, {"p50", f.p50}, {"p95", f.p95}, {"p99", f.p99}, {"max", f.max}}}};
   }
   if (r.cost)

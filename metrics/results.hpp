@@ -59,6 +59,16 @@ struct Cost {
   double node_usd = 0, memory_usd_per_node = 0, usd_per_million_tokens = 0;
 };
 
+// What registering reads' destinations with the NIC cost (providers that need it: verbs). One
+// registration per region (granule) fetched, held while it is resident and dropped when it is
+// evicted, before its page frames are freed.
+struct Registrations {
+  bool needed = false;  // the provider wants local registrations (FI_MR_LOCAL)
+  std::uint64_t registered = 0, deregistered = 0;
+  std::uint64_t bytes = 0;                  // registered, over the run
+  double register_s = 0, deregister_s = 0;  // total time spent in fi_mr_reg and in closing them
+};
+
 // What the emulator ran and measured besides the common metrics (summary.json "emul").
 struct EmulInfo {
   std::string layout;       // how faults were served, e.g. "twin-hugetlb", "copy"; "" for the local tiers
@@ -68,6 +78,7 @@ struct EmulInfo {
   std::uint64_t object_bytes = 0;  // one expert as served
   std::uint64_t objects = 0;
   std::uint64_t reads_issued = 0;  // transport reads
+  Registrations registrations;
   Distribution fault_latency_s;    // per fault served in user space
 };
 

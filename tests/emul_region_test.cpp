@@ -1,10 +1,16 @@
 // The region code on a local source: every byte read through a region equals the generator's, with
 // four threads faulting concurrently on overlapping objects, for every granularity and layout; the
-// fault counts follow the granularity; eviction makes the next access fetch again; a failing
-// transport is reported, never a hang.
+// fault counts follow the granularity; eviction makes the next access fetch again; what the
+// transport reads into is registered with it outside the application's view and held until
+// eviction; a failing transport is reported, never a hang.
+#include <sys/mman.h>
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -104,6 +110,88 @@ TEST_P(RegionTest, EvictionMakesTheNextAccessFetchAgain) {
   }
   EXPECT_EQ(region.counters().faults, 2 * expected_faults(region, catalog.object_bytes()));
   EXPECT_EQ(region.counters().bytes_fetched, 2 * catalog.object_bytes());
+}
+
+// A local source that records what the region registers, as a transport needing registrations
+// (verbs) would see it: every read lands in a registered buffer, and a buffer's frames are still
+// there when it is deregistered (the region drops it before freeing them).
+class RegisteringSource final : public ObjectSource {
+ public:
+  explicit RegisteringSource(const Catalog& catalog) : inner_(catalog) {}
+  const Catalog& catalog() const override { return inner_.catalog(); }
+  void register_buffer(std::span<std::byte> buffer) override {
+    std::lock_guard lock(mutex_);
+    for (const auto& [start, bytes] : held_)
+      if (buffer.data() < start + bytes && start < buffer.data() + buffer.size()) ++overlapping;
+    held_[buffer.data()] = buffer.size();
+    ++registered;
+  }
+  void deregister_buffer(std::span<std::byte> buffer) override {
+    std::lock_guard lock(mutex_);
+    if (held_.erase(buffer.data()) != 1) ++unknown_deregistrations;
+    std::vector<unsigned char> resident((buffer.size() + kPageSize - 1) / kPageSize);
+    if (mincore(buffer.data(), buffer.size(), resident.data()) != 0 ||
+        std::count(resident.begin(), resident.end(), 0) != 0)
+      ++freed_before_deregistration;
+    ++deregistered;
+  }
+  void read(std::uint32_t object, std::uint64_t offset, std::span<std::byte> dst) override {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = held_.upper_bound(dst.data());
+      if (it == held_.begin() || (--it, dst.data() + dst.size() > it->first + it->second)) ++unregistered_reads;
+    }
+    inner_.read(object, offset, dst);
+  }
+  std::uint64_t reads_issued() const override { return inner_.reads_issued(); }
+  std::string describe() const override { return "registering"; }
+  std::size_t held() const {
+    std::lock_guard lock(mutex_);
+    return held_.size();
+  }
+  bool holds_any_of(std::span<const std::byte> range) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& [start, bytes] : held_)
+      if (start < range.data() + range.size() && range.data() < start + bytes) return true;
+    return false;
+  }
+
+  std::atomic<int> registered{0}, deregistered{0}, overlapping{0}, unknown_deregistrations{0},
+      freed_before_deregistration{0}, unregistered_reads{0};
+
+ private:
+  LocalSource inner_;
+  mutable std::mutex mutex_;
+  std::map<std::byte*, std::size_t> held_;
+};
+
+TEST_P(RegionTest, ReadsLandInRegistrationsHeldUntilEvictionOutsideTheApplicationsView) {
+  const Catalog catalog = small_catalog();
+  RegisteringSource source(catalog);
+  {
+    Region region(source, options());
+    for (const std::uint32_t id : {1u, 2u}) {
+      const auto view = region.object(id);
+      EXPECT_EQ(first_mismatch(catalog.object(id), 0, {view.data(), view.size()}), std::nullopt);
+      // The NIC never writes into the view userfaultfd watches: it would race the fault handler.
+      EXPECT_FALSE(source.holds_any_of(view)) << "object " << id;
+    }
+    const std::size_t granules = expected_faults(region, catalog.object_bytes());
+    // twin: each fetched granule stays registered while resident; copy: the staging buffer only.
+    const std::size_t held = GetParam().layout == Layout::Twin ? 2 * granules : 1;
+    EXPECT_EQ(source.held(), held);
+    region.evict(1);
+    EXPECT_EQ(source.held(), GetParam().layout == Layout::Twin ? granules : 1);
+    const auto again = region.object(1);
+    EXPECT_EQ(first_mismatch(catalog.object(1), 0, {again.data(), again.size()}), std::nullopt);
+    EXPECT_EQ(source.held(), held);
+  }
+  EXPECT_EQ(source.held(), 0u);  // the region deregistered everything before unmapping it
+  EXPECT_EQ(source.registered.load(), source.deregistered.load());
+  EXPECT_EQ(source.unregistered_reads.load(), 0);
+  EXPECT_EQ(source.overlapping.load(), 0);
+  EXPECT_EQ(source.unknown_deregistrations.load(), 0);
+  EXPECT_EQ(source.freed_before_deregistration.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(, RegionTest,

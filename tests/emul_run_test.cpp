@@ -69,6 +69,9 @@ TEST_F(EmulRun, WritesTheSimulatorsResultFilesWithOneFaultPerRegion) {
   EXPECT_EQ(s["emul"]["granularity"], "region");
   EXPECT_DOUBLE_EQ(s["bytes"]["remote"].get<double>(), double(switches) * s["emul"]["object_bytes"].get<double>());
   EXPECT_GT(s["expert_switch_s"]["p50"].get<double>(), 0);
+  // tcp reads need no local registrations; verbs' are counted per region (the SoftRoCE checks).
+  EXPECT_EQ(s["emul"]["registration"]["needed"], false);
+  EXPECT_EQ(s["emul"]["registration"]["registrations"], 0);
   EXPECT_TRUE(fs::exists(out / "config.resolved.yaml"));
 }
 
