@@ -24,6 +24,10 @@ constexpr auto kGoneCheckEvery = std::chrono::milliseconds(1);
 constexpr double kGoneGraceS = 0.05;
 // After a failure, how long to wait for reads still in flight before closing the endpoint (fail()).
 constexpr double kDrainS = 0.5;
+// The first read of a new endpoint also sets up its connection (ofi_rxm connects on first use):
+// tens of ms with tcp here, but over rdma_cm on SoftRoCE under QEMU TCG more than 2 s was seen on
+// a loaded machine. It may take this long, or emul.timeout if that is longer.
+constexpr double kFirstReadS = 30;
 
 std::string range_text(std::uint64_t offset, std::uint64_t bytes) {
   return "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) + ")";
@@ -41,6 +45,7 @@ struct RemoteSource::Endpoint {
   MemoryRegion temporary;  // the destination of the current read, when it is in no buffer
   // Keys of this client's registrations: unique in its domain, which holds nothing else.
   std::uint64_t next_key = 1;
+  bool connected = false;  // a read completed: the provider's connection is up
 
   // The registration holding [data, data + size), or null.
   const MemoryRegion* buffer_holding(const std::byte* data, std::size_t size) const {
@@ -223,7 +228,8 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
   for (std::uint32_t s = 0; s < depth; ++s) free_slots[s] = depth - 1 - s;
   fi_cq_entry entries[64];
   fid_cq* cq = e.fabric.cq();
-  const auto timeout = posix::duration_of(options_.timeout_s);
+  const double timeout_s = e.connected ? options_.timeout_s : std::max(options_.timeout_s, kFirstReadS);
+  const auto timeout = posix::duration_of(timeout_s);
   auto last_progress = Clock::now();
   const auto where = [&](std::uint64_t p) {
     const std::uint64_t start = offset + p * piece;
@@ -260,7 +266,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
       if (control_->server_gone()) fail("", object);
       if (now - last_progress > timeout) {
         char seconds[32];
-        std::snprintf(seconds, sizeof seconds, "%g", options_.timeout_s);
+        std::snprintf(seconds, sizeof seconds, "%g", timeout_s);
         fail("memd at " + options_.server + ": read of object " + std::to_string(object) + " (" +
                  range_text(offset, dst.size()) + ") timed out after " + seconds + " s",
              object);
@@ -287,6 +293,7 @@ void RemoteSource::transfer(std::uint32_t object, std::uint64_t offset, std::spa
     complete();
   }
   if (e.temporary.data()) deregister_timed(e.temporary);
+  e.connected = true;
 }
 
 }  // namespace rmai::emul
