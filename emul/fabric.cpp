@@ -1,5 +1,7 @@
 #include "emul/fabric.hpp"
 
+#include <sys/resource.h>
+
 #include <rdma/fi_cm.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_eq.h>
@@ -173,7 +175,19 @@ void Fabric::remove(fi_addr_t address) { fi_av_remove(av_, &address, 1, 0); }
 
 MemoryRegion Fabric::register_memory(void* data, std::size_t size, std::uint64_t access, std::uint64_t requested_key) {
   MemoryRegion region;
-  check("fi_mr_reg", fi_mr_reg(domain_, data, size, access, 0, requested_key, 0, &region.mr_, nullptr));
+  const int rc = fi_mr_reg(domain_, data, size, access, 0, requested_key, 0, &region.mr_, nullptr);
+  if (rc == -FI_ENOMEM) {
+    // Registering pins the pages, which counts against RLIMIT_MEMLOCK unless the process may lock
+    // memory (CAP_IPC_LOCK, e.g. root): the usual reason for a refusal on an RDMA NIC.
+    rlimit limit{};
+    getrlimit(RLIMIT_MEMLOCK, &limit);
+    const std::string locked =
+        limit.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(limit.rlim_cur) + " bytes";
+    throw FabricError("fi_mr_reg of " + std::to_string(size) + " bytes (locked-memory limit " + locked +
+                          "; raise it with ulimit -l or memlock in limits.conf)",
+                      rc);
+  }
+  check("fi_mr_reg", rc);
   region.data_ = static_cast<std::byte*>(data);
   region.size_ = size;
   region.remote_base_ = virt_addr() ? reinterpret_cast<std::uintptr_t>(data) : 0;
