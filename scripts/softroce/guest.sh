@@ -91,7 +91,15 @@ fi
 # From here on, long steps run as background jobs that the script waits for: bash runs a trap only
 # once the foreground command has ended (debootstrap: minutes), but interrupts a wait at once.
 work= locked=
-job() { "$@" & wait $!; }
+# The output goes with the job, not the call: a trap runs inside the call's redirections.
+job() {   # [--out FILE | --log FILE] COMMAND...: stdout, or stdout and stderr, to FILE
+  case $1 in
+    --out) local f=$2; shift 2; "$@" >"$f" & ;;
+    --log) local f=$2; shift 2; "$@" >"$f" 2>&1 & ;;
+    *) "$@" & ;;
+  esac
+  wait $!
+}
 # Mount points under the build folder (debootstrap mounts proc and sys in its target, and bind
 # mounts /dev entries inside containers).
 mounts_under() { awk -v w="$1" 'index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -r; }
@@ -166,7 +174,7 @@ root=$work/root
 say "building the guest for kernel $kver in $out (debootstrap, a few minutes)"
 start=$(date +%s)
 include=$(IFS=,; echo "${packages[*]}")
-if ! job timeout 1800 debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1; then
+if ! job --log "$work/debootstrap.log" timeout 1800 debootstrap --variant=minbase --include="$include" "$suite" "$root" "$mirror"; then
   tail -20 "$work/debootstrap.log" >&2
   if grep -qiE "Failed getting release file|couldn't download|Could not resolve|Connection (refused|timed out)|Temporary failure" "$work/debootstrap.log"; then
     unavailable "debootstrap could not reach the package archive (the mirror of this machine's apt sources, or RMAI_SOFTROCE_MIRROR)"
@@ -209,7 +217,7 @@ rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/
   "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 
 say "packing the initramfs"
-job bash -c 'cd "$1" && find . -xdev -print0 | cpio --null -o -H newc --quiet | gzip -6' pack "$root" >"$out.tmp/initrd.gz"
+job --out "$out.tmp/initrd.gz" bash -c 'cd "$1" && find . -xdev -print0 | cpio --null -o -H newc --quiet | gzip -6' pack "$root"
 printf '%s\n' "${packages[@]}" >"$out.tmp/packages.txt"
 echo "$kpkg" >"$out.tmp/kernel-package.txt"
 printf '%s\n' $libs | sort -u >"$out.tmp/libs.txt"
@@ -218,4 +226,5 @@ mv "$out.tmp" "$out"
 say "guest ready in $(($(date +%s) - start)) s: $(du -h "$out/initrd.gz" | cut -f1) initramfs"
 # Entries of other kernels or other versions of this script, unused for 30 days.
 find "$cache" -mindepth 1 -maxdepth 1 -type d -name '*-*' ! -name '.*' -mtime +30 -exec rm -rf --one-file-system {} + 2>/dev/null || true
+find "$cache" -mindepth 1 -maxdepth 1 -type f -name '.lock-*' -mtime +30 -delete 2>/dev/null || true
 echo "$out"

@@ -59,7 +59,15 @@ esac
 # a trap only once a foreground command has ended, but interrupts a wait at once. The EXIT trap ends
 # whatever job is still running. Set before step 1, so that nothing starts untracked.
 tmp=
-job() { "$@" & wait $!; }
+# The output goes with the job, not the call: a trap runs inside the call's redirections.
+job() {   # [--out FILE | --stderr] COMMAND...: stdout to FILE, or to stderr
+  case $1 in
+    --out) local f=$2; shift 2; "$@" >"$f" & ;;
+    --stderr) shift; "$@" >&2 & ;;
+    *) "$@" & ;;
+  esac
+  wait $!
+}
 cleanup() {
   local status=$? p
   trap '' INT TERM   # a second signal must not cut the cleanup short
@@ -78,7 +86,7 @@ trap 'say "terminated"; exit 143' TERM
 
 # Step 1: QEMU, installed with apt when missing (scripts/setup.sh's optional softroce set).
 if ! command -v "$qemu" >/dev/null; then
-  if [ "$(id -u)" -ne 0 ] || ! job timeout 900 "$top/scripts/setup.sh" softroce >&2; then
+  if [ "$(id -u)" -ne 0 ] || ! job --stderr timeout 900 "$top/scripts/setup.sh" softroce; then
     unavailable "no $qemu, and apt could not install qemu-system-x86"
   fi
   command -v "$qemu" >/dev/null || unavailable "no $qemu (qemu-system-x86 is installed: RMAI_SOFTROCE_QEMU?)"
@@ -90,7 +98,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/softroce.XXXXXX")
 
 # Step 3: the guest, from the cache or built now.
 rc=0
-job "$here/guest.sh" "$build" >"$tmp/guest" || rc=$?
+job --out "$tmp/guest" "$here/guest.sh" "$build" || rc=$?
 [ "$rc" -eq 77 ] && exit 77
 [ "$rc" -eq 0 ] || { say "building the guest failed (exit $rc)"; exit 125; }
 guest=$(cat "$tmp/guest")
