@@ -5,7 +5,7 @@
 #   scripts/softroce/run.sh [--timeout S] [--boot-timeout S] [--memory MiB] [--verbose] [--] COMMAND...
 #
 # The guest (Debian's stock kernel + a minbase root, scripts/softroce/guest.sh) is built once per
-# kernel version into build/softroce/. It boots under TCG (no KVM needed), with the repository
+# kernel version and guest.sh version into ~/.cache/rmai-softroce/ (RMAI_SOFTROCE_CACHE). It boots under TCG (no KVM needed), with the repository
 # shared over 9p at the same absolute path, so build/bin/* run as they are; COMMAND runs in the
 # current directory when that is inside the repository (else at its top), through bash -c when it
 # is one word containing a space. Variables FI_*, RDMAV_*, RMAI_* and GTEST_* are passed on.
@@ -117,6 +117,7 @@ case $PWD/ in "$top"/*) cwd=$PWD ;; *) cwd=$top ;; esac
 {
   echo "# Written by scripts/softroce/run.sh: the host's command and the variables it passes on."
   for name in $(compgen -e); do
+    case $name in RMAI_SOFTROCE_DEVICE|RMAI_SOFTROCE_ADDR) continue ;; esac   # the guest's own (init)
     case $name in FI_*|RDMAV_*|RMAI_*|GTEST_*) printf 'export %s=%q\n' "$name" "${!name}" ;; esac
   done
   printf 'cd %q || exit 125\n' "$cwd"
