@@ -20,6 +20,9 @@ if [ "${RMAI_SOFTROCE:-0}" != 1 ]; then
 fi
 say() { echo "softroce_teardown: $*" >&2; }
 failures=0
+# An unexpected failure of the script itself names its command rather than ending in silence.
+set -E
+trap 'say "harness step failed (line $LINENO): $BASH_COMMAND"' ERR
 fail() { say "FAIL: $*"; failures=$((failures + 1)); }
 
 # run.sh's TMPDIR: its temporary folder, and so QEMU's and tail's arguments, carry this unique path,
@@ -39,7 +42,7 @@ snapshot() {
   echo "network devices:"; ls /sys/class/net | sed 's/^/  /'
   echo "nr_hugepages $(cat /proc/sys/vm/nr_hugepages)"
   echo "HugePages_Rsvd $(awk '/^HugePages_Rsvd/ {print $2}' /proc/meminfo)"
-  if command -v rdma >/dev/null; then echo "rdma links:"; rdma link show 2>/dev/null | awk '{print "  " $2}'; fi
+  if command -v rdma >/dev/null; then echo "rdma links:"; { rdma link show 2>/dev/null || true; } | awk '{print "  " $2}'; fi
 }
 # Processes of run.sh's session (it is started with setsid) or naming its folder, less this
 # subshell's own ps and awk.
