@@ -70,8 +70,8 @@ cleanup() {
   if [ "$created" = 1 ]; then
     timeout 30 rdma link delete "$dev" 2>/dev/null || true
     timeout 30 ip link delete "$net" 2>/dev/null || true
-    rdma link show "$dev" >/dev/null 2>&1 && { say "could not remove $dev"; status=125; }
-    ip link show "$net" >/dev/null 2>&1 && { say "could not remove $net"; status=125; }
+    [ -e "/sys/class/infiniband/$dev" ] && { say "could not remove $dev"; status=125; }
+    [ -e "/sys/class/net/$net" ] && { say "could not remove $net"; status=125; }
   fi
   exit "$status"
 }
@@ -83,8 +83,8 @@ trap 'say "terminated"; exit 143' TERM
 t() { timeout 60 "$@"; }
 fail() { say "step failed: $*"; exit 77; }
 created=1   # from here on, whatever exists of ours is removed on exit (also a stale one now)
-rdma link show "$dev" >/dev/null 2>&1 && { say "removing a stale $dev"; t rdma link delete "$dev" || fail "rdma link delete $dev"; }
-ip link show "$net" >/dev/null 2>&1 && { say "removing a stale $net"; t ip link delete "$net" || fail "ip link delete $net"; }
+[ -e "/sys/class/infiniband/$dev" ] && { say "removing a stale $dev"; t rdma link delete "$dev" || fail "rdma link delete $dev"; }
+[ -e "/sys/class/net/$net" ] && { say "removing a stale $net"; t ip link delete "$net" || fail "ip link delete $net"; }
 # rxe computes its ICRC with crc32 but does not declare it: load it first (crc32_pclmul may not
 # exist or load; crc32_generic is enough). The user-space interfaces are loaded on demand by udev
 # only where it runs.
@@ -96,12 +96,12 @@ t ip link add "$net" type dummy || fail "ip link add $net type dummy"
 t ip addr add "$addr" dev "$net" || fail "ip addr add $addr dev $net"
 t ip link set "$net" up || fail "ip link set $net up"
 t rdma link add "$dev" type rxe netdev "$net" || fail "rdma link add $dev type rxe netdev $net"
-for _ in $(seq 30); do
-  ibv_devinfo -d "$dev" 2>/dev/null | grep -q PORT_ACTIVE && ibv_devinfo -v -d "$dev" | grep -q "::ffff:$ip4" && break
-  sleep 1
-done
-ibv_devinfo -d "$dev" | grep -q PORT_ACTIVE || fail "$dev's port is not PORT_ACTIVE after 30 s"
-ibv_devinfo -v -d "$dev" | grep -q "::ffff:$ip4" || fail "$dev has no RoCE v2 GID for $ip4"
+# (grep without -q: with pipefail, ibv_devinfo writing after grep -q left would fail the test.)
+active() { ibv_devinfo -d "$dev" 2>/dev/null | grep PORT_ACTIVE >/dev/null; }
+has_gid() { ibv_devinfo -v -d "$dev" 2>/dev/null | grep -F "::ffff:$ip4" >/dev/null; }
+for _ in $(seq 30); do active && has_gid && break; sleep 1; done
+active || fail "$dev's port is not PORT_ACTIVE after 30 s"
+has_gid || fail "$dev has no RoCE v2 GID for $ip4"
 say "$dev active on $net ($addr); running: $*"
 
 ulimit -l unlimited   # registered memory is pinned
