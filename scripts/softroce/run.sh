@@ -22,7 +22,7 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/scripts/softroce
-build=${RMAI_SOFTROCE_BUILD:-$top/build}         # where the guest is cached (build/softroce/)
+build=${RMAI_SOFTROCE_BUILD:-$top/build}   # the binaries the guest must carry the libraries of
 qemu=${RMAI_SOFTROCE_QEMU:-qemu-system-x86_64}
 
 timeout_s=900
