@@ -5,10 +5,10 @@
 #   scripts/softroce/run.sh [--timeout S] [--boot-timeout S] [--memory MiB] [--verbose] [--] COMMAND...
 #
 # The guest (Debian's stock kernel + a minbase root, scripts/softroce/guest.sh) is built once per
-# kernel version and guest.sh version into ~/.cache/rmai-softroce/ (RMAI_SOFTROCE_CACHE). It boots under TCG (no KVM needed), with the repository
-# shared over 9p at the same absolute path, so build/bin/* run as they are; COMMAND runs in the
-# current directory when that is inside the repository (else at its top), through bash -c when it
-# is one word containing a space. Variables FI_*, RDMAV_*, RMAI_* and GTEST_* are passed on.
+# kernel version and guest.sh version into ~/.cache/rmai-softroce/ (RMAI_SOFTROCE_CACHE). It boots
+# under TCG (no KVM needed), with the repository shared over 9p at the same absolute path, so
+# build/bin/* run as they are; COMMAND runs in the current directory when that is inside the
+# repository (else at its top), through bash -c when it is one word containing a space. Variables FI_*, RDMAV_*, RMAI_* and GTEST_* are passed on.
 #
 # Exit status: COMMAND's own; 124 when it timed out (--timeout, default 900 s); 77 when the
 # environment is unavailable (no QEMU, no package archive, the guest did not boot, rxe did not come
