@@ -90,7 +90,7 @@ fi
 
 # From here on, long steps run as background jobs that the script waits for: bash runs a trap only
 # once the foreground command has ended (debootstrap: minutes), but interrupts a wait at once.
-work= locked=
+work='' locked=''
 # The output goes with the job, not the call: a trap runs inside the call's redirections.
 job() {   # [--out FILE | --log FILE] COMMAND...: stdout, or stdout and stderr, to FILE
   case $1 in
