@@ -5,19 +5,24 @@
 #   scripts/softroce/run.sh [--timeout S] [--boot-timeout S] [--memory MiB] [--verbose] [--] COMMAND...
 #
 # The guest (Debian's stock kernel + a minbase root, scripts/softroce/guest.sh) is built once per
-# kernel version into build/softroce/. It boots under TCG (no KVM needed), with the repository
-# shared over 9p at the same absolute path, so build/bin/* run as they are; COMMAND runs in the
-# current directory when that is inside the repository (else at its top), through bash -c when it
-# is one word containing a space. Variables FI_*, RDMAV_*, RMAI_* and GTEST_* are passed on.
+# kernel version and guest.sh version into ~/.cache/rmai-softroce/ (RMAI_SOFTROCE_CACHE). It boots
+# under TCG (no KVM needed), with the repository shared over 9p at the same absolute path, so
+# build/bin/* run as they are; COMMAND runs in the current directory when that is inside the
+# repository (else at its top), through bash -c when it is one word containing a space. Variables FI_*, RDMAV_*, RMAI_* and GTEST_* are passed on.
 #
 # Exit status: COMMAND's own; 124 when it timed out (--timeout, default 900 s); 77 when the
 # environment is unavailable (no QEMU, no package archive, the guest did not boot, rxe did not come
-# up), so CTest can mark a test skipped; 125 when this harness itself failed otherwise.
-# QEMU is always torn down, and the temporary folder removed, on exit and on INT/TERM.
+# up), so CTest can mark a test skipped; 125 when this harness itself failed otherwise; 130/143 on
+# INT/TERM. QEMU and every other child are always ended, and the temporary folder removed, on exit
+# and on INT/TERM (scripts/softroce/teardown_check.sh tests it).
+#
+# Host mode: where this machine's own kernel has rdma_rxe and this runs as root, COMMAND runs here
+# instead, on an rxe device of scripts/softroce/host.sh (no guest, no boot). RMAI_SOFTROCE_HOST=0
+# never does, =1 insists (77 when the host cannot), unset or "auto" tries it first.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 here=$top/scripts/softroce
-build=${RMAI_SOFTROCE_BUILD:-$top/build}         # where the guest is cached (build/softroce/)
+build=${RMAI_SOFTROCE_BUILD:-$top/build}   # the binaries the guest must carry the libraries of
 qemu=${RMAI_SOFTROCE_QEMU:-qemu-system-x86_64}
 
 timeout_s=900
@@ -31,7 +36,7 @@ while [ $# -gt 0 ]; do
     --memory) memory=$2; shift 2 ;;
     --verbose) verbose=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "softroce: unknown option $1" >&2; exit 125 ;;
     *) break ;;
   esac
@@ -41,40 +46,62 @@ done
 say() { echo "softroce: $*" >&2; }
 unavailable() { say "environment unavailable: $*"; exit 77; }
 
-# Step 1: QEMU, installed with apt when missing (scripts/setup.sh's optional softroce set).
-if ! command -v "$qemu" >/dev/null; then
-  if [ "$(id -u)" -ne 0 ] || ! timeout 900 "$top/scripts/setup.sh" softroce >&2; then
-    unavailable "no $qemu, and apt could not install qemu-system-x86"
-  fi
-  command -v "$qemu" >/dev/null || unavailable "no $qemu (qemu-system-x86 is installed: RMAI_SOFTROCE_QEMU?)"
-fi
+# Host mode first when asked or possible (host.sh --probe: no side effects, says why not).
+case ${RMAI_SOFTROCE_HOST:-auto} in
+  0) ;;
+  1) exec "$here/host.sh" --timeout "$timeout_s" -- "$@" ;;
+  auto) if why=$("$here/host.sh" --probe 2>&1); then exec "$here/host.sh" --timeout "$timeout_s" -- "$@"; fi
+    [ "$verbose" = 1 ] && say "host mode unavailable (${why#softroce: }); using the QEMU guest" ;;
+  *) echo "softroce: RMAI_SOFTROCE_HOST must be 0, 1 or auto, not $RMAI_SOFTROCE_HOST" >&2; exit 125 ;;
+esac
 
-# Step 2: the guest, from the cache or built now.
-rc=0
-guest=$("$here/guest.sh" "$build") || rc=$?
-[ "$rc" -eq 77 ] && exit 77
-[ "$rc" -eq 0 ] || { say "building the guest failed (exit $rc)"; exit 125; }
-
-# Step 3: a temporary folder for this boot: the initramfs with /init appended, the results share
-# (the command, its output and exit code) and the console log.
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/softroce.XXXXXX")
-qpid=
-tailpid=
+# Every child that can last (apt, the guest build, QEMU, tail) runs as a background job: bash runs
+# a trap only once a foreground command has ended, but interrupts a wait at once. The EXIT trap ends
+# whatever job is still running. Set before step 1, so that nothing starts untracked.
+tmp=
+# The output goes with the job, not the call: a trap runs inside the call's redirections.
+job() {   # [--out FILE | --stderr] COMMAND...: stdout to FILE, or to stderr
+  case $1 in
+    --out) local f=$2; shift 2; "$@" >"$f" & ;;
+    --stderr) shift; "$@" >&2 & ;;
+    *) "$@" & ;;
+  esac
+  wait $!
+}
 cleanup() {
-  local status=$?
-  if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then
-    kill -TERM "$qpid" 2>/dev/null || true
-    for _ in 1 2 3 4 5; do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
-    kill -KILL "$qpid" 2>/dev/null || true
-  fi
-  [ -n "$qpid" ] && wait "$qpid" 2>/dev/null || true
-  [ -n "$tailpid" ] && { kill "$tailpid" 2>/dev/null || true; wait "$tailpid" 2>/dev/null || true; }
-  rm -rf "$tmp"
+  local status=$? p
+  trap '' INT TERM   # a second signal must not cut the cleanup short
+  # TERM, then time: QEMU closes its files, and the guest build cleans up after itself on TERM
+  # (ends debootstrap, unmounts, removes its folder). KILL only what is still there after 30 s.
+  for p in $(jobs -pr); do kill -TERM "$p" 2>/dev/null || true; done
+  for _ in $(seq 60); do [ -z "$(jobs -pr)" ] && break; sleep 0.5; done
+  for p in $(jobs -pr); do say "killing $p (still running 30 s after TERM)"; kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "$tmp" ] && rm -rf "$tmp"
   exit "$status"
 }
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM
+
+# Step 1: QEMU, installed with apt when missing (scripts/setup.sh's optional softroce set).
+if ! command -v "$qemu" >/dev/null; then
+  if [ "$(id -u)" -ne 0 ] || ! job --stderr timeout 900 "$top/scripts/setup.sh" softroce; then
+    unavailable "no $qemu, and apt could not install qemu-system-x86"
+  fi
+  command -v "$qemu" >/dev/null || unavailable "no $qemu (qemu-system-x86 is installed: RMAI_SOFTROCE_QEMU?)"
+fi
+
+# Step 2: a temporary folder for this boot: the guest's path, the initramfs with /init appended,
+# the results share (the command, its output and exit code) and the console log.
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/softroce.XXXXXX")
+
+# Step 3: the guest, from the cache or built now.
+rc=0
+job --out "$tmp/guest" "$here/guest.sh" "$build" || rc=$?
+[ "$rc" -eq 77 ] && exit 77
+[ "$rc" -eq 0 ] || { say "building the guest failed (exit $rc)"; exit 125; }
+guest=$(cat "$tmp/guest")
 
 mkdir -p "$tmp/results" "$tmp/overlay"
 cp "$guest/initrd.gz" "$tmp/initrd"
@@ -90,6 +117,7 @@ case $PWD/ in "$top"/*) cwd=$PWD ;; *) cwd=$top ;; esac
 {
   echo "# Written by scripts/softroce/run.sh: the host's command and the variables it passes on."
   for name in $(compgen -e); do
+    case $name in RMAI_SOFTROCE_DEVICE|RMAI_SOFTROCE_ADDR) continue ;; esac   # the guest's own (init)
     case $name in FI_*|RDMAV_*|RMAI_*|GTEST_*) printf 'export %s=%q\n' "$name" "${!name}" ;; esac
   done
   printf 'cd %q || exit 125\n' "$cwd"
@@ -107,7 +135,8 @@ start=$(date +%s)
   -virtfs "local,path=$tmp/results,mount_tag=results,security_model=none" \
   </dev/null >"$tmp/console.log" 2>&1 &
 qpid=$!
-if [ "$verbose" = 1 ]; then tail -n +1 -f "$tmp/console.log" >&2 & tailpid=$!; fi
+# --pid: tail ends with QEMU even if this script is killed with SIGKILL and cannot clean up.
+if [ "$verbose" = 1 ]; then tail -n +1 -f --pid="$qpid" "$tmp/console.log" >&2 & fi
 
 console_tail() { say "last console lines:"; tail -n 25 "$tmp/console.log" | tr -d '\r' | sed 's/^/  | /' >&2; }
 reached() { grep -q "^SOFTROCE-STEP $1" "$tmp/console.log"; }
