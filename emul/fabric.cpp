@@ -7,6 +7,7 @@
 #include <rdma/fi_eq.h>
 #include <rdma/fi_rma.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -33,6 +34,16 @@ struct HintsDeleter {
 // The hints every endpoint here is opened with. The provider may answer with less in mr_mode
 // (what it needs), never with more.
 std::unique_ptr<fi_info, HintsDeleter> hints_for(const std::string& provider) {
+  // Before libfabric reads its environment (its first fi_getinfo; every one here comes through
+  // this function): no registration cache. The verbs provider caches registrations by address
+  // and keeps one after its fi_close; a region's eviction punches a hole in its memfd, which no
+  // cache monitor sees (it watches unmaps), so the next registration of that range would hit the
+  // old, still pinned page frames and the NIC would write the bytes there. Seen in the SoftRoCE
+  // guest as wrong bytes and a drained huge-page pool (docs/reference.md); the class is known
+  // (ofi-cray/libfabric-cray#1350: stale bytes after re-registering an address). Set whatever the
+  // caller's environment says: with the cache on, the twin layout reads wrong bytes.
+  static const bool no_cache = ::setenv("FI_MR_CACHE_MAX_COUNT", "0", 1) == 0;
+  if (!no_cache) throw std::runtime_error("setenv(FI_MR_CACHE_MAX_COUNT) failed");
   std::unique_ptr<fi_info, HintsDeleter> hints(fi_allocinfo());
   if (!hints) throw std::bad_alloc();
   hints->ep_attr->type = FI_EP_RDM;
