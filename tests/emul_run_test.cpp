@@ -32,6 +32,10 @@ const std::vector<std::string> kSmall = {"--mode",         "emul",          "--s
                                          "--set",          "emul.layers=0-1", "--set", "cache.gpu_experts=8",
                                          "--set",          "trace.tokens=48"};
 
+// For the runs that may go over verbs: a read may stall for seconds in the SoftRoCE guest (TCG on
+// 2 busy cores) without anything being wrong. A dead memd is noticed by its control connection.
+const std::vector<std::string> kPatient = {"--set", "emul.timeout=10s"};
+
 template <class... More>
 std::vector<std::string> cat(std::vector<std::string> head, const More&... more) {
   (head.insert(head.end(), more.begin(), more.end()), ...);
@@ -108,7 +112,7 @@ TEST_F(EmulRun, VerbsCountsTheSameAsTcpOnTheRemoteTiers) {
     std::map<std::string, json> summary;
     for (const std::string provider : {"tcp", "verbs"}) {
       const fs::path out = dir_ / (tier + "-" + provider);
-      const auto r = run(cat({"run", kQuickstart.string()}, kSmall,
+      const auto r = run(cat({"run", kQuickstart.string()}, kSmall, kPatient,
                              Args{"--set", "memory.tier=" + tier, "--set", "emul.provider=" + provider, "--out", out.string()}));
       ASSERT_EQ(r.exit_code, 0) << tier << " over " << provider << ":\n" << r.err;
       summary[provider] = summary_of(out);
@@ -139,7 +143,7 @@ class EmulAgainstMemd : public EmulRun, public ::testing::WithParamInterface<std
     memd_ = std::make_unique<emul::MemdProcess>(m);
   }
   std::vector<std::string> client(const fs::path& secret, const fs::path& out) const {
-    return cat({"run", kQuickstart.string()}, kSmall, Args{"--set", "emul.server=" + memd_->address(), "--set",
+    return cat({"run", kQuickstart.string()}, kSmall, kPatient, Args{"--set", "emul.server=" + memd_->address(), "--set",
                                     "emul.secret_file=" + secret.string(), "--set", "emul.provider=" + GetParam(),
                                     "--out", out.string()});
   }
