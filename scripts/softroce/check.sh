@@ -11,14 +11,15 @@
 #      and memd killed mid-run ending the run with "memd at ... is gone" within 5 s;
 #   5. test_emul_run's tcp-vs-verbs case: the quickstart on each tier that reads through the
 #      provider (rmai, page4k) faults, switches and fetches exactly the same over both.
-# A test skipped in the guest fails the check: everything selected here must run on rxe.
+# A test skipped in the guest fails the check: everything selected here must run on rxe. A failed
+# test step does not stop the next ones (a boot costs minutes); the exit status is the first
+# failure's.
 #
 #   RMAI_SOFTROCE=1 scripts/softroce/check.sh [BUILD_DIR]    (default build/)
 #
 # Opt-in: without RMAI_SOFTROCE=1 it exits 77 (skipped), because it boots a TCG guest for minutes
 # (and builds it first, with debootstrap, a few minutes) and would load the 2 cores under the rest
-# of the suite. Exits 77 too when the environment is unavailable (see run.sh); otherwise with the
-# status of the first step that failed.
+# of the suite. Exits 77 too when the environment is unavailable (see run.sh).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "${1:-$top/build}" && pwd)
@@ -34,38 +35,42 @@ for b in rmai test_emul_transport test_emul_integrity test_emul_run; do
 done
 
 export RMAI_SOFTROCE_BUILD=$build  # run.sh passes RMAI_* on: the guest's script finds bin/ by it
-# What runs in the guest: the steps in order; the first failure ends it with its status.
+# What runs in the guest: the steps in order.
 read -r -d '' checks <<'GUEST' || true
 set -eu
 bin=$RMAI_SOFTROCE_BUILD/bin
 t0=$SECONDS
-passed() { echo "softroce check: $* ($((SECONDS - t0)) s)"; t0=$SECONDS; }
-broken() { echo "softroce check: FAILED: $*" >&2; exit 1; }
-# The tests of binary $1 that filter $2 selects: at least one, all run (none skipped), all pass.
-gtest() {
-  local out rc=0
-  out=$("$bin/$1" --gtest_filter="$2" --gtest_brief=1 2>&1) || rc=$?
+status=0
+say() { echo "softroce check: $* ($((SECONDS - t0)) s)"; t0=$SECONDS; }
+broken() { say "FAILED: $*"; exit 1; }
+# The test steps: the tests of binary $2 that filter $3 selects must all run (none skipped) and
+# pass, at least one. A failure is reported and the next step runs anyway (a boot costs minutes);
+# the check then ends with the first failure's status.
+tests() {
+  local what=$1 out rc=0 why
+  out=$("$bin/$2" --gtest_filter="$3" --gtest_brief=1 2>&1) || rc=$?
   printf '%s\n' "$out"
-  [ "$rc" -eq 0 ] || { echo "softroce check: FAILED: $1 --gtest_filter='$2' (exit $rc)" >&2; exit "$rc"; }
-  if grep -q '^\[  SKIPPED \]' <<<"$out"; then broken "$1 --gtest_filter='$2' skipped tests in the guest"; fi
-  grep -q '^\[  PASSED  \] [1-9]' <<<"$out" || broken "$1 --gtest_filter='$2' ran no test"
+  why="exit $rc"
+  if [ "$rc" -eq 0 ] && grep -q '^\[  SKIPPED \]' <<<"$out"; then rc=1 why="tests skipped in the guest"; fi
+  if [ "$rc" -eq 0 ] && ! grep -q '^\[  PASSED  \] [1-9]' <<<"$out"; then rc=1 why="no test ran"; fi
+  if [ "$rc" -eq 0 ]; then say "$what passed"; return; fi
+  say "FAILED: $what ($2 --gtest_filter='$3': $why)"
+  [ "$status" -ne 0 ] || status=$rc
 }
 # The huge-page reservations of the twin layout keep their records in /run/lock (huge_pages.cpp),
 # which the guest's fresh /run lacks: without it every huge-page case would skip.
 mkdir -p /run/lock
+# The environment: nothing below can work without it, so these end the check at once.
 ibv_devinfo -d rxe0 | grep -q PORT_ACTIVE || broken "rxe0 is not PORT_ACTIVE"
-passed "rxe0 PORT_ACTIVE"
+say "rxe0 PORT_ACTIVE"
 fi_info -p verbs -t FI_EP_RDM | grep -q 'verbs;ofi_rxm' || broken "fi_info offers no verbs;ofi_rxm"
-passed "libfabric offers verbs;ofi_rxm"
+say "libfabric offers verbs;ofi_rxm"
 "$bin/rmai" list transports | grep -Eq '^ *verbs .*available here' || broken "rmai list transports: verbs is not available"
-passed "rmai list transports: verbs available here"
-gtest test_emul_transport '*/verbs'
-passed "test_emul_transport */verbs passed"
-gtest test_emul_integrity '*verbs*'
-passed "test_emul_integrity *verbs* passed"
-gtest test_emul_run '*EmulAgainstMemd*/verbs'
-passed "test_emul_run EmulAgainstMemd over verbs passed"
-gtest test_emul_run 'EmulRun.VerbsCountsTheSameAsTcpOnTheRemoteTiers'
-passed "test_emul_run: tcp and verbs count the same on rmai and page4k"
+say "rmai list transports: verbs available here"
+tests "transport over verbs" test_emul_transport '*/verbs'
+tests "integrity over verbs" test_emul_integrity '*verbs*'
+tests "runs against memd over verbs" test_emul_run '*EmulAgainstMemd*/verbs'
+tests "tcp and verbs count the same" test_emul_run 'EmulRun.VerbsCountsTheSameAsTcpOnTheRemoteTiers'
+exit "$status"
 GUEST
 exec "$top/scripts/softroce/run.sh" --timeout 900 "$checks"
