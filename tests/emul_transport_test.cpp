@@ -1,7 +1,8 @@
 // The memory server and its libfabric transport, end to end on loopback: bytes read equal the
 // generated ones, several clients share a server, the secret is enforced, the server refuses reads
-// outside an object or with a wrong key (the provider's own check) and keeps serving others, a dead or frozen server fails a read quickly instead
-// of hanging it, the catalogs must agree, and `rmai memd` rejects bad input with exit code 2.
+// outside an object or with a wrong key (the provider's own check) and keeps serving others, a
+// dead or frozen server fails a read quickly instead of hanging it, the catalogs must agree, and
+// `rmai memd` rejects bad input with exit code 2.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
