@@ -127,6 +127,13 @@ TEST_F(EmulRun, VerbsCountsTheSameAsTcpOnTheRemoteTiers) {
     for (const char* key : {"expert_accesses", "expert_switches", "page_faults", "user_kernel_transitions", "bytes"})
       EXPECT_EQ(tcp.at(key), verbs.at(key)) << tier << ": " << key;
     EXPECT_EQ(tcp.at("emul").at("reads_issued"), verbs.at("emul").at("reads_issued")) << tier;
+    // Only verbs registers what the NIC reads into: at least one registration per region fetched.
+    const json& registration = verbs.at("emul").at("registration");
+    EXPECT_EQ(tcp.at("emul").at("registration").at("registrations"), 0) << tier;
+    EXPECT_EQ(registration.at("needed"), true) << tier;
+    EXPECT_GE(registration.at("registrations").get<std::uint64_t>(), 1u) << tier;
+    EXPECT_GT(registration.at("register_s_mean").get<double>(), 0) << tier;
+    std::cout << "[ registration ] " << tier << " over verbs: " << registration.dump() << std::endl;
   }
 }
 

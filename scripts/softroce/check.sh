@@ -58,10 +58,6 @@ tests() {
   say "FAILED: $what ($2 --gtest_filter='$3': $why)"
   [ "$status" -ne 0 ] || status=$rc
 }
-# The huge-page reservations of the twin layout keep their records in /run/lock (huge_pages.cpp),
-# which the guest's fresh /run lacks: without it every huge-page case would skip. (The guest's
-# init is the better home for this line.)
-mkdir -p /run/lock
 # The environment: nothing below can work without it, so these end the check at once.
 dev=${RMAI_SOFTROCE_DEVICE:-rxe0}   # rxe0 in the guest, host.sh's own device in host mode
 ibv_devinfo -d "$dev" | grep -q PORT_ACTIVE || broken "$dev is not PORT_ACTIVE"
