@@ -41,7 +41,8 @@ std::unique_ptr<fi_info, HintsDeleter> hints_for(const std::string& provider) {
   // old, still pinned page frames and the NIC would write the bytes there. Seen in the SoftRoCE
   // guest as wrong bytes and a drained huge-page pool (docs/reference.md); the class is known
   // (ofi-cray/libfabric-cray#1350: stale bytes after re-registering an address). Set whatever the
-  // caller's environment says: with the cache on, the twin layout reads wrong bytes.
+  // caller's environment says: with the cache on, the twin layout reads wrong bytes. (setenv races
+  // with getenv in other threads: the first call comes from the main thread, before any is started.)
   static const bool no_cache = ::setenv("FI_MR_CACHE_MAX_COUNT", "0", 1) == 0;
   if (!no_cache) throw std::runtime_error("setenv(FI_MR_CACHE_MAX_COUNT) failed");
   std::unique_ptr<fi_info, HintsDeleter> hints(fi_allocinfo());
@@ -192,11 +193,11 @@ MemoryRegion Fabric::register_memory(void* data, std::size_t size, std::uint64_t
     // memory (CAP_IPC_LOCK, e.g. root): the usual reason for a refusal on an RDMA NIC.
     rlimit limit{};
     getrlimit(RLIMIT_MEMLOCK, &limit);
-    const std::string locked =
-        limit.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(limit.rlim_cur) + " bytes";
-    throw FabricError("fi_mr_reg of " + std::to_string(size) + " bytes (locked-memory limit " + locked +
-                          "; raise it with ulimit -l or memlock in limits.conf)",
-                      rc);
+    const std::string limit_text =
+        limit.rlim_cur == RLIM_INFINITY
+            ? "locked memory is unlimited here: the NIC or its driver is out of memory"
+            : "locked-memory limit " + std::to_string(limit.rlim_cur) + " bytes; raise it with ulimit -l or memlock in limits.conf";
+    throw FabricError("fi_mr_reg of " + std::to_string(size) + " bytes (" + limit_text + ")", rc);
   }
   check("fi_mr_reg", rc);
   region.data_ = static_cast<std::byte*>(data);

@@ -112,8 +112,10 @@ void RemoteSource::deregister_timed(MemoryRegion& region) {
 
 void RemoteSource::register_buffer(std::span<std::byte> buffer) {
   std::lock_guard lock(mutex_);
-  buffers_[buffer.data()] = buffer;
+  // Registered before it is recorded: a refused registration (e.g. the locked-memory limit) must not
+  // leave a buffer that the next endpoint would register behind its owner's back.
   if (endpoint_ && registrations_.needed) endpoint_->buffers[buffer.data()] = register_timed(*endpoint_, buffer);
+  buffers_[buffer.data()] = buffer;
 }
 
 void RemoteSource::deregister_buffer(std::span<std::byte> buffer) {
@@ -177,7 +179,13 @@ void RemoteSource::fail(const std::string& what, std::uint32_t object) {
     }
   }
   in_flight_ = 0;
-  endpoint_.reset();  // closes the endpoint: nothing still in flight can land after we return
+  if (endpoint_) {  // its registrations close with it; the next endpoint registers the buffers again
+    const auto start = Clock::now();
+    const std::size_t closing = endpoint_->buffers.size() + (endpoint_->temporary.data() ? 1 : 0);
+    endpoint_.reset();  // closes the endpoint: nothing still in flight can land after we return
+    registrations_.deregister_s += std::chrono::duration<double>(Clock::now() - start).count();
+    registrations_.deregistered += closing;
+  }
   if (control_->server_gone() || control_->wait_gone(kGoneGraceS)) {
     gone_ = true;
     throw TransportError("memd at " + options_.server + " is gone (control connection closed) while reading object " +

@@ -5,7 +5,8 @@
 //
 // Failure semantics:
 // - a read outside an object (read()): TransportError before anything is sent;
-// - an error completion (e.g. the server refused the read) or no completion for timeout_s:
+// - an error completion (e.g. the server refused the read) or no completion for timeout_s (for
+//   the first read of a new endpoint, which also connects: at least 30 s):
 //   TransportError, and the endpoint is closed (so no late completion can land anywhere) and
 //   re-created at the next read. tcp;ofi_rxm tears the connection down after a refused read, so
 //   without this the source would be unusable afterwards;
@@ -40,7 +41,7 @@ struct RemoteOptions {
   std::string secret;
   std::uint64_t read_size = 256 << 10;  // bytes per fi_read
   std::uint32_t queue_depth = 16;       // fi_reads in flight per read()
-  double timeout_s = 2;                 // a read with no completion for this long fails
+  double timeout_s = 2;                 // a read with no completion for this long fails (a new endpoint's first: at least 30 s)
 };
 
 class RemoteSource final : public ObjectSource {

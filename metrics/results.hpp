@@ -59,9 +59,10 @@ struct Cost {
   double node_usd = 0, memory_usd_per_node = 0, usd_per_million_tokens = 0;
 };
 
-// What registering reads' destinations with the NIC cost (providers that need it: verbs). One
-// registration per region (granule) fetched, held while it is resident and dropped when it is
-// evicted, before its page frames are freed.
+// What registering reads' destinations with the NIC cost (providers that need it: verbs). With the
+// twin layout one registration per region (granule) fetched, held while it is resident and dropped
+// when it is evicted, before its page frames are freed; with copy, its staging buffer once; one per
+// read outside both; all again when a failed read re-creates the connection.
 struct Registrations {
   bool needed = false;  // the provider wants local registrations (FI_MR_LOCAL)
   std::uint64_t registered = 0, deregistered = 0;

@@ -72,4 +72,4 @@ tests "runs against memd over verbs" test_emul_run '*EmulAgainstMemd*/verbs'
 tests "tcp and verbs count the same" test_emul_run 'EmulRun.VerbsCountsTheSameAsTcpOnTheRemoteTiers'
 exit "$status"
 GUEST
-exec "$top/scripts/softroce/run.sh" --timeout 900 "$checks"
+exec "$top/scripts/softroce/run.sh" --timeout 1500 "$checks"

@@ -55,10 +55,6 @@ inuse=$(ip -o -4 addr show to "${ip4%.*}.0/24" 2>/dev/null | awk -v n="$net" '$2
 [ -z "$inuse" ] || unavailable "${ip4%.*}.0/24 is already on $inuse here: set RMAI_SOFTROCE_ADDR to a free private /24"
 [ "$probe" = 0 ] || exit 0
 
-# One run at a time: the names and the address are fixed.
-exec 9>/run/lock/rmai-softroce-host.lock 2>/dev/null || exec 9>/tmp/rmai-softroce-host.lock
-flock -w 900 9 & wait $! || { say "another host-mode run held the lock for 15 min"; exit 125; }
-
 created=0
 cleanup() {
   local status=$? p
@@ -78,6 +74,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT
 trap 'say "terminated"; exit 143' TERM
+
+# One run at a time: the names and the address are fixed. (The braces keep the 2>/dev/null to
+# this exec: on a bare exec it would silence the script's stderr from here on.)
+{ exec 9>/run/lock/rmai-softroce-host.lock; } 2>/dev/null || exec 9>/tmp/rmai-softroce-host.lock
+flock -w 900 9 & wait $! || { say "another host-mode run held the lock for 15 min"; exit 125; }
 
 # Bounded steps, each named when it fails.
 t() { timeout 60 "$@"; }

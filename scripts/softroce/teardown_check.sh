@@ -8,7 +8,7 @@
 #
 #   RMAI_SOFTROCE=1 scripts/softroce/teardown_check.sh
 #
-# Opt-in like check.sh (boots the guest three times, minutes under TCG); exit 77 (skipped) without
+# Opt-in like check.sh (four run.sh calls, three of them full boots: minutes under TCG); exit 77 (skipped) without
 # RMAI_SOFTROCE=1 or when run.sh reports the environment unavailable; 1 on a leak or a wrong status.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -29,7 +29,19 @@ fail() { say "FAIL: $*"; failures=$((failures + 1)); }
 # which tells them from other QEMU runs on the machine.
 private=$(mktemp -d "${TMPDIR:-/tmp}/softroce-teardown.XXXXXX")
 export TMPDIR=$private
-trap 'rm -rf "$private"' EXIT
+pid=
+# Killed itself (a CI or CTest timeout): run.sh is in a session of its own and would not get the
+# signal; stop it (it tears QEMU down) before removing the folder it works in.
+stop_run() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  fi
+  rm -rf "$private"
+}
+trap stop_run EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 cache=${RMAI_SOFTROCE_CACHE:-${XDG_CACHE_HOME:-${HOME:-$top/build}/.cache}/rmai-softroce}
 if "$top/scripts/softroce/host.sh" --probe 2>/dev/null && [ "${RMAI_SOFTROCE_HOST:-auto}" != 0 ]; then mode=host; else mode=guest; fi
 say "run.sh's mode here: $mode"
@@ -51,7 +63,6 @@ leftovers() {
     '($3 == s || index($0, d)) && $1 != me && $2 != me {print "  " $0}'
 }
 
-pid=
 start() {   # [run.sh args]: run.sh in a session of its own, SIGINT at its default (a background
   # job of a non-interactive shell ignores it, and bash cannot trap a signal ignored at entry)
   before=$(snapshot)
