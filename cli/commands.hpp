@@ -11,6 +11,7 @@ void add_sweep_command(CLI::App& root);      // cli/sweep.cpp
 void add_reproduce_command(CLI::App& root);  // cli/reproduce.cpp
 void add_memd_command(CLI::App& root);       // cli/memd.cpp
 void add_validate_command(CLI::App& root);   // cli/validate.cpp
+void add_calibrate_command(CLI::App& root);  // cli/calibrate.cpp
 
 // `rmai trace <tool>`: the routing-trace tools (cli/trace_commands.cpp) and each tool's options.
 void add_trace_commands(CLI::App& root);

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   rmai::cli::add_reproduce_command(root);
   rmai::cli::add_memd_command(root);
   rmai::cli::add_validate_command(root);
+  rmai::cli::add_calibrate_command(root);
   rmai::cli::add_list_command(root);
   rmai::cli::add_trace_commands(root);
   // Listed only: run_command_line turns `rmai help CMD...` into `rmai CMD... --help`.

@@ -117,6 +117,16 @@ fs::path preset_file(const std::string& dir, const std::string& name) {
   return fs::is_regular_file(file, ec) ? file : fs::path();
 }
 
+bool is_path(const std::string& given) {
+  return given.find('/') != std::string::npos || given.ends_with(".yaml");
+}
+
+fs::path component_file(const std::string& dir, const std::string& given) {
+  if (!is_path(given)) return preset_file(dir, given);
+  std::error_code ec;
+  return fs::is_regular_file(given, ec) ? fs::path(given) : fs::path();
+}
+
 std::vector<std::string> preset_names(const std::string& dir) {
   std::vector<std::string> names;
   std::error_code ec;
@@ -302,17 +312,23 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
                            p.preset_dir.empty() ? "expected a map" : "expected a preset name or a map");
         }
       }
-      if (!p.preset_dir.empty()) {
-        const fs::path file = preset_file(p.preset_dir, preset);
+      // A map naming no preset, where the component has no default one, is the whole component
+      // written inline (what `rmai calibrate` writes); it must then give every required key.
+      const bool inline_map = preset.empty() && !child_layers.empty();
+      if (!p.preset_dir.empty() && !inline_map) {
+        const fs::path file = component_file(p.preset_dir, preset);
+        if (file.empty() && is_path(preset))
+          throw InputError(preset_where, p.name + " file \"" + preset + "\" not found (a preset name, or a path to a YAML file)");
         if (file.empty())
           throw InputError(preset_where, "unknown " + p.name + " preset \"" + preset + "\" (available: " +
-                                             join(preset_names(p.preset_dir)) + ")");
+                                             join(preset_names(p.preset_dir)) + "; or a path to a YAML file)");
         YAML::Node values = load_yaml_file(file);
         if (!p.definition_key.empty() && values.IsMap()) values.remove(p.definition_key);
         child_layers.insert(child_layers.begin(), Layer{values, file.string()});
       }
       auto child = std::make_shared<Values>(build(*p.schema, child_layers, key, !p.preset_dir.empty()));
-      child->preset_ = p.preset_dir.empty() ? "" : preset;
+      // A file's preset is kept as its absolute path, so config.resolved.yaml runs from anywhere.
+      child->preset_ = p.preset_dir.empty() ? "" : is_path(preset) ? fs::absolute(preset).lexically_normal().string() : preset;
       out.children_[p.name] = std::move(child);
       continue;
     }

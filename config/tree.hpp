@@ -6,7 +6,9 @@
 // required keys, bad units and out-of-range values are InputErrors naming file, line and key.
 //
 // A component may come from a preset: `nic: connectx-6-200g` or `nic: {preset: connectx-6-200g,
-// bandwidth: 100Gbps}` loads models/<dir>/connectx-6-200g.yaml and overlays the given fields.
+// bandwidth: 100Gbps}` loads models/<dir>/connectx-6-200g.yaml and overlays the given fields; the
+// preset may also be a YAML file's path (`platform: /tmp/here.yaml`). A map naming no preset, for a
+// component without a default preset, is the whole component written inline.
 // Layers are applied bottom to top: preset file, then each YAML map that mentions the component.
 #include <yaml-cpp/yaml.h>
 
@@ -111,6 +113,14 @@ Values resolve(const Schema& schema, const std::vector<Layer>& layers, const std
 // models/<dir>/<name>.yaml when `name` is a plain preset name (no '/', no control characters, not
 // starting with '.') and that file exists as a regular file; empty otherwise.
 std::filesystem::path preset_file(const std::string& dir, const std::string& name);
+
+// Whether a component's preset is given as a file rather than a name: it holds a '/' or ends in
+// ".yaml" (`--set platform=results/calib/here.yaml`).
+bool is_path(const std::string& given);
+
+// The file of a component's preset: `given` itself when is_path (relative to the current
+// directory), else preset_file(dir, given); empty when there is no such regular file.
+std::filesystem::path component_file(const std::string& dir, const std::string& given);
 
 // Names of the presets in models/<dir>/ (file stems, sorted).
 std::vector<std::string> preset_names(const std::string& dir);

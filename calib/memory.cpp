@@ -1,0 +1,173 @@
+// dram and pcie: what one thread of the emulator sees of this machine's memory. Both come from one
+// pool larger than the last-level cache, so that the loads and copies measured reach DRAM.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <vector>
+
+#include "calib/probes.hpp"
+#include "calib/system.hpp"
+
+namespace rmai::calib {
+namespace {
+
+constexpr std::size_t kKiB = 1024, kMiB = 1024 * kKiB;
+constexpr std::size_t kLine = 64;
+
+// The largest cache of cpu0 as the kernel reports it (sysfs "307200K"); 0 when unknown.
+std::size_t llc_bytes() {
+  std::size_t largest = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/devices/system/cpu/cpu0/cache", ec)) {
+    std::ifstream in(entry.path() / "size");
+    std::size_t value = 0;
+    std::string unit;
+    if (!(in >> value)) continue;
+    in >> unit;
+    if (unit == "K") value *= kKiB;
+    if (unit == "M") value *= kMiB;
+    largest = std::max(largest, value);
+  }
+  return largest;
+}
+
+// Twice the last-level cache, so that little of the pool can be cached; at least 256 MiB and at
+// most 1 GiB (a bound on what the probe takes from a shared machine).
+std::size_t pool_bytes(std::size_t llc) { return std::clamp<std::size_t>(2 * llc, 256 * kMiB, 1024 * kMiB) / kMiB * kMiB; }
+
+// Streams through [data, data + bytes) with 8-byte loads the compiler vectorises.
+std::uint64_t read_all(const std::byte* data, std::size_t bytes) {
+  const auto* p = reinterpret_cast<const std::uint64_t*>(data);
+  const std::size_t n = bytes / 8;
+  std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  for (std::size_t i = 0; i + 4 <= n; i += 4) {
+    s0 += p[i];
+    s1 += p[i + 1];
+    s2 += p[i + 2];
+    s3 += p[i + 3];
+  }
+  return s0 ^ s1 ^ s2 ^ s3;
+}
+
+// A small fast generator (xorshift64*): the permutation needs millions of draws, not quality.
+struct Random {
+  std::uint64_t state = 0x9E3779B97F4A7C15ULL;
+  std::uint64_t next() {
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545F4914F6CDD1DULL;
+  }
+  // In [0, n): the modulo's bias (n / 2^64) is far below what matters here.
+  std::uint64_t below(std::uint64_t n) { return next() % n; }
+};
+
+// Links the lines of the pool into one random cycle (Sattolo's algorithm), each line holding the
+// address of the next: a chase through it misses the caches and the TLB at almost every load.
+void link_random_cycle(std::byte* pool, std::size_t bytes) {
+  const std::size_t lines = bytes / kLine;
+  std::vector<std::uint32_t> next(lines);
+  std::iota(next.begin(), next.end(), 0u);
+  Random random;
+  for (std::size_t i = lines - 1; i > 0; --i) std::swap(next[i], next[random.below(i)]);
+  for (std::size_t i = 0; i < lines; ++i) {
+    std::byte* target = pool + std::size_t(next[i]) * kLine;
+    std::memcpy(pool + i * kLine, &target, sizeof target);
+  }
+}
+
+const std::byte* chase(const std::byte* p, std::size_t loads) {
+  for (std::size_t i = 0; i < loads; ++i) p = *reinterpret_cast<const std::byte* const volatile*>(p);
+  return p;
+}
+
+}  // namespace
+
+MemoryResults probe_memory(const Settings& s) {
+  const std::size_t llc = llc_bytes();
+  const std::size_t bytes = pool_bytes(llc);
+  const std::string pool_text = human(double(bytes), Unit::Bytes) + " pool (the last-level cache is " +
+                                (llc ? human(double(llc), Unit::Bytes) : std::string("unknown")) + ")";
+  s.note("dram: writing a " + pool_text);
+  const Mapping pool = Mapping::anonymous(bytes, "the DRAM pool");
+  std::uint64_t keep = read_all(pool.data(), bytes);  // a warm-up pass
+
+  MemoryResults out;
+  // One-thread read bandwidth: passes over the whole pool.
+  const int passes = s.quick ? 2 : 4;
+  std::vector<double> bandwidth;
+  for (unsigned r = 0; r < s.repeats; ++r) {
+    const double start = now_s();
+    for (int p = 0; p < passes; ++p) keep += read_all(pool.data(), bytes);
+    bandwidth.push_back(double(bytes) * passes / (now_s() - start));
+  }
+  out.dram.push_back({"bandwidth", Unit::Bandwidth,
+                      from_repeats(bandwidth, "one thread streaming 8-byte loads (vectorised) over a " + pool_text + ", " +
+                                                  std::to_string(passes) + " passes per repeat")});
+  s.note("dram: bandwidth " + human(out.dram.back().m.value, Unit::Bandwidth));
+
+  // Load latency: a pointer chase through a random cycle over every line of the pool.
+  link_random_cycle(pool.data(), bytes);
+  const std::size_t loads = s.quick ? 250000 : 1000000;
+  const std::byte* p = chase(pool.data(), 20000);
+  std::vector<double> latency;
+  for (unsigned r = 0; r < s.repeats; ++r) {
+    const double start = now_s();
+    p = chase(p, loads);
+    latency.push_back((now_s() - start) / double(loads));
+  }
+  keep += reinterpret_cast<std::uintptr_t>(p);
+  out.dram.push_back({"latency", Unit::Time,
+                      from_repeats(latency, "pointer chase through a random cyclic permutation of the 64 B lines of the " +
+                                                pool_text + ", " + std::to_string(loads) +
+                                                " dependent loads per repeat (TLB misses included, as a program sees them)")});
+  const double dram_latency = out.dram.back().m.value;
+  s.note("dram: latency " + human(dram_latency, Unit::Time));
+
+  // The copy to the device: memcpy of objects taken in turn from the pool into one fixed buffer, as
+  // the emulator's switch copies an expert into its device buffer (emul/emul_replay.cpp).
+  SizeSweep sweep;
+  const std::size_t largest = s.quick ? 16 * kMiB : 64 * kMiB;
+  for (std::size_t size = 4 * kKiB; size <= largest; size *= 4) sweep.sizes.push_back(double(size));
+  const Mapping device = Mapping::anonymous(largest, "the device buffer");
+  const std::size_t budget = s.quick ? 32 * kMiB : 128 * kMiB;  // bytes copied per size and repeat
+  std::size_t cursor = 0;
+  for (const double size_d : sweep.sizes) {
+    const auto size = static_cast<std::size_t>(size_d);
+    const std::size_t copies = std::clamp<std::size_t>(budget / size, 2, 16384);
+    std::vector<double> times;
+    for (unsigned r = 0; r < s.repeats; ++r) {
+      const double start = now_s();
+      for (std::size_t c = 0; c < copies; ++c) {
+        if (cursor + size > bytes) cursor = 0;
+        std::memcpy(device.data(), pool.data() + cursor, size);
+        cursor += size;
+      }
+      times.push_back((now_s() - start) / double(copies));
+    }
+    keep += static_cast<std::uint64_t>(device.data()[size - 1]);
+    sweep.times.push_back(times);
+  }
+  const std::string copy_probe = "memcpy of " + sizes_text(sweep.sizes) + " taken in turn from the " + pool_text +
+                                 " into one fixed buffer (as the emulator copies an expert to its device buffer), " +
+                                 human(double(budget), Unit::Bytes) + " per size and repeat; fit t(size) = a + size / bandwidth";
+  out.pcie.push_back({"bandwidth", Unit::Bandwidth,
+                      from_fit(sweep, [](const LineFit& f) { return 1 / f.slope; }, copy_probe)});
+  const LineFit copy_fit = *out.pcie.back().m.fit;
+  Measurement latency_m = from_fit(
+      sweep, [dram_latency](const LineFit& f) { return std::max(0.0, f.intercept - dram_latency); }, copy_probe,
+      "the fit's a = " + human(copy_fit.intercept, Unit::Time) + " minus the DRAM latency (" + human(dram_latency, Unit::Time) +
+          "), which the route to the GPU already charges on the dram link" +
+          (copy_fit.intercept < dram_latency ? "; negative (" + human(copy_fit.intercept - dram_latency, Unit::Time) + "), so 0"
+                                             : std::string()));
+  out.pcie.push_back({"latency", Unit::Time, latency_m});
+  s.note("pcie (memcpy): bandwidth " + human(out.pcie[0].m.value, Unit::Bandwidth) + ", latency " +
+         human(out.pcie[1].m.value, Unit::Time));
+  if (keep == 42) s.note("");  // keeps the loads: the compiler cannot know the sum
+  return out;
+}
+
+}  // namespace rmai::calib
