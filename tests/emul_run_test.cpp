@@ -270,7 +270,8 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
   EXPECT_TRUE(processes_mentioning(experiment.string()).empty()) << "memd outlived the run it served";
   EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
   // The next run reclaims the dead run's pages, then gives back its own.
-  const auto next = run(cat({"run", experiment.string()}, kSmall, Args{"--out", (dir_ / "next").string()}));
+  const auto next = run(cat({"run", experiment.string()}, kSmall,
+                            Args{"--set", "memory.rmai.map_page=2MiB", "--out", (dir_ / "next").string()}));
   ASSERT_EQ(next.exit_code, 0) << next.err;
   EXPECT_EQ(nr_hugepages(), before_pages);
   for (const auto& entry : fs::directory_iterator(fs::temp_directory_path()))  // the secret's old home
