@@ -46,10 +46,6 @@ std::vector<fs::path> paper_experiments() {
   return out;
 }
 
-// Debian's interpreter, which has python3-matplotlib (scripts/setup.sh); a `python3` earlier on PATH
-// (pyenv, a virtualenv) may lack it.
-std::string python() { return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3"; }
-
 std::vector<fs::path> figure_scripts() {
   std::vector<fs::path> out;
   for (const auto& entry : fs::directory_iterator(config::home_dir() / "plots"))

@@ -45,4 +45,8 @@ std::string slurp(const std::filesystem::path& path) {
   return s.str();
 }
 
+std::string python() {
+  return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
 }  // namespace rmai::cli

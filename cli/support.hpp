@@ -13,4 +13,8 @@ std::string simgrid_version();
 
 // The whole file as a string ("" when it cannot be read).
 std::string slurp(const std::filesystem::path& path);
+
+// Debian's interpreter, which has python3-matplotlib (scripts/setup.sh), for the plots/ scripts; a
+// `python3` earlier on PATH (pyenv, a virtualenv) may lack it.
+std::string python();
 }  // namespace rmai::cli

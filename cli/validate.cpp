@@ -1,7 +1,9 @@
 // `rmai validate`: the emulator against the simulator on the same experiment, tier by tier. Each tier
-// runs twice as child processes of this executable: `--mode emul` on this machine, then `--mode sim`
-// with `experts: emulated` (the same scaled experts and layers) on the platform preset describing
-// this machine. The runs go one at a time so that no run disturbs the timing of another.
+// runs as child processes of this executable: `--mode emul` on this machine `repeats` times (this
+// machine's timings move from run to run: the median is compared, the spread reported), then once
+// `--mode sim` (deterministic) with `experts: emulated` (the same scaled experts and layers) on the
+// platform preset describing this machine. The runs go one at a time so that no run disturbs the
+// timing of another.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +36,7 @@ struct Options {
   fs::path out;
   std::vector<std::string> tiers;
   std::string platform = "this-vm";
+  std::uint64_t repeats = 3;
 };
 
 std::vector<std::string> split(const std::string& text) {
@@ -70,14 +73,25 @@ const std::vector<Metric>& metrics() {
       {"expert_switches", {"expert_switches"}},
       {"page_faults", {"page_faults"}},
       {"user_kernel_transitions", {"user_kernel_transitions"}},
+      // Only the emulator's fault handler lives in user space; the simulated RMAI has none (0).
+      {"handler_system_calls", {"emul", "handler_system_calls"}},
   };
   return m;
 }
 
 double value_at(const json& summary, const Metric& m) {
   const json* node = &summary;
-  for (const char* key : m.path) node = &node->at(key);
+  for (const char* key : m.path) {
+    if (!node->contains(key)) return 0;
+    node = &node->at(key);
+  }
   return node->get<double>();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 std::string number(double v) {
@@ -109,29 +123,44 @@ void run_child(const fs::path& self, const Options& o, const std::string& tier, 
 
 int validate(Options& o) {
   check_tiers(o);
+  if (o.repeats < 1) throw InputError("--repeats", "must be at least 1");
   // Loaded once here so that bad input fails before any run starts.
   spec::load_experiment(o.experiment.file, o.experiment.sets);
   metrics::check_results_dir(o.out, "--out");
   const fs::path self = fs::read_symlink("/proc/self/exe");
-  std::string csv = "tier,metric,emul,sim,rel_error\n";
+  std::string csv = "tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats\n";
   // The runs write their own lines, so progress is a line per run, not a line rewritten in place.
   Progress progress("rmai validate");
+  const std::size_t runs = o.tiers.size() * (o.repeats + 1);
   std::size_t run = 0;
   for (const auto& tier : o.tiers) {
-    const fs::path emul_dir = o.out / "emul" / tier, sim_dir = o.out / "sim" / tier;
-    run_child(self, o, tier, "emul", emul_dir, progress, ++run, 2 * o.tiers.size());
-    run_child(self, o, tier, "sim", sim_dir, progress, ++run, 2 * o.tiers.size());
-    const json emul = json::parse(slurp(emul_dir / "summary.json"));
+    std::vector<json> emul;
+    for (std::uint64_t k = 1; k <= o.repeats; ++k) {
+      const fs::path dir = o.out / "emul" / tier / std::to_string(k);
+      run_child(self, o, tier, "emul", dir, progress, ++run, runs);
+      emul.push_back(json::parse(slurp(dir / "summary.json")));
+    }
+    const fs::path sim_dir = o.out / "sim" / tier;
+    run_child(self, o, tier, "sim", sim_dir, progress, ++run, runs);
     const json sim = json::parse(slurp(sim_dir / "summary.json"));
     for (const auto& m : metrics()) {
-      const double a = value_at(emul, m), b = value_at(sim, m);
+      std::vector<double> measured;
+      for (const auto& summary : emul) measured.push_back(value_at(summary, m));
+      const double a = median(measured), b = value_at(sim, m);
       const double rel = a != 0 ? (b - a) / a : (b == 0 ? 0.0 : NAN);
-      csv += tier + "," + m.name + "," + number(a) + "," + number(b) + "," + number(rel) + "\n";
+      const auto [low, high] = std::minmax_element(measured.begin(), measured.end());
+      csv += tier + "," + m.name + "," + number(a) + "," + number(b) + "," + number(rel) + "," + number(*low) + "," +
+             number(*high) + "," + std::to_string(o.repeats) + "\n";
     }
   }
   fs::create_directories(o.out);
   posix::write_file_atomic(o.out / "validation.csv", csv);
   std::cout << csv;
+  // The figure is a view of the table: without matplotlib the table still stands.
+  const fs::path script = config::home_dir() / "plots" / "validation.py";
+  if (posix::wait_exit(posix::spawn({python(), script.string(), o.out.string()})) != 0)
+    std::cerr << "rmai validate: the figure " << (o.out / "validation.png").string()
+              << " was not drawn (its message is above); validation.csv is complete\n";
   return 0;
 }
 
@@ -143,10 +172,12 @@ void add_validate_command(CLI::App& root) {
                               "Each tier in the emulator and in the simulator; DIR/validation.csv",
                               [o] { return validate(*o); });
   app->footer(
-      "Runs EXP.yaml once per tier in the emulator (--mode emul) and in the simulator (--mode sim with experts: "
-      "emulated, on the platform preset of this machine) and writes DIR/validation.csv with the columns "
-      "tier,metric,emul,sim,rel_error, where rel_error = (sim - emul) / emul. The runs' own results stay in "
-      "DIR/emul/<tier> and DIR/sim/<tier>. Exits 0 when every run ran, whatever the errors are.");
+      "Runs EXP.yaml per tier --repeats times in the emulator (--mode emul) and once in the simulator (--mode sim "
+      "with experts: emulated, on the platform preset of this machine) and writes DIR/validation.csv with the "
+      "columns tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats, where emul is the median of the repeats, "
+      "emul_min and emul_max their spread, and rel_error = (sim - emul) / emul; and the figure DIR/validation.png. "
+      "The runs' own results stay in DIR/emul/<tier>/<k> and DIR/sim/<tier>. Exits 0 when every run ran, whatever "
+      "the errors are.");
   add_experiment_args(app, o->experiment);
   add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory for validation.csv")
       ->type_name("DIR")
@@ -154,6 +185,9 @@ void add_validate_command(CLI::App& root) {
   add_each(app, "--tiers", [o](const std::string& v) { o->tiers = split(v); },
            "tiers to compare (default: every tier the emulator has; rmai list tiers)")
       ->type_name("T1,T2");
+  add_each(app, "--repeats", [o](const std::string& v) { o->repeats = parse_count("--repeats", v); },
+           "emulator runs per tier, their median compared (default 3)")
+      ->type_name("N");
   add_value(app, "--platform", o->platform, "the simulator's platform (default this-vm, the preset calibrated for this machine)")
       ->type_name("NAME");
 }

@@ -94,6 +94,7 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   info.object_bytes = catalog.object_bytes();
   info.objects = catalog.objects().size();
   info.fault_latency_s = metrics::summarize(c.fault_latency_s);
+  info.handler_system_calls = c.handler_calls;
   r.emul = info;
   return r;
 }

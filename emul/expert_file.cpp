@@ -55,10 +55,17 @@ void check_directory(const std::filesystem::path& dir) {
                                       "directory on a disk file system, e.g. /var/tmp");
 }
 
+std::uint64_t stride_of(std::uint64_t object_bytes, std::uint64_t gap) {
+  if (gap == 0) return object_bytes;
+  return (object_bytes + gap + kMaxFolioBytes - 1) / kMaxFolioBytes * kMaxFolioBytes;
+}
+
 }  // namespace
 
-ExpertFile::ExpertFile(const Catalog& catalog, const std::filesystem::path& dir)
-    : object_bytes_(catalog.object_bytes()), bytes_(catalog.total_bytes()) {
+ExpertFile::ExpertFile(const Catalog& catalog, const std::filesystem::path& dir, std::uint64_t gap)
+    : object_bytes_(catalog.object_bytes()),
+      stride_(stride_of(object_bytes_, gap)),
+      bytes_(catalog.objects().empty() ? 0 : (catalog.objects().size() - 1) * stride_ + object_bytes_) {
   check_directory(dir);
   std::string name = (dir / "rmai-experts-XXXXXX").string();
   fd_ = mkostemp(name.data(), O_CLOEXEC);
@@ -92,10 +99,13 @@ ExpertFile::~ExpertFile() {
 
 void ExpertFile::write_objects(const Catalog& catalog) {
   if (bytes_ == 0) return;
-  // Reserve every block first: a full disk fails here, in one call, instead of after gigabytes.
-  if (const int error = posix_fallocate(fd_, 0, static_cast<off_t>(bytes_)); error != 0)
-    throw_errno(error, path_.string() + ": cannot reserve " + std::to_string(bytes_) +
-                           " bytes for the expert file");
+  // Reserve every object's blocks first (not the gaps: they stay holes): a full disk fails here,
+  // before gigabytes are written.
+  for (const ObjectInfo& object : catalog.objects())
+    if (const int error = posix_fallocate(fd_, static_cast<off_t>(offset(object.id)), static_cast<off_t>(object.bytes));
+        error != 0)
+      throw_errno(error, path_.string() + ": cannot reserve " + std::to_string(catalog.total_bytes()) +
+                             " bytes for the expert file");
   std::vector<std::byte> buffer(std::min(kWriteChunk, object_bytes_));
   for (const ObjectInfo& object : catalog.objects()) {
     for (std::uint64_t done = 0; done < object.bytes;) {

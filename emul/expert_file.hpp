@@ -1,6 +1,6 @@
 #pragma once
 // The disk tiers' expert file: every object of a catalog written once into a scratch file, object
-// `id` at offset id * object_bytes, then flushed and dropped from the page cache so that the first
+// `id` at offset id * stride (see the constructor), then flushed and dropped from the page cache so that the first
 // read of each object goes to the device. The file lives on a real disk file system
 // (emul.scratch_dir, default /var/tmp): tmpfs would keep the "disk" in memory, and O_DIRECT needs a
 // block device.
@@ -22,7 +22,10 @@ class ExpertFile {
   // page cache. Throws InputError (key emul.scratch_dir) when `dir` is missing, is not a directory,
   // is tmpfs or ramfs, or refuses O_DIRECT; std::system_error naming the file for any other failure
   // (ENOSPC, EACCES, EIO). No half-written file survives a failure.
-  ExpertFile(const Catalog& catalog, const std::filesystem::path& dir);
+  // `gap`: bytes of hole left after each object (the stride rounded up to 2 MiB folios), so that
+  // readahead around one object's faults reads no other object's bytes: a hole is read as zeros
+  // without touching the device. 0 packs the objects back to back.
+  ExpertFile(const Catalog& catalog, const std::filesystem::path& dir, std::uint64_t gap = 0);
   ~ExpertFile();
   ExpertFile(const ExpertFile&) = delete;
   ExpertFile& operator=(const ExpertFile&) = delete;
@@ -32,7 +35,7 @@ class ExpertFile {
   int fd() const { return fd_; }                // read-write, through the page cache
   int direct_fd() const { return direct_fd_; }  // read-only, O_DIRECT
   std::uint64_t bytes() const { return bytes_; }
-  std::uint64_t offset(std::uint32_t object) const { return std::uint64_t(object) * object_bytes_; }
+  std::uint64_t offset(std::uint32_t object) const { return std::uint64_t(object) * stride_; }
 
   // Drops the clean, unmapped page-cache pages of [offset, offset + bytes) (posix_fadvise
   // POSIX_FADV_DONTNEED): the next buffered or mapped read of them goes to the device again. The
@@ -51,7 +54,8 @@ class ExpertFile {
   int fd_ = -1;
   int direct_fd_ = -1;
   std::uint64_t object_bytes_ = 0;
-  std::uint64_t bytes_ = 0;
+  std::uint64_t stride_ = 0;  // from one object's start to the next's
+  std::uint64_t bytes_ = 0;   // the file's length
 };
 
 // Bytes of the pages of [address, address + bytes) that are resident (mincore: for a file mapping,

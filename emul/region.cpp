@@ -258,7 +258,6 @@ void Region::evict(std::uint32_t id) {
   }
   std::lock_guard lock(mutex_);
   std::fill(mapped_[id].begin(), mapped_[id].end(), false);
-  ++counters_.transitions;
 }
 
 void Region::check() const {
@@ -298,7 +297,7 @@ void Region::handle_faults() {
     const ssize_t n = read(uffd_, messages, sizeof messages);
     {
       std::lock_guard lock(mutex_);
-      counters_.transitions += 2;  // the handler's poll and read
+      counters_.handler_calls += 2;  // the handler's poll and read
     }
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
@@ -364,7 +363,7 @@ void Region::serve_twin(const Granule& g) {
   if (madvise(target, g.map_bytes, MADV_POPULATE_WRITE) != 0) throw_errno("madvise(MADV_POPULATE_WRITE) on the fill mapping");
   {
     std::lock_guard lock(mutex_);
-    ++counters_.transitions;
+    ++counters_.handler_calls;
   }
   // Registered until the granule is evicted: the NIC writes into these frames, then they are mapped.
   if (!registered_.count(target)) register_with_source(target, g.map_bytes);
@@ -374,7 +373,7 @@ void Region::serve_twin(const Granule& g) {
   c.range.len = g.map_bytes;
   {
     std::lock_guard lock(mutex_);
-    ++counters_.transitions;
+    ++counters_.handler_calls;
   }
   if (ioctl(uffd_, UFFDIO_CONTINUE, &c) == 0) return;
   if (errno != EEXIST) throw_errno("UFFDIO_CONTINUE");
@@ -391,7 +390,7 @@ void Region::serve_copy(const Granule& g) {
     c.len = g.bytes - done;
     {
       std::lock_guard lock(mutex_);
-      ++counters_.transitions;
+      ++counters_.handler_calls;
     }
     if (ioctl(uffd_, UFFDIO_COPY, &c) == 0) break;
     if (errno == EEXIST) {
@@ -434,7 +433,7 @@ void Region::wake(const Granule& g) {
   r.len = g.map_bytes;
   {
     std::lock_guard lock(mutex_);
-    ++counters_.transitions;
+    ++counters_.handler_calls;
   }
   ioctl_or_throw(UFFDIO_WAKE, &r, "UFFDIO_WAKE");
 }

@@ -20,7 +20,10 @@ struct Counters {
   std::uint64_t faults = 0;           // page faults taken (served by a handler or by the kernel)
   std::uint64_t pages_mapped = 0;     // 4 KiB pages installed by the fault path
   std::uint64_t bytes_fetched = 0;    // bytes moved from the backing tier (remote, disk) into local memory
-  std::uint64_t transitions = 0;      // user-kernel transitions: each syscall/ioctl and each wake
+  // user_kernel_transitions as both halves count them (docs/architecture.md, "Counting kernel
+  // entries"): the consuming thread's fault traps and the system calls of its read path.
+  std::uint64_t transitions = 0;
+  std::uint64_t handler_calls = 0;    // system calls of the user-space fault handler thread
   std::vector<double> fault_latency_s;  // per fault served by user space (empty where the kernel serves)
   Counters& operator+=(const Counters& o);
 };

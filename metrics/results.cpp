@@ -84,6 +84,7 @@ std::string summary_json(const RunResult& r) {
     const auto mean = [](double total, std::uint64_t n) { return n ? total / double(n) : 0.0; };
     j["emul"] = {{"layout", e.layout}, {"granularity", e.granularity}, {"source", e.source}, {"scale", e.scale},
                  {"object_bytes", e.object_bytes}, {"objects", e.objects}, {"reads_issued", e.reads_issued},
+                 {"handler_system_calls", e.handler_system_calls},
                  {"registration",
                   {{"needed", g.needed},
                    {"registrations", g.registered},

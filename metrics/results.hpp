@@ -79,6 +79,9 @@ struct EmulInfo {
   std::uint64_t object_bytes = 0;  // one expert as served
   std::uint64_t objects = 0;
   std::uint64_t reads_issued = 0;  // transport reads
+  // System calls of the user-space fault handler thread (poll, read, populate, UFFDIO_*): the work
+  // an in-kernel RMAI does without leaving the kernel, so they are not user_kernel_transitions.
+  std::uint64_t handler_system_calls = 0;
   Registrations registrations;
   Distribution fault_latency_s;    // per fault served in user space
 };

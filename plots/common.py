@@ -125,26 +125,70 @@ def expert_bytes(rows):
             return r["bytes.pcie"] / r["expert_switches"]
     return None
 
+
+VALIDATION_COLUMNS = ("tier", "metric", "emul", "sim", "rel_error")
+VALIDATION_SPREAD = ("emul_min", "emul_max", "repeats")  # since `rmai validate --repeats`
+
+
+def _validation_number(path, line, column, text):
+    try:
+        return float(text)  # "nan" included: a metric rmai could not compute
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: line {line}: {column} is {text!r}, not a number") from None
+
+
 def validation(folder):
     """What `rmai validate` wrote into `folder`, per tier in its order: {tier: {"layout": how the emulator
-    served it (from emul/<tier>/summary.json), metric: {"emul", "sim", "rel_error"} as floats}}; None
-    without validation.csv."""
+    served it (from emul/<tier>/1/summary.json, or emul/<tier>/summary.json before --repeats), "repeats":
+    the emulator's runs, metric: {"emul" (the median of the runs), "sim", "rel_error", "emul_min",
+    "emul_max", "repeats"} as floats ("repeats" an int)}}. A folder from before --repeats reads as one run
+    (emul_min = emul_max = emul). None without validation.csv; ValueError naming the file when it is
+    malformed."""
     folder = Path(folder)
+    path = folder / "validation.csv"
     try:
-        with open(folder / "validation.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            head = reader.fieldnames or []
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path}: {error}") from None
+    missing = [k for k in VALIDATION_COLUMNS if k not in head]
+    spread = [k for k in VALIDATION_SPREAD if k in head]
+    if missing or spread and len(spread) != len(VALIDATION_SPREAD):
+        lacks = missing or [k for k in VALIDATION_SPREAD if k not in head]
+        raise ValueError(f"{path}: no column {', '.join(lacks)} (header: {','.join(head) or 'empty'})")
+    if not rows:
+        raise ValueError(f"{path}: no rows")
     out = {}
-    for r in rows:
-        out.setdefault(r["tier"], {})[r["metric"]] = {k: _value(r[k]) for k in ("emul", "sim", "rel_error")}
+    for line, r in enumerate(rows, start=2):
+        if None in r or any(r[k] is None for k in head) or not r["tier"] or not r["metric"]:
+            raise ValueError(f"{path}: line {line}: not one value per column of the header")
+        got = {k: _validation_number(path, line, k, r[k]) for k in ("emul", "sim", "rel_error")}
+        if spread:
+            got["emul_min"] = _validation_number(path, line, "emul_min", r["emul_min"])
+            got["emul_max"] = _validation_number(path, line, "emul_max", r["emul_max"])
+            repeats = _validation_number(path, line, "repeats", r["repeats"])
+            if not (math.isfinite(repeats) and repeats >= 1 and repeats == int(repeats)):
+                raise ValueError(f"{path}: line {line}: repeats is {r['repeats']!r}, not a count of runs")
+            got["repeats"] = int(repeats)
+        else:
+            got.update(emul_min=got["emul"], emul_max=got["emul"], repeats=1)
+        out.setdefault(r["tier"], {})[r["metric"]] = got
     for tier, metrics in out.items():
-        try:
-            emul = json.loads((folder / "emul" / tier / "summary.json").read_text()).get("emul", {})
-        except (OSError, ValueError):
-            emul = {}
+        emul = {}
+        for summary in (folder / "emul" / tier / "1" / "summary.json", folder / "emul" / tier / "summary.json"):
+            try:
+                emul = json.loads(summary.read_text()).get("emul", {})
+                break
+            except (OSError, ValueError, AttributeError):
+                continue
+        emul = emul if isinstance(emul, dict) else {}  # the layout is a label: never worth failing over
         layout = str(emul.get("layout", "")).split(",")[0].split(":")[0]
-        transport = emul.get("source", "").partition(" via ")[2].split(" ")[0]
+        transport = str(emul.get("source", "")).partition(" via ")[2].split(" ")[0]
+        metrics["repeats"] = max(m["repeats"] for m in metrics.values())
         metrics["layout"] = ", ".join(x for x in (layout, transport) if x)
     return out
 

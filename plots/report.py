@@ -7,8 +7,10 @@ import base64
 import datetime
 import html
 import json
+import math
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -165,45 +167,98 @@ def inline_html(text):
 def unlink(text):
     return re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
 
+def validation_figure(folder):
+    """folder/validation.png, drawn by plots/validation.py when it is missing or older than validation.csv
+    (`rmai reproduce` runs only the fig*.py scripts); None when it cannot be drawn (the script says why)."""
+    png, table = folder / "validation.png", folder / "validation.csv"
+    if not png.is_file() or png.stat().st_mtime < table.stat().st_mtime:
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "validation.py"), str(folder)])
+        if done.returncode != 0:
+            return None
+    return png
+
+
+def finite(v):
+    """v when a finite number, else None (report.json stays JSON: no NaN)."""
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def cell(v, spec):
+    v = finite(v)
+    return "-" if v is None else format(v, spec)
+
+
 def this_machine():
-    """(lines, table, record for report.json) from `rmai validate` on this machine (RESULTS/validate), or
-    why there is none."""
+    """(lines, table, record for report.json, figure or None) from `rmai validate` on this machine
+    (RESULTS/validate), or why there is none."""
     folder = RESULTS / "validate"
     skipped = folder / "skipped.txt"
     if skipped.is_file():
         why = skipped.read_text().strip()
-        return [f"Not run: {why}"], [], {"skipped": why}
-    got = c.validation(folder)
+        return [f"Not run: {why}"], [], {"skipped": why}, None
+    try:
+        got = c.validation(folder)
+    except ValueError as error:
+        return [f"Not read: {error}."], [], {"skipped": f"malformed {error}"}, None
     if got is None:
-        return ["Not run (no validate/validation.csv)."], [], {"skipped": "no validate/validation.csv"}
-    num = lambda tier, metric, side: got[tier].get(metric, {}).get(side) or 0.0  # noqa: E731
+        return ["Not run (no validate/validation.csv)."], [], {"skipped": "no validate/validation.csv"}, None
+    value = lambda tier, metric, key: finite(got[tier].get(metric, {}).get(key))  # noqa: E731
+    ms = lambda v: None if v is None else v * 1e3  # noqa: E731
+
+    def per_switch(tier, metric, side):
+        switches, n = value(tier, "expert_switches", side), value(tier, metric, side)
+        return n / switches if switches and n is not None else None
+
     table, tiers = [], []
     for t in got:
-        switches = num(t, "expert_switches", "emul")
-        faults = {side: num(t, "page_faults", side) / switches if switches else None for side in ("emul", "sim")}
-        tiers.append({"tier": t, "layout": got[t]["layout"], "emul_p50_s": num(t, "switch_p50_s", "emul"),
-                      "sim_p50_s": num(t, "switch_p50_s", "sim"), "emul_faults_per_switch": faults["emul"],
-                      "sim_faults_per_switch": faults["sim"], "switches": switches})
-        table.append([t, got[t]["layout"] or "-", f"{num(t, 'switch_p50_s', 'emul') * 1e3:.3g}",
-                      f"{num(t, 'switch_p50_s', 'sim') * 1e3:.3g}", f"{num(t, 'switch_p50_s', 'rel_error'):+.0%}",
-                      f"{faults['emul']:.4g}" if switches else "-", f"{faults['sim']:.4g}" if switches else "-",
-                      f"{num(t, 'replay_s', 'emul'):.3g}", f"{num(t, 'replay_s', 'rel_error'):+.0%}"])
+        p50 = {k: value(t, "switch_p50_s", k) for k in ("emul", "emul_min", "emul_max", "sim", "rel_error")}
+        faults = {side: per_switch(t, "page_faults", side) for side in ("emul", "sim")}
+        moves = {side: per_switch(t, "user_kernel_transitions", side) for side in ("emul", "sim")}
+        handler = per_switch(t, "handler_system_calls", "emul")  # the emulator's user-space handler only
+        tiers.append({"tier": t, "layout": got[t]["layout"], "repeats": got[t]["repeats"], "emul_p50_s": p50["emul"],
+                      "emul_p50_min_s": p50["emul_min"], "emul_p50_max_s": p50["emul_max"], "sim_p50_s": p50["sim"],
+                      "emul_faults_per_switch": faults["emul"], "sim_faults_per_switch": faults["sim"],
+                      "emul_transitions_per_switch": moves["emul"], "sim_transitions_per_switch": moves["sim"],
+                      "handler_system_calls_per_switch": handler, "switches": value(t, "expert_switches", "emul")})
+        spread = (f"{p50['emul_min'] * 1e3:.3g}-{p50['emul_max'] * 1e3:.3g}"
+                  if got[t]["repeats"] > 1 and None not in (p50["emul_min"], p50["emul_max"]) else "-")
+        table.append([t, got[t]["layout"] or "-", cell(ms(p50["emul"]), ".3g"), spread,
+                      cell(ms(p50["sim"]), ".3g"), cell(p50["rel_error"], "+.0%"),
+                      cell(faults["emul"], ".4g"), cell(faults["sim"], ".4g"),
+                      f"{cell(moves['emul'], '.4g')} / {cell(moves['sim'], '.4g')}", cell(handler, ".4g"),
+                      cell(value(t, "replay_s", "emul"), ".3g"), cell(value(t, "replay_s", "rel_error"), "+.0%")])
     when = datetime.datetime.fromtimestamp((folder / "validation.csv").stat().st_mtime, datetime.timezone.utc)
+    counts = sorted({got[t]["repeats"] for t in got})
+    n = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    runs = ("The emulator ran each tier once: its medians move by up to 2x with the host's load "
+            "(`rmai validate --repeats N` takes the median of N runs)." if counts == [1] else
+            f"The emulator ran each tier {n} times (`--repeats {n}`): emul is the median of the runs, the range "
+            "their minimum and maximum; the simulator ran once (it is deterministic).")
     lines = ["The emulator ran each tier on this machine (real userfaultfd regions served by a memd over libfabric "
              "on loopback, the disk and DRAM baselines) on experiments/validate.yaml, and the simulator ran the same "
              "scaled experts on the `this-vm` platform preset (`rmai validate`, finished "
-             f"{when:%Y-%m-%d %H:%M} UTC; rel. error = (sim - emul) / emul). One run: medians move by up to 2x "
-             "with the host's load."]
+             f"{when:%Y-%m-%d %H:%M} UTC; rel. error = (sim - emul) / emul). " + runs]
+    if any("handler_system_calls" in got[t] for t in got):  # before it, the emulator counted its handler's calls too
+        lines.append("Transitions are user-kernel transitions per switch, counted the same way in both (fault traps "
+                     "and the system calls of the thread that reads the expert); handler system calls are those of "
+                     "the emulator's user-space fault handler, which an in-kernel RMAI does not make.")
     base = c.DEFAULT_TIER
-    ratios = [f"{t} / {base} {num(t, 'switch_p50_s', 'emul') / num(base, 'switch_p50_s', 'emul'):.3g}x"
-              for t in got if t != base and base in got and num(base, "switch_p50_s", "emul") > 0]
+    ratios = [f"{t} / {base} {value(t, 'switch_p50_s', 'emul') / value(base, 'switch_p50_s', 'emul'):.3g}x"
+              for t in got if t != base and base in got and (value(base, "switch_p50_s", "emul") or 0) > 0
+              and value(t, "switch_p50_s", "emul") is not None]
     if ratios:
         lines.append("Measured p50 switch ratios on this machine: " + ", ".join(ratios) + ".")
-    return lines, table, {"measured_at": f"{when:%Y-%m-%d %H:%M} UTC", "cores": os.cpu_count(), "tiers": tiers}
+    return (lines, table, {"measured_at": f"{when:%Y-%m-%d %H:%M} UTC", "cores": os.cpu_count(), "repeats": max(counts),
+                           "tiers": tiers}, validation_figure(folder))
 
 
-THIS_MACHINE_HEAD = ["tier", "emulated as", "emul p50 switch (ms)", "sim p50 switch (ms)", "p50 error",
-                     "emul faults / switch", "sim faults / switch", "emul replay (s)", "replay error"]
+THIS_MACHINE_HEAD = ["tier", "emulated as", "emul p50 switch (ms)", "emul p50 range (ms)", "sim p50 switch (ms)",
+                     "p50 error", "emul faults / switch", "sim faults / switch", "transitions / switch (emul / sim)",
+                     "handler system calls / switch", "emul replay (s)", "replay error"]
+VALIDATION_CAPTION = ("The simulator against the emulator (plots/validation.py): top, the emulator's median with the "
+                      "min-max of its repeats and the simulator hatched beside it; bottom, the relative error with the "
+                      "±15% the validation aims at (error bars: against the fastest and the slowest repeat), and the "
+                      "counts.")
 
 # ---------------------------------------------------------------- writing
 
@@ -217,7 +272,7 @@ absent = [(stem, caption(cap)[0], [x for x in exps if not ok_rows(x)]) for stem,
 extra = sorted(p.stem for p in figdir.glob("*.png") if p.stem not in {s for s, _, _ in FIGURES})
 notes = {stem: NOTES[stem]() for stem, _ in known if stem in NOTES}
 TABLE_HEAD = ["experiment", "points", "ok", "failed", "missing", "wall time, sum of points (s)"]
-machine_lines, machine_table, machine_record = this_machine()
+machine_lines, machine_table, machine_record, machine_figure = this_machine()
 
 md = ["# RMAI testbed: the paper's claims, reproduced", "", "## How it was produced", "",
       *[x for line in how for x in (line, "")],
@@ -230,6 +285,9 @@ md += ["## Measured on this machine", "", *[x for line in machine_lines for x in
 if machine_table:
     md += ["| " + " | ".join(THIS_MACHINE_HEAD) + " |", "|" + "---|" * len(THIS_MACHINE_HEAD),
            *["| " + " | ".join(r) + " |" for r in machine_table], ""]
+if machine_figure:  # report.md sits in RESULTS, the figure in RESULTS/validate
+    md += [f"![The simulator against the emulator]({machine_figure.relative_to(RESULTS).as_posix()})", "",
+           VALIDATION_CAPTION, ""]
 md += ["## Figures", ""]
 for stem, cap in known:
     title, paras = caption(cap)
@@ -268,6 +326,10 @@ h += ["</table><p>Verdict rules (plots/claims.json):</p><ul>",
 if machine_table:
     h += ["<table><tr>" + "".join(f"<th>{e(x)}</th>" for x in THIS_MACHINE_HEAD) + "</tr>",
           *["<tr>" + "".join(f"<td>{e(x)}</td>" for x in r) + "</tr>" for r in machine_table], "</table>"]
+if machine_figure:
+    data = base64.b64encode(machine_figure.read_bytes()).decode()
+    h += [f"<figure><img alt='The simulator against the emulator' src='data:image/png;base64,{data}'>",
+          f"<p>{inline_html(VALIDATION_CAPTION)}</p></figure>"]
 h.append("<h2>Figures</h2>")
 for stem, cap in known + [(s, None) for s in extra]:
     title, paras = caption(cap) if cap else (stem, [])

@@ -20,17 +20,20 @@ namespace rmai::sim {
 
 // A stream of `ops` reads of equal size, `queue_depth` in flight, each paying `op_cost` (software
 // overhead plus the request's latency) before its data moves. Simulated as the rounds of fixed
-// costs, then one flow of all the bytes, so that on an idle route it takes
-//   ceil(ops / queue_depth) * op_cost + route latency + bytes / route bandwidth,
-// and under contention the data part stretches to the flow's fair share. At queue depth 1 this is
-// exact (each read waits for the previous one); deeper queues have few rounds, so the part that
-// would really overlap with other flows is small. (SimGrid 3.32 ignores Comm::set_rate on
-// host-to-host comms, which rules out a rate-capped flow.)
+// costs, then one flow of all the bytes. At queue depth 1 each read waits for the previous one's
+// data to come back, so every read but the last also pays the route's latency (the last one's is
+// the flow's own): on an idle route it takes
+//   ops * (op_cost + route latency) + bytes / route bandwidth,
+// which is exact. Deeper queues pay ceil(ops / queue_depth) * op_cost + route latency + bytes /
+// bandwidth: the return trips overlap with other reads' data, and the rounds are few, so the part
+// that would really overlap with other flows is small. Under contention the data part stretches to
+// the flow's fair share. (SimGrid 3.32 ignores Comm::set_rate on host-to-host comms, which rules
+// out a rate-capped flow.)
 struct Transfer {
   sg4::Host* from = nullptr;
   sg4::Host* to = nullptr;
   double bytes = 0;
-  double fixed_time = 0;  // ceil(ops / queue_depth) * op_cost
+  double fixed_time = 0;  // the rounds' fixed costs (above), before the flow
 
   static Transfer stream(sg4::Host* from, sg4::Host* to, double bytes, std::uint64_t ops,
                          std::uint64_t queue_depth, double op_cost);

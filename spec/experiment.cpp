@@ -71,7 +71,7 @@ Platform platform_of(const config::Values& v) {
   p.memory_servers = static_cast<std::uint32_t>(v.count("memory_servers"));
   p.server_memory = v.number("server_memory");
   const auto& nic = v.child("nic");
-  p.nic = {nic.number("bandwidth"), nic.number("latency"), nic.number("op_overhead")};
+  p.nic = {nic.number("bandwidth"), nic.number("latency"), nic.number("op_overhead"), nic.number("wakeup")};
   const auto& pcie = v.child("pcie");
   p.pcie = {pcie.number("bandwidth"), pcie.number("latency")};
   const auto& dram = v.child("dram");
@@ -87,8 +87,9 @@ Platform platform_of(const config::Values& v) {
   const auto& nvme = v.child("nvme");
   p.nvme = {nvme.number("read_bandwidth"), nvme.number("read_latency"), nvme.number("capacity")};
   const auto& os = v.child("os");
-  p.os = {os.number("page_size"),   os.number("fault_trap"),        os.number("fault_handler"),
-          os.number("region_lookup"), os.number("pte_install"),     os.number("syscall"),
+  p.os = {os.number("page_size"),      os.number("fault_trap"),     os.number("fault_handler"),
+          os.number("region_lookup"),  os.number("pte_install"),    os.number("huge_page_size"),
+          os.number("huge_map"),       os.number("swap_in_path"),   os.number("syscall"),
           os.number("page_cache_insert"), os.number("tlb_shootdown")};
   const auto& prices = v.child("prices");
   p.prices = {prices.preset(),
@@ -266,6 +267,15 @@ void check_consistency(const Experiment& e) {
                                                        std::to_string(m.top_k + e.cache.prefetch_depth) + " slots");
   }
   const auto& platform = e.values.child("platform");
+  // A tier that chooses its mapping page (rmai's map_page) can have only what the MMU maps.
+  if (e.tier_params.has("map_page")) {
+    const double page = e.tier_params.number("map_page");
+    if (page != e.platform.os.page_size && page != e.platform.os.huge_page_size)
+      throw InputError(e.tier_params.where("map_page"),
+                       "must be the platform's os.page_size or os.huge_page_size (" +
+                           std::to_string(std::uint64_t(e.platform.os.page_size)) + " or " +
+                           std::to_string(std::uint64_t(e.platform.os.huge_page_size)) + " bytes)");
+  }
   const double hbm_needed = m.resident_bytes() + double(e.cache.gpu_experts) * m.expert_bytes();
   if (hbm_needed > e.platform.gpu.hbm_capacity)
     throw InputError(cache.where("gpu_experts"),

@@ -51,7 +51,7 @@ struct Link {
 };
 
 struct Nic {
-  double bandwidth = 0, latency = 0, op_overhead = 0;
+  double bandwidth = 0, latency = 0, op_overhead = 0, wakeup = 0;
 };
 
 struct Gpu {
@@ -70,7 +70,8 @@ struct CxlPool {  // a CXL memory pool shared by the nodes through a switch
 
 struct OsCosts {
   double page_size = 0, fault_trap = 0, fault_handler = 0, region_lookup = 0, pte_install = 0,
-         syscall = 0, page_cache_insert = 0, tlb_shootdown = 0;
+         huge_page_size = 0, huge_map = 0, swap_in_path = 0, syscall = 0, page_cache_insert = 0,
+         tlb_shootdown = 0;
 };
 
 // Capital costs in US dollars (models/hardware/prices).

@@ -66,6 +66,9 @@ const Schema& nic() {
       required("bandwidth", Kind::Bandwidth, "line rate of one port"),
       required("latency", Kind::Time, "one-way latency NIC to NIC through the switch", Bound::NonNegative),
       required("op_overhead", Kind::Time, "per RDMA operation: post, doorbell, completion polling", Bound::NonNegative),
+      required("wakeup", Kind::Time,
+               "server-side wake-up before a read that finds the connection idle (a software transport's progress "
+               "thread; 0 for one-sided RDMA served by the NIC)", Bound::NonNegative),
   }};
   return s;
 }
@@ -141,6 +144,11 @@ const Schema& os() {
       required("fault_handler", Kind::Time, "generic fault handling work (VMA walk, locks)", Bound::NonNegative),
       required("region_lookup", Kind::Time, "find the dynamic region (RMAI) of a faulting address", Bound::NonNegative),
       required("pte_install", Kind::Time, "install one page table entry", Bound::NonNegative),
+      required("huge_page_size", Kind::Bytes, "huge page size (one PMD entry maps it)"),
+      required("huge_map", Kind::Time, "map one huge page and make it usable at its first access", Bound::NonNegative),
+      required("swap_in_path", Kind::Time,
+               "software of one remote swap-in fault beyond trap and handler: the kernel's swap path, or a user-space "
+               "fault handler's wake-up chain", Bound::NonNegative),
       required("syscall", Kind::Time, "system call entry and return"),
       required("page_cache_insert", Kind::Time, "add one page read from disk to the page cache", Bound::NonNegative),
       required("tlb_shootdown", Kind::Time, "unmap an evicted expert's range and flush TLBs", Bound::NonNegative),
@@ -249,7 +257,8 @@ const Schema& emul() {
       choice("granularity", "bytes served per fault: auto (rmai: region, page4k: page), page (4 KiB), batch, region",
              {"auto", "page", "batch", "region"}, "auto"),
       optional("batch_pages", Kind::Count, "4 KiB pages served per fault at granularity batch", "64"),
-      choice("layout", "how faults are served: auto (twin if possible), twin (memfd mapped twice, UFFDIO_CONTINUE), "
+      choice("layout", "how faults are served: auto (twin on huge pages when rmai's map_page is 2 MiB, else copy), "
+             "twin (memfd mapped twice, UFFDIO_CONTINUE), "
              "copy (anonymous memory, UFFDIO_COPY)", {"auto", "twin", "copy"}, "auto"),
       choice("provider", "libfabric provider of the RMA reads", {"tcp", "shm", "verbs"}, "tcp"),
       text("server", "host:port of a running rmai memd; absent: rmai run starts one on loopback"),

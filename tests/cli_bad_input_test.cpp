@@ -85,6 +85,8 @@ std::vector<Case> cases() {
       {"unknown_tier", "model: mixtral-8x7b\nmemory: {tier: ramdisk}\ncache: {gpu_experts: 64}\n", {},
        {"{file}:2: memory.tier:", "\"ramdisk\"", "disk-mmap"}},
       {"unknown_tier_set", kValid, {"--set", "memory.tier=ramdisk"}, {"--set: memory.tier:", "\"ramdisk\""}},
+      {"map_page_not_an_mmu_page", "model: mixtral-8x7b\nmemory: {rmai: {map_page: 64KiB}}\ncache: {gpu_experts: 64}\n",
+       {}, {"{file}:2: memory.rmai.map_page:", "os.page_size or os.huge_page_size"}},
       {"unknown_cache_policy", "model: mixtral-8x7b\ncache: {gpu_experts: 64, policy: mru}\ntrace: {tokens: 8}\n", {},
        {"{file}:2: cache.policy:", "unknown cache policy \"mru\"", "lru"}},
       {"unknown_cache_policy_check", "model: mixtral-8x7b\ncache: {gpu_experts: 64, policy: mru}\n", {},

@@ -245,8 +245,9 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
   quiet.output = dir_ / "killed.log";
   quiet.search_path = false;
   const pid_t victim = posix::spawn(
-      cat({kRmai.string(), "run", experiment.string()}, kSmall, Args{"--set", "trace.tokens=100000", "--set",
-                                                                      "trace.generator=uniform", "--out", (dir_ / "out").string()}),
+      cat({kRmai.string(), "run", experiment.string()}, kSmall,
+          Args{"--set", "trace.tokens=100000", "--set", "trace.generator=uniform", "--set", "memory.rmai.map_page=2MiB",
+               "--out", (dir_ / "out").string()}),
       quiet);
   // Wait until it replays (its memd serves; as root, it holds its huge pages), then kill it.
   const bool root = ::geteuid() == 0;
@@ -269,7 +270,8 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
   EXPECT_TRUE(processes_mentioning(experiment.string()).empty()) << "memd outlived the run it served";
   EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
   // The next run reclaims the dead run's pages, then gives back its own.
-  const auto next = run(cat({"run", experiment.string()}, kSmall, Args{"--out", (dir_ / "next").string()}));
+  const auto next = run(cat({"run", experiment.string()}, kSmall,
+                            Args{"--set", "memory.rmai.map_page=2MiB", "--out", (dir_ / "next").string()}));
   ASSERT_EQ(next.exit_code, 0) << next.err;
   EXPECT_EQ(nr_hugepages(), before_pages);
   for (const auto& entry : fs::directory_iterator(fs::temp_directory_path()))  // the secret's old home
@@ -280,12 +282,12 @@ TEST_F(EmulRun, ValidateComparesBothHalvesOnTheSameSwitches) {
   const fs::path out = dir_ / "val";
   const auto r = run({"validate", kQuickstart.string(), "--out", out.string(), "--tiers", "dram,rmai", "--set",
                       "emul.scale=0.00390625", "--set", "emul.layers=0-1", "--set", "cache.gpu_experts=8", "--set",
-                      "trace.tokens=48", "--platform", "default"});
+                      "trace.tokens=48", "--platform", "default", "--repeats", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::ifstream in(out / "validation.csv");
   std::string line;
   std::getline(in, line);
-  EXPECT_EQ(line, "tier,metric,emul,sim,rel_error");
+  EXPECT_EQ(line, "tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats");
   std::map<std::string, std::vector<std::string>> rows;
   std::size_t n = 0;
   while (std::getline(in, line)) {
@@ -293,17 +295,30 @@ TEST_F(EmulRun, ValidateComparesBothHalvesOnTheSameSwitches) {
     std::vector<std::string> cells;
     std::stringstream s(line);
     for (std::string c; std::getline(s, c, ',');) cells.push_back(c);
-    ASSERT_EQ(cells.size(), 5u) << line;
+    ASSERT_EQ(cells.size(), 8u) << line;
+    EXPECT_EQ(cells[7], "2") << line;
+    // The median of two runs lies within their spread.
+    if (cells[2] != "nan") {
+      EXPECT_LE(std::stod(cells[5]), std::stod(cells[2])) << line;
+      EXPECT_GE(std::stod(cells[6]), std::stod(cells[2])) << line;
+    }
     rows[cells[0] + "/" + cells[1]] = cells;
   }
-  for (const char* metric : {"switch_p50_s", "switch_p99_s", "replay_s", "page_faults", "user_kernel_transitions"}) {
+  for (const char* metric : {"switch_p50_s", "switch_p99_s", "replay_s", "page_faults", "user_kernel_transitions",
+                             "handler_system_calls"}) {
     EXPECT_TRUE(rows.count(std::string("rmai/") + metric)) << metric;
     EXPECT_TRUE(rows.count(std::string("dram/") + metric)) << metric;
   }
   // Same trace, same cache, same layers kept: both halves switch the same experts.
   EXPECT_EQ(rows["rmai/expert_switches"][2], rows["rmai/expert_switches"][3]);
   EXPECT_EQ(rows["rmai/expert_switches"][4], "0");
-  EXPECT_TRUE(fs::exists(out / "emul" / "rmai" / "summary.json"));
+  // Counted the same way in both halves: one trap per region fault, the handler's calls apart.
+  EXPECT_EQ(rows["rmai/user_kernel_transitions"][2], rows["rmai/user_kernel_transitions"][3]);
+  EXPECT_EQ(rows["rmai/user_kernel_transitions"][2], rows["rmai/page_faults"][2]);
+  EXPECT_NE(rows["rmai/handler_system_calls"][2], "0");
+  EXPECT_EQ(rows["rmai/handler_system_calls"][3], "0");
+  EXPECT_EQ(rows["dram/user_kernel_transitions"][3], "0");
+  for (const char* k : {"1", "2"}) EXPECT_TRUE(fs::exists(out / "emul" / "rmai" / k / "summary.json")) << k;
   EXPECT_TRUE(fs::exists(out / "sim" / "rmai" / "summary.json"));
 }
 

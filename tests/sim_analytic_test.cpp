@@ -31,6 +31,10 @@ double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
                              servers_sharing_nic * S / std::min(p.nic.bandwidth, p.dram.bandwidth);
   const double disk_data = p.dram.latency + S / std::min(p.nvme.bandwidth, p.dram.bandwidth);
   const double rdma_op = p.nic.op_overhead + p.nic.latency;
+  // At queue depth 1 every read but the last waits for its data's trip back over the route.
+  const auto return_trips = [](double reads, double depth, double route_latency) {
+    return depth == 1 ? (reads - 1) * route_latency : 0.0;
+  };
 
   if (e.tier == "dram") return copy_from_host;
   if (e.tier == "cxl")
@@ -40,18 +44,26 @@ double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
            S / std::min(p.cxl_pool.bandwidth / servers_sharing_nic, p.pcie.bandwidth);
   if (e.tier == "rmai") {
     const double reads = ceil_div(S, double(tier.count("fault_batch")) * os.page_size);
-    return os.fault_trap + os.fault_handler + os.region_lookup + ceil_div(reads, double(tier.count("queue_depth"))) * rdma_op +
-           remote_data + pages * os.pte_install + copy_from_host + os.tlb_shootdown;
+    const double depth = double(tier.count("queue_depth"));
+    const double map_page = tier.number("map_page");
+    const double map = map_page == os.huge_page_size ? ceil_div(S, map_page) * os.huge_map : pages * os.pte_install;
+    return os.fault_trap + os.fault_handler + os.region_lookup + p.nic.wakeup + ceil_div(reads, depth) * rdma_op +
+           return_trips(reads, depth, p.nic.latency + p.dram.latency) + remote_data + map + copy_from_host +
+           os.tlb_shootdown;
   }
   if (e.tier == "page4k") {
     const double per_fault = double(tier.count("fault_around"));
     const double faults = ceil_div(pages, per_fault);
-    return faults * (os.fault_trap + os.fault_handler + tier.number("swap_path") + per_fault * os.pte_install) +
-           faults * rdma_op + remote_data + copy_from_host + os.tlb_shootdown;
+    const double swap_path = tier.number("swap_path") > 0 ? tier.number("swap_path") : os.swap_in_path;  // 0: 'os'
+    return faults * (os.fault_trap + os.fault_handler + swap_path + p.nic.wakeup + per_fault * os.pte_install) +
+           faults * rdma_op + return_trips(faults, 1, p.nic.latency + p.dram.latency) + remote_data +
+           copy_from_host + os.tlb_shootdown;
   }
   if (e.tier == "disk-read") {
-    const double rounds = ceil_div(ceil_div(S, tier.number("read_chunk")), double(tier.count("queue_depth")));
-    return rounds * (os.syscall + p.nvme.latency) + disk_data + copy_from_host;
+    const double reads = ceil_div(S, tier.number("read_chunk")), depth = double(tier.count("queue_depth"));
+    const double rounds = ceil_div(reads, depth);
+    return rounds * (os.syscall + p.nvme.latency) + return_trips(reads, depth, p.dram.latency) + disk_data +
+           copy_from_host;
   }
   if (e.tier == "disk-mmap") {
     const double readahead = tier.number("readahead"), around = tier.number("fault_around");
@@ -59,7 +71,8 @@ double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
     const double map = (around / os.page_size) * os.pte_install;
     const double fault = os.fault_trap + os.fault_handler;
     return major * (fault + (readahead / os.page_size) * os.page_cache_insert + map) + minor * (fault + map) +
-           ceil_div(major, double(tier.count("queue_depth"))) * p.nvme.latency + disk_data + copy_from_host +
+           ceil_div(major, double(tier.count("queue_depth"))) * p.nvme.latency +
+           return_trips(major, double(tier.count("queue_depth")), p.dram.latency) + disk_data + copy_from_host +
            os.tlb_shootdown;
   }
   ADD_FAILURE() << "no closed form for tier " << e.tier;
@@ -89,7 +102,10 @@ TEST(IdleSwitch, HoldsOnOtherPresets) {
   // The closed form is not tied to the default numbers: 100 Gb/s NIC, deeper disk queues, fault-around.
   for (const auto& sets : std::vector<std::vector<std::string>>{
            {"memory.tier=rmai", "platform.nic=connectx-5-100g", "memory.rmai.queue_depth=1"},
+           {"memory.tier=rmai", "memory.rmai.map_page=2MiB", "platform.nic.wakeup=7us"},
            {"memory.tier=page4k", "memory.page4k.fault_around=16", "platform=gen5"},
+           {"memory.tier=page4k", "memory.page4k.swap_path=3us", "platform.nic.wakeup=7us"},
+           {"memory.tier=disk-read", "memory.disk-read.queue_depth=1"},
            {"memory.tier=disk-read", "memory.disk-read.queue_depth=8", "memory.disk-read.read_chunk=256KiB"},
            {"memory.tier=disk-mmap", "memory.disk-mmap.readahead=2MiB", "memory.disk-mmap.queue_depth=2"}}) {
     auto all = sets;
@@ -114,7 +130,7 @@ TEST(IdleSwitch, RegionChunksPipelineFetchAndCopy) {
   for (double done = 0; done < S; done += chunk, ++chunks) {
     const double s = std::min(chunk, S - done);
     const double reads = ceil_div(s, double(e.tier_params.count("fault_batch")) * os.page_size);
-    t += os.fault_trap + os.fault_handler + os.region_lookup +
+    t += os.fault_trap + os.fault_handler + os.region_lookup + p.nic.wakeup +
          ceil_div(reads, double(e.tier_params.count("queue_depth"))) * (p.nic.op_overhead + p.nic.latency) +
          p.nic.latency + p.dram.latency + s / std::min(p.nic.bandwidth, p.dram.bandwidth);
     t += (s / os.page_size) * os.pte_install + p.gpu.copy_launch;

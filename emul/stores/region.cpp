@@ -22,6 +22,7 @@ struct PagingPath {
   std::uint64_t region_chunk = 0;               // bytes per region fault; 0: the whole object
   std::uint64_t read_size = kPageSize;          // bytes per transport read
   std::uint32_t queue_depth = 1;                // transport reads in flight
+  bool huge_pages = false;                      // mapped with 2 MiB pages (rmai's map_page)
 };
 
 // RMAI: a region per fault (or per region_chunk), fault_batch pages per RDMA read, queue_depth deep.
@@ -38,6 +39,11 @@ PagingPath rmai_path(const spec::Experiment& e) {
                      "the emulator's pages are 4 KiB: mode: emul needs platform.os.page_size 4KiB");
   path.read_size = params.count("fault_batch") * kPageSize;
   path.queue_depth = static_cast<std::uint32_t>(params.count("queue_depth"));
+  // The simulator maps with the same page (sim/tiers/rmai.cpp); spec/experiment.cpp allows only the
+  // OS's page and huge page, and the emulator's huge pages are 2 MiB.
+  path.huge_pages = params.number("map_page") != double(kPageSize);
+  if (path.huge_pages && params.number("map_page") != double(kHugePageSize))
+    throw InputError(params.where("map_page"), "the emulator's huge pages are 2 MiB: mode: emul needs 4KiB or 2MiB");
   return path;
 }
 
@@ -74,16 +80,28 @@ class RegionStore final : public ExpertStore {
     remote.queue_depth = path.queue_depth;
     source_ = std::make_unique<RemoteSource>(c.catalog, remote);
     RegionOptions o = options_of(e, path);
-    // Huge pages for the resident experts (the cache, plus the one being switched in), reserved
-    // for the run when we may (root) and then given back. "auto" prefers twin on huge pages, then
-    // copy: measured here, copy beats twin on 4 KiB shmem pages (bench/emul_bench.cpp).
-    if (o.layout == Layout::Twin && o.granularity == Granularity::Region && o.region_chunk % kHugePageSize == 0) {
+    // map_page 2MiB: twin on huge pages for the resident experts (the cache, plus the one being
+    // switched in), reserved for the run (root) and then given back. Otherwise 4 KiB pages, where
+    // "auto" takes copy: measured here, copy beats twin on 4 KiB shmem pages (bench/emul_bench.cpp).
+    if (path.huge_pages) {
+      const std::string where = e.tier_params.where("map_page");
+      if (o.layout != Layout::Twin)
+        throw InputError(where, "2 MiB pages need emul.layout twin or auto (copy maps 4 KiB pages)");
+      if (o.granularity != Granularity::Region || o.region_chunk % kHugePageSize != 0)
+        throw InputError(where, "2 MiB pages need whole regions: emul.granularity region or auto, and a region_chunk "
+                                "that is 'expert' or a multiple of 2 MiB");
       const std::uint64_t per_object = (c.catalog.object_bytes() + kHugePageSize - 1) / kHugePageSize;
       reservation_.emplace(per_object * (e.cache.gpu_experts + e.model.top_k));
-      o.huge_pages = reservation_->ok();
+      if (!reservation_->ok())
+        throw InputError(where, "2 MiB pages could not be reserved here (root raises vm.nr_hugepages; otherwise "
+                                "they must be free already); set memory.rmai.map_page=4KiB");
+      o.huge_pages = true;
+    } else if (e.emul.layout == "auto") {
+      o.layout = Layout::Copy;
     }
-    if (e.emul.layout == "auto" && !o.huge_pages) o.layout = Layout::Copy;
     region_ = std::make_unique<Region>(*source_, o);
+    if (path.huge_pages && !region_->huge_pages())
+      throw InputError(e.tier_params.where("map_page"), "the region could not be mapped with 2 MiB pages here");
     describe_ = std::string(name_of(region_->layout())) + (region_->huge_pages() ? "-hugetlb" : "");
   }
 

@@ -1,6 +1,7 @@
 // page4k: classic remote paging (Infiniswap/Fastswap style) from the same memory servers: every
-// fault traps, runs the swap-in path and waits for one RDMA read of fault_around pages, so the
-// reads are strictly one at a time. The pages are then copied to the GPU.
+// fault traps, runs the swap-in path (the platform's os.swap_in_path unless the tier sets its own)
+// and waits for one RDMA read of fault_around pages, so the reads are strictly one at a time, each
+// finding the server idle (nic.wakeup). The pages are then copied to the GPU.
 #include "sim/tier.hpp"
 
 namespace rmai::sim {
@@ -21,8 +22,9 @@ class Page4kTier final : public Tier {
     auto* server = server_of(context_.cluster, expert_key);
     const double expert = e.model.expert_bytes();
     const std::uint64_t faults = pieces(expert, double(fault_around_) * os.page_size);
-    const double per_fault_cpu =
-        os.fault_trap + os.fault_handler + swap_path_ + double(fault_around_) * os.pte_install;
+    const double swap_path = swap_path_ > 0 ? swap_path_ : os.swap_in_path;  // 0: the keyword 'os'
+    const double per_fault_cpu = os.fault_trap + os.fault_handler + swap_path + e.platform.nic.wakeup +
+                                 double(fault_around_) * os.pte_install;
 
     SwitchPlan plan;
     Chunk c;
