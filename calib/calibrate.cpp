@@ -147,11 +147,11 @@ std::string calibrate(const Options& o, const std::function<void(const std::stri
       "Platform preset written by `rmai calibrate` on " + hostname() + ", " + utc_now() + ", in " + seconds + ":",
       "  " + o.command,
       "",
-      "Every number was measured on this machine. Its comment says the probe (what was measured and how),",
-      "how the value follows from it where it is derived, the fit and its residual (RMS relative error of",
-      "the line through the per-size medians) where it comes from a fit, and the median of the repeats with",
-      "their spread (min - max). Timings on a shared or virtual machine move with its load: compare designs",
-      "by ratio, and run it again to see how much they move. The transport: " + nic.describe + ".",
+      "Every number was measured on this machine. Its comment says the probe (what was measured and how), how the "
+      "value follows from it where it is derived, the fit and its residual (RMS relative error of the line through "
+      "the per-size medians) where it comes from a fit, and the median of the repeats with their spread (min - max). "
+      "Timings on a shared or virtual machine move with its load: compare designs by ratio, and run it again to see "
+      "how much they move. The transport: " + nic.describe + ". Regenerate it rather than editing it.",
   };
   p.description = "calibrated on " + hostname() + " by rmai calibrate (" + o.provider + (o.quick ? ", quick" : "") + ", " +
                   utc_now() + ")";

@@ -291,8 +291,11 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
   }
   const LineFit depth1 = fit_medians(sweep);
   const double c0 = depth1.intercept;
+  // One 4 KiB read at depth 1 as the fit has it (what the simulator charges for it: c0 + size /
+  // bandwidth), and as measured.
+  const double read4k = c0 + 4.0 * kKiB * depth1.slope;
   const std::size_t page_index = static_cast<std::size_t>(std::find(sizes.begin(), sizes.end(), 4 * kKiB) - sizes.begin());
-  const double read4k = median(sweep.times.at(page_index));
+  const double read4k_measured = median(sweep.times.at(page_index));
   // The ping-pong may take longer than the read's whole fixed cost (a TCP stack beside an RDMA
   // path): then the read bounds it, and op_overhead is 0.
   const double latency_cap = std::max(0.0, (c0 - dram_latency) / 2);
@@ -326,7 +329,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                     "the difference per repeat, clamped at 0 (raw median " + human(wakeup_raw, Unit::Time) + ")")});
   const double wakeup = out.nic.back().m.value;
   s.note("nic: latency " + human(lat, Unit::Time) + ", op_overhead " + human(overhead.value, Unit::Time) + ", wakeup " +
-         human(wakeup, Unit::Time) + " (4 KiB read " + human(read4k, Unit::Time) + ")");
+         human(wakeup, Unit::Time) + " (4 KiB read " + human(read4k_measured, Unit::Time) + ")");
 
   // A 4 KiB fault through the emulator's region at page granularity (the page4k tier's path).
   const int faults = s.quick ? 300 : 1000;
@@ -368,8 +371,9 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                    "4 KiB faults through the emulator's page-granularity region (emul/region.hpp, copy layout, as the page4k "
                    "tier runs) served by RemoteSource (4 KiB reads, depth 1) from " + where + ", timed by the faulting "
                    "thread, median of " + std::to_string(faults) + " per repeat: " + human(fault, Unit::Time),
-                   "the fault minus fault_trap + fault_handler + pte_install + one 4 KiB read at depth 1 (median " +
-                       human(read4k, Unit::Time) + ") + nic wakeup = " + human(known, Unit::Time) +
+                   "the fault minus fault_trap + fault_handler + pte_install + one 4 KiB read at depth 1 (the "
+                   "depth-1 fit at 4 KiB, c0 + 4 KiB / bw_qd1: " + human(read4k, Unit::Time) + "; measured median " +
+                       human(read4k_measured, Unit::Time) + ") + nic wakeup = " + human(known, Unit::Time) +
                        " (the userfaultfd round trip and the handler's work remain), clamped at 0 (raw " +
                        human(fault - known, Unit::Time) + ")")};
   s.note("os: 4 KiB fault through the region " + human(fault, Unit::Time) + " -> swap_in_path " +

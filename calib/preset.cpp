@@ -47,9 +47,9 @@ void entry(std::ostringstream& out, const std::string& indent, const Entry& e) {
   if (!m.derivation.empty()) comment(out, indent, "value: " + m.derivation);
   comment(out, indent, m.fit ? "fit: residual " + percent(m.fit->rms_relative) + " RMS relative over " +
                                    std::to_string(m.fit->points) + " per-size medians"
-                             : std::string("fit: none (measured directly)"));
+                             : std::string(m.repeats.count ? "fit: none (measured directly)" : "fit: none"));
   comment(out, indent, m.repeats.count == 0
-                           ? std::string("repeats: none (read once, exact)")
+                           ? std::string("repeats: none (read once)")
                            : "repeats: median " + human(m.repeats.median, e.unit) + ", spread " + human(m.repeats.min, e.unit) +
                                  " - " + human(m.repeats.max, e.unit) + " (min - max of " + std::to_string(m.repeats.count) + ")");
   out << indent << e.key << ": " << yaml_value(m.value, e.unit) << "\n";
@@ -59,7 +59,13 @@ void entry(std::ostringstream& out, const std::string& indent, const Entry& e) {
 
 std::string render(const Preset& p) {
   std::ostringstream out;
-  for (const auto& line : p.header) out << (line.empty() ? "#" : "# " + line) << "\n";
+  // Header paragraphs are wrapped; a line starting with two spaces (a command) is kept as it is.
+  for (const auto& line : p.header) {
+    if (line.empty() || line.starts_with("  "))
+      out << (line.empty() ? "#" : "#" + line) << "\n";
+    else
+      comment(out, "", line);
+  }
   out << "description: " << quoted(p.description) << "\n";
   for (const auto& e : p.top) {
     out << "\n";
