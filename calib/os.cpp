@@ -69,19 +69,24 @@ class Sibling {
 };
 
 // Times `n`-page ranges being mapped by UFFDIO_CONTINUE over page-cache pages of `page` bytes and
-// then touched once per 4 KiB, minus a second, warm touch: the cost of a mapping made usable. Each
-// repeat is the mean of several trials over `app` (registered MINOR), the range zapped after each.
-SizeSweep continue_sweep(int uffd, std::byte* app, std::size_t pages_in_app, std::size_t page,
-                         const std::vector<std::size_t>& counts, unsigned repeats, std::size_t pages_per_repeat,
-                         std::uint64_t& keep) {
-  SizeSweep sweep;
+// then touched once per 4 KiB (`mapped`), and the same touch once more, warm (`warm`): the slope of
+// the first over the second's is the cost of a page mapped and made usable. Each repeat is the
+// mean of several trials over `app` (registered MINOR), the range zapped after each.
+struct ContinueSweeps {
+  SizeSweep mapped, warm;
+};
+ContinueSweeps continue_sweep(int uffd, std::byte* app, std::size_t pages_in_app, std::size_t page,
+                              const std::vector<std::size_t>& counts, unsigned repeats, std::size_t pages_per_repeat,
+                              std::uint64_t& keep) {
+  ContinueSweeps out;
   std::size_t at = 0;
   for (const std::size_t n : counts) {
-    sweep.sizes.push_back(double(n));
+    out.mapped.sizes.push_back(double(n));
+    out.warm.sizes.push_back(double(n));
     const std::size_t trials = std::max<std::size_t>(1, pages_per_repeat / n);
-    std::vector<double> times;
+    std::vector<double> mapped, warm;
     for (unsigned r = 0; r < repeats; ++r) {
-      double sum = 0;
+      double first = 0, second = 0;
       for (std::size_t t = 0; t < trials; ++t) {
         if (at + n > pages_in_app) at = 0;
         std::byte* start = app + at * page;
@@ -92,15 +97,32 @@ SizeSweep continue_sweep(int uffd, std::byte* app, std::size_t pages_in_app, std
         const double t1 = now_s();
         keep += touch(start, bytes, kPage);
         const double t2 = now_s();
-        sum += (t1 - t0) - (t2 - t1);
+        first += t1 - t0;
+        second += t2 - t1;
         zap(start, bytes);
         at += n;
       }
-      times.push_back(sum / double(trials));
+      mapped.push_back(first / double(trials));
+      warm.push_back(second / double(trials));
     }
-    sweep.times.push_back(times);
+    out.mapped.times.push_back(mapped);
+    out.warm.times.push_back(warm);
   }
-  return sweep;
+  return out;
+}
+
+// The per-page cost from the two sweeps: the mapped slope minus the warm one, at least 0.
+Measurement per_page(const ContinueSweeps& sweeps, std::string probe) {
+  const LineFit mapped = fit_medians(sweeps.mapped), warm = fit_medians(sweeps.warm);
+  const auto mapped_each = fit_each_repeat(sweeps.mapped), warm_each = fit_each_repeat(sweeps.warm);
+  std::vector<double> per_repeat;
+  for (std::size_t r = 0; r < mapped_each.size(); ++r) per_repeat.push_back(std::max(0.0, mapped_each[r].slope - warm_each[r].slope));
+  Measurement m = from_repeats(per_repeat, std::move(probe));
+  m.fit = mapped;
+  m.value = std::max(0.0, mapped.slope - warm.slope);
+  m.derivation = "the mapped slope " + human(mapped.slope, Unit::Time) + " minus the warm touch's " + human(warm.slope, Unit::Time) +
+                 " per page" + (mapped.slope < warm.slope ? "; negative, so 0" : "") + " (the fit's residual is the mapped one's)";
+  return m;
 }
 
 std::uint64_t meminfo_kib(const std::string& key) {
@@ -151,15 +173,12 @@ Entries probe_os(const Settings& s) {
     const Mapping app = Mapping::shared(fd.get(), pte_pages * kPage, "the PTE probe's memfd");
     const Fd uffd = userfaultfd(UFFD_FEATURE_MINOR_SHMEM);
     uffd_register(uffd.get(), app.data(), app.size(), UFFDIO_REGISTER_MODE_MINOR);
-    const SizeSweep sweep = continue_sweep(uffd.get(), app.data(), pte_pages, kPage, counts, R, s.quick ? 256 : 1024, keep);
-    std::vector<double> pages;
-    for (const double n : sweep.sizes) pages.push_back(n);
-    pte = from_fit(sweep, [](const LineFit& f) { return std::max(0.0, f.slope); },
+    pte = per_page(continue_sweep(uffd.get(), app.data(), pte_pages, kPage, counts, R, s.quick ? 256 : 1024, keep),
                    "UFFDIO_CONTINUE of n-page ranges (n = " + std::to_string(counts.front()) + ".." +
                        std::to_string(counts.back()) + ", " + std::to_string(counts.size()) +
-                       " sizes) of cached shmem, then the first touch of each page minus a second, warm touch "
-                       "(what the first access costs: on a paravirtualized guest the hypervisor's shadow PTE is "
-                       "filled then); fit t(n) = a + n x pte_install");
+                       " sizes) of cached shmem, then the first touch of each page (what the first access costs: on "
+                       "a paravirtualized guest the hypervisor's shadow PTE is filled then), against a second, warm "
+                       "touch; fits t(n) = a + n x slope of both");
   }
   s.note("os: pte_install " + human(pte.value, Unit::Time));
 
@@ -291,11 +310,10 @@ Entries probe_os(const Settings& s) {
     const Mapping app = Mapping::shared(fd.get(), huge_pages * kHugePage, "the huge-map probe's memfd");
     const Fd uffd = userfaultfd(UFFD_FEATURE_MINOR_HUGETLBFS);
     uffd_register(uffd.get(), app.data(), app.size(), UFFDIO_REGISTER_MODE_MINOR);
-    const SizeSweep sweep = continue_sweep(uffd.get(), app.data(), huge_pages, kHugePage, huge_counts, R, huge_pages, keep);
-    huge_map = from_fit(sweep, [](const LineFit& f) { return std::max(0.0, f.slope); },
+    huge_map = per_page(continue_sweep(uffd.get(), app.data(), huge_pages, kHugePage, huge_counts, R, huge_pages, keep),
                         "UFFDIO_CONTINUE of n cached 2 MiB hugetlb pages (n = 1.." + std::to_string(huge_pages) +
                             ", as the emulator's twin layout maps a region), then the first touch of every 4 KiB of "
-                            "them minus a second, warm touch; fit t(n) = a + n x huge_map");
+                            "them, against a second, warm touch; fits t(n) = a + n x slope of both");
   }
   s.note("os: huge_map " + human(huge_map.value, Unit::Time));
 

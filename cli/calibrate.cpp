@@ -3,6 +3,8 @@
 // interrupted calibration leaves nothing behind.
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -30,7 +32,12 @@ void check_out(const fs::path& out) {
   if (fs::is_directory(out, ec)) throw InputError("-o", "'" + out.string() + "' is a directory");
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   if (!fs::is_directory(dir, ec)) throw InputError("-o", "directory '" + dir.string() + "' does not exist");
-  if (::access(dir.c_str(), W_OK) != 0) throw InputError("-o", "directory '" + dir.string() + "' is not writable");
+  // A file created and removed, not access(): root passes access() where a write still fails.
+  std::string probe = (dir / ".rmai-calibrate-XXXXXX").string();
+  const int fd = ::mkstemp(probe.data());
+  if (fd < 0) throw InputError("-o", "directory '" + dir.string() + "' is not writable: " + std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
 }
 
 // How experiments name the preset: by name when it is in models/platforms/, else by its path.

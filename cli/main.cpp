@@ -1,6 +1,7 @@
 // rmai: one executable with git-style subcommands (docs/interfaces.md). Exit codes: 0 success,
 // 2 bad input (the message names the file, line, key or option), 1 any other failure.
 #include <rdma/fabric.h>
+#include <signal.h>
 
 #include <exception>
 #include <iostream>
@@ -21,9 +22,28 @@ std::string version() {
          ", libfabric " + std::to_string(FI_MAJOR(fabric)) + "." + std::to_string(FI_MINOR(fabric));
 }
 
+// libfabric's PSM providers pull in libinfinipath, whose constructor takes SIGINT and SIGTERM
+// (and the crash signals) with a handler that calls exit(1). rmai never opens a PSM device; with
+// that handler a signal would end rmai with status 1 instead of the signal, and posix/files.hpp's
+// handlers, which remove a temporary being written and are installed only over the default
+// action, would stand aside. Before main no rmai code has a handler: give these two back their
+// default action (an ignored signal stays ignored, as nohup wants).
+void restore_default_stop_signals() {
+  for (const int signal : {SIGINT, SIGTERM}) {
+    struct sigaction current {};
+    if (::sigaction(signal, nullptr, &current) != 0) continue;
+    if (!(current.sa_flags & SA_SIGINFO) && current.sa_handler == SIG_IGN) continue;
+    struct sigaction fallback {};
+    fallback.sa_handler = SIG_DFL;
+    sigemptyset(&fallback.sa_mask);
+    ::sigaction(signal, &fallback, nullptr);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  restore_default_stop_signals();
   CLI::App root("rmai: the simulator and the emulator of remote shared memory for MoE expert offloading.",
                 "rmai");
   root.allow_extras();
