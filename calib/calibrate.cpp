@@ -80,6 +80,7 @@ void check(const Options& o, std::unique_ptr<emul::HugePageReservation>& reserva
     throw std::runtime_error("the calibration's memd experiment is missing: " + memd_experiment().string());
   }
   if (o.disk) check_disk_dir(*o.disk, "--disk");
+  if (o.server) served_catalog({o.provider, *o.server, secret, false});  // reachable, and fit to calibrate with
   if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty())
     throw InputError("userfaultfd", why + ": rmai calibrate measures the emulator's fault path, which needs it");
   reservation = std::make_unique<emul::HugePageReservation>(kHugePagesNeeded);

@@ -165,19 +165,22 @@ double handshake(const std::string& server) {
 
 }  // namespace
 
-NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, double dram_latency) {
-  const unsigned R = s.repeats;
+emul::Catalog served_catalog(const Transport& t) {
   // The catalog is the one memd serves, whatever experiment it was started with.
-  const emul::Catalog catalog = [&] {
-    const emul::ControlClient hello(t.server, t.secret, 30);
-    if (hello.welcome().provider != t.provider)
-      throw InputError("--provider", "memd at " + t.server + " serves via " + hello.welcome().provider + ", not " + t.provider);
-    return emul::Catalog(hello.welcome().catalog);
-  }();
+  const emul::ControlClient hello(t.server, t.secret, 30);
+  if (hello.welcome().provider != t.provider)
+    throw InputError("--provider", "memd at " + t.server + " serves via " + hello.welcome().provider + ", not " + t.provider);
+  emul::Catalog catalog(hello.welcome().catalog);
   if (catalog.object_bytes() < kLargestRead || catalog.objects().size() < 2)
     throw InputError("--server", "memd at " + t.server + " serves " + std::to_string(catalog.objects().size()) + " objects of " +
                                      human(double(catalog.object_bytes()), Unit::Bytes) +
                                      ": calibrate needs at least 2 of 4 MiB (start it with calib/memd.yaml)");
+  return catalog;
+}
+
+NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, double dram_latency) {
+  const unsigned R = s.repeats;
+  const emul::Catalog catalog = served_catalog(t);
   NicResults out;
   const std::string where = t.local ? "memd on loopback (rmai calibrate's child, calib/memd.yaml)" : "memd at " + t.server;
   out.describe = where + " via " + t.provider + ", " + std::to_string(catalog.objects().size()) + " objects of " +
@@ -187,9 +190,9 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
   // One-way latency from a ping-pong on the same path.
   std::vector<double> latency_s;
   std::string latency_probe;
+  Measurement latency;
   if (t.provider == "shm") {
-    latency_s.assign(R, 0.0);
-    latency_probe = "none: shm moves the bytes through shared memory on this machine, with no network path to ping, "
+    latency.probe = "none: shm moves the bytes through shared memory on this machine, with no network path to ping, "
                     "so latency is 0 and the fixed cost of a read is all op_overhead";
   } else if (t.local) {
     EchoChild echo;
@@ -216,7 +219,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                     "process woken there), median of " + std::to_string(trips) +
                     " per repeat; memd logs them as connections without a hello";
   }
-  Measurement latency = from_repeats(latency_s, latency_probe);
+  if (t.provider != "shm") latency = from_repeats(latency_s, latency_probe);
 
   // Bandwidth: whole objects at the rmai tier's shape (256 KiB reads, 16 in flight).
   {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "calib/measurement.hpp"
+#include "emul/objects.hpp"
 
 namespace rmai::calib {
 
@@ -44,6 +45,11 @@ struct Transport {
   std::string secret;
   bool local = true;     // memd is this process's child on loopback (else a memd on another machine)
 };
+
+// The catalog the memd at `t` serves. Throws InputError naming --provider when it serves another
+// provider, --server when its objects are too few or too small to calibrate with, TransportError
+// when it cannot be reached.
+emul::Catalog served_catalog(const Transport& t);
 
 // nic (bandwidth, latency, op_overhead, wakeup) and os.swap_in_path (a 4 KiB fault through the
 // emulator's page-granularity region), which needs the os costs and the dram latency measured first.

@@ -26,7 +26,9 @@
 #include "config/errors.hpp"
 #include "config/tree.hpp"
 #include "config/units.hpp"
+#include "emul/fabric.hpp"
 #include "emul/huge_pages.hpp"
+#include "emul/memd_process.hpp"
 #include "emul/region.hpp"
 #include "spec/experiment.hpp"
 #include "spec/schemas.hpp"
@@ -35,6 +37,7 @@ namespace rmai {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::kSourceDir;
 using testing::run;
 namespace fs = std::filesystem;
@@ -349,6 +352,38 @@ TEST_F(Calibrate, WithDiskMeasuresTheDiskAndLeavesNoFileThere) {
   EXPECT_GT(e.platform.nvme.capacity, 0);
   EXPECT_THAT(slurp(dir_ / "d.yaml"), HasSubstr("read_ahead_kb of that device"));
   EXPECT_THAT(slurp(dir_ / "d.yaml"), HasSubstr("(min - max of 2)"));
+}
+
+TEST_F(Calibrate, MeasuresTheNetworkToARunningMemd) {
+  // The cluster case: memd started on its own (here on loopback), rmai calibrate given its address.
+  if (const auto why = unavailable(); !why.empty()) GTEST_SKIP() << why;
+  emul::MemdProcessOptions m;
+  m.binary = testing::kRmai;
+  m.experiment = kSourceDir / "calib" / "memd.yaml";
+  m.secret_file = emul::write_secret_file(dir_);
+  emul::MemdProcess memd(m);
+  const std::vector<std::string> server{"--server", memd.address(), "--secret-file", m.secret_file.string()};
+  std::vector<std::string> args{"calibrate", "--quick", "--repeats", "2", "-o", (dir_ / "c.yaml").string()};
+  args.insert(args.end(), server.begin(), server.end());
+  const auto r = run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string text = slurp(dir_ / "c.yaml");
+  EXPECT_THAT(text, HasSubstr("memd at " + memd.address() + " via tcp"));
+  EXPECT_THAT(text, HasSubstr("TCP handshakes with memd's control port at " + memd.address()));
+  EXPECT_THAT(memd.log(), HasSubstr("connected"));
+  const auto e = spec::load_experiment(kSourceDir / "experiments" / "validate.yaml",
+                                       {"mode=sim", "experts=emulated", "platform=" + (dir_ / "c.yaml").string()});
+  EXPECT_GT(e.platform.nic.bandwidth, 0);
+  // A memd serving another provider is refused before any probe.
+  std::vector<std::string> shm{"calibrate", "--quick", "--provider", "shm", "-o", (dir_ / "s.yaml").string()};
+  shm.insert(shm.end(), server.begin(), server.end());
+  if (emul::provider_unavailable_reason("shm").empty()) {
+    const auto refused = run(shm);
+    EXPECT_EQ(refused.exit_code, 2) << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr("rmai: error: --provider: memd at " + memd.address() + " serves via tcp"));
+    EXPECT_THAT(refused.err, Not(HasSubstr("dram:")));
+    EXPECT_FALSE(fs::exists(dir_ / "s.yaml"));
+  }
 }
 
 TEST_F(Calibrate, BadInputExitsTwoNamingTheOption) {
