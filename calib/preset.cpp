@@ -10,15 +10,16 @@ namespace {
 
 constexpr std::size_t kWidth = 100;
 
-// `text` as comment lines of at most kWidth columns: "# " + first, "#   " + the rest.
-void comment(std::ostringstream& out, const std::string& indent, const std::string& text) {
+// `text` as comment lines of at most kWidth columns: "# " + first, "#   " + the rest (a paragraph
+// of the header: "# " each).
+void comment(std::ostringstream& out, const std::string& indent, const std::string& text, bool hanging = true) {
   std::istringstream words(text);
   std::string line = indent + "# ", word;
   bool first_word = true;
   while (words >> word) {
     if (!first_word && line.size() + 1 + word.size() > kWidth) {
       out << line << "\n";
-      line = indent + "#   ";
+      line = indent + (hanging ? "#   " : "# ");
       first_word = true;
     }
     line += (first_word ? "" : " ") + word;
@@ -64,7 +65,7 @@ std::string render(const Preset& p) {
     if (line.empty() || line.starts_with("  "))
       out << (line.empty() ? "#" : "#" + line) << "\n";
     else
-      comment(out, "", line);
+      comment(out, "", line, false);
   }
   out << "description: " << quoted(p.description) << "\n";
   for (const auto& e : p.top) {

@@ -111,7 +111,10 @@ void parameters(const config::Schema& schema, const std::string& prefix, const P
       row["kind"] = p.preset_dir.empty() ? "section" : "preset";
       if (!p.preset_dir.empty()) row["presets_in"] = "models/" + p.preset_dir;
       for (const auto& [name, values] : presets)
-        if (!p.preset_dir.empty()) set[name] = values->child(p.name).preset();
+        if (!p.preset_dir.empty()) {
+          const std::string& named = values->child(p.name).preset();
+          set[name] = named.empty() ? "(inline)" : named;  // written in place (rmai calibrate's presets)
+        }
     } else {
       row["kind"] = config::kind_name(p.kind);
       row["unit"] = unit_of(p.kind);

@@ -188,7 +188,8 @@ void add_validate_command(CLI::App& root) {
   add_each(app, "--repeats", [o](const std::string& v) { o->repeats = parse_count("--repeats", v); },
            "emulator runs per tier, their median compared (default 3)")
       ->type_name("N");
-  add_value(app, "--platform", o->platform, "the simulator's platform (default this-vm, the preset calibrated for this machine)")
+  add_value(app, "--platform", o->platform,
+            "the simulator's platform: a preset name or a FILE.yaml (default this-vm, what rmai calibrate wrote for this machine)")
       ->type_name("NAME");
 }
 
