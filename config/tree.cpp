@@ -318,7 +318,8 @@ Values Values::build(const Schema& schema, const std::vector<Layer>& layers, con
       if (!p.preset_dir.empty() && !inline_map) {
         const fs::path file = component_file(p.preset_dir, preset);
         if (file.empty() && is_path(preset))
-          throw InputError(preset_where, p.name + " file \"" + preset + "\" not found (a preset name, or a path to a YAML file)");
+          throw InputError(preset_where, "unknown " + p.name + " preset \"" + preset + "\": no such file (a preset name in models/" +
+                                             p.preset_dir + ", or a YAML file's path)");
         if (file.empty())
           throw InputError(preset_where, "unknown " + p.name + " preset \"" + preset + "\" (available: " +
                                              join(preset_names(p.preset_dir)) + "; or a path to a YAML file)");

@@ -445,7 +445,8 @@ TEST_F(Hardening, AFullDiskIsExitOneWithTheReasonAndLeavesNoTemporary) {
 }
 
 TEST_F(Hardening, PresetNamesArePlainNames) {
-  // A preset name is a file stem: a NUL, a control character, a leading dot or a path is no preset.
+  // A preset name is a file stem: a NUL, a control character or a leading dot is no preset; a path
+  // names a file of its own (config::is_path), which must exist.
   for (const std::string& set : std::vector<std::string>{"platform.nic=\x07nnectx", "platform.nic=../nic/connectx-6-200g",
                                                         "platform.nic=.hidden", "model=/etc/passwd",
                                                         "trace.generator=.default"}) {
