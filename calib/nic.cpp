@@ -163,6 +163,41 @@ double handshake(const std::string& server) {
   return t;
 }
 
+// One-way latency from a ping-pong on the path the provider takes to memd.
+Measurement probe_latency(const Settings& s, const Transport& t) {
+  if (t.provider == "shm") {
+    Measurement none;  // read once: 0
+    none.probe = "none: shm moves the bytes through shared memory on this machine, with no network path to ping, "
+                 "so latency is 0 and the fixed cost of a read is all op_overhead";
+    return none;
+  }
+  std::vector<double> one_way;
+  if (t.local) {
+    EchoChild echo;
+    const int trips = s.quick ? 1000 : 5000;
+    for (int i = 0; i < 100; ++i) echo.round_trip();
+    for (unsigned r = 0; r < s.repeats; ++r) {
+      std::vector<double> each;
+      for (int i = 0; i < trips; ++i) each.push_back(echo.round_trip());
+      one_way.push_back(median(each) / 2);
+    }
+    return from_repeats(one_way, "half the round trip of a TCP ping-pong over loopback (the path to this memd; tcp;ofi_rxm "
+                                 "takes it): 8 B each way, TCP_NODELAY, to an echo in a child process, median of " +
+                                     std::to_string(trips) + " round trips per repeat (mostly the wake-up of the blocked "
+                                     "receiver, as memd's progress thread wakes for each read)");
+  }
+  const int trips = s.quick ? 50 : 200;
+  for (unsigned r = 0; r < s.repeats; ++r) {
+    std::vector<double> each;
+    for (int i = 0; i < trips; ++i) each.push_back(handshake(t.server));
+    one_way.push_back(median(each) / 2);
+  }
+  return from_repeats(one_way, "half the round trip of TCP handshakes with memd's control port at " + t.server +
+                                   " (connect() returns once the server's kernel answered the SYN: one network round trip, "
+                                   "no process woken there), median of " + std::to_string(trips) +
+                                   " per repeat; memd logs them as connections without a hello");
+}
+
 }  // namespace
 
 emul::Catalog served_catalog(const Transport& t) {
@@ -187,39 +222,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                  human(double(catalog.object_bytes()), Unit::Bytes);
   s.note("nic: " + out.describe);
 
-  // One-way latency from a ping-pong on the same path.
-  std::vector<double> latency_s;
-  std::string latency_probe;
-  Measurement latency;
-  if (t.provider == "shm") {
-    latency.probe = "none: shm moves the bytes through shared memory on this machine, with no network path to ping, "
-                    "so latency is 0 and the fixed cost of a read is all op_overhead";
-  } else if (t.local) {
-    EchoChild echo;
-    const int trips = s.quick ? 1000 : 5000;
-    for (int i = 0; i < 100; ++i) echo.round_trip();
-    for (unsigned r = 0; r < R; ++r) {
-      std::vector<double> trips_s;
-      for (int i = 0; i < trips; ++i) trips_s.push_back(echo.round_trip());
-      latency_s.push_back(median(trips_s) / 2);
-    }
-    latency_probe = "half the round trip of a TCP ping-pong over loopback (the path tcp;ofi_rxm takes to this memd): "
-                    "8 B each way, TCP_NODELAY, to an echo in a child process, median of " + std::to_string(trips) +
-                    " round trips per repeat (mostly the wake-up of the blocked receiver, as memd's progress thread "
-                    "wakes for each read)";
-  } else {
-    const int trips = s.quick ? 50 : 200;
-    for (unsigned r = 0; r < R; ++r) {
-      std::vector<double> trips_s;
-      for (int i = 0; i < trips; ++i) trips_s.push_back(handshake(t.server));
-      latency_s.push_back(median(trips_s) / 2);
-    }
-    latency_probe = "half the round trip of TCP handshakes with memd's control port at " + t.server +
-                    " (connect() returns once the server's kernel answered the SYN: one network round trip, no "
-                    "process woken there), median of " + std::to_string(trips) +
-                    " per repeat; memd logs them as connections without a hello";
-  }
-  if (t.provider != "shm") latency = from_repeats(latency_s, latency_probe);
+  Measurement latency = probe_latency(s, t);
 
   // Bandwidth: whole objects at the rmai tier's shape (256 KiB reads, 16 in flight).
   {
@@ -306,6 +309,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
     latency.derivation = "the ping-pong's " + human(latency.value, Unit::Time) + " is more than the reads leave ((c0 " +
                          human(c0, Unit::Time) + " - DRAM latency) / 2): capped at " + human(latency_cap, Unit::Time);
     latency.value = latency_cap;
+    for (double* v : {&latency.repeats.median, &latency.repeats.min, &latency.repeats.max}) *v = std::min(*v, latency_cap);
   }
   out.nic.push_back({"latency", Unit::Time, latency});
   const double lat = latency.value;
