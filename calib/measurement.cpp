@@ -53,6 +53,8 @@ struct Scaled {
 
 // The value in the largest unit that keeps 3 significant digits below 1000.
 Scaled scale(double value, Unit unit) {
+  // Below a picosecond a time is a rounding residue of subtractions (c0 - 2 x latency - ...): 0.
+  if (unit == Unit::Time && std::fabs(value) < 1e-12) value = 0;
   struct Step {
     double factor;
     const char* unit;

@@ -321,7 +321,9 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
       sweep, [lat, dram_latency](const LineFit& f) { return std::max(0.0, f.intercept - 2 * lat - dram_latency); }, sweep_probe,
       "c0 = op_overhead + 2 x latency + DRAM latency (the route back): " + human(c0, Unit::Time) + " - 2 x " +
           human(lat, Unit::Time) + " - " + human(dram_latency, Unit::Time) +
-          (c0 - 2 * lat - dram_latency < 0 ? " is negative, so 0" : ""));
+          (c0 - 2 * lat - dram_latency < -1e-12 ? " is negative, so 0"
+           : latency.value == latency_cap   ? " = 0 (the capped latency takes the rest)"
+                                            : ""));
   out.nic.push_back({"op_overhead", Unit::Time, overhead});
   std::vector<double> wakeup_clamped;
   for (const double w : wakeup_s) wakeup_clamped.push_back(std::max(0.0, w));

@@ -160,6 +160,7 @@ TEST(CalibrateFormat, ValuesParseBackToThreeDigits) {
   EXPECT_EQ(calib::yaml_value(13.84e-6, calib::Unit::Time), "13.8us");
   EXPECT_EQ(calib::yaml_value(2.8e9, calib::Unit::Bandwidth), "2.8GBps");
   EXPECT_EQ(calib::yaml_value(1, calib::Unit::Count), "1");
+  EXPECT_EQ(calib::yaml_value(6.35e-22, calib::Unit::Time), "0ns");  // a subtraction's rounding residue
   EXPECT_THROW(calib::yaml_value(NAN, calib::Unit::Time), std::invalid_argument);
 }
 
