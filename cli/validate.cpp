@@ -13,6 +13,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
+#include "cli/sharing.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
 #include "metrics/results.hpp"
@@ -139,9 +140,14 @@ int validate(Options& o) {
 
 void add_validate_command(CLI::App& root) {
   const auto o = std::make_shared<Options>();
+  const auto sharing = std::make_shared<SharingOptions>();  // --sharing: cli/validate_sharing.cpp
   CLI::App* app = add_command(root, "validate",
                               "Each tier in the emulator and in the simulator; DIR/validation.csv",
-                              [o] { return validate(*o); });
+                              [o, sharing] {
+                                return sharing->requested()
+                                           ? validate_sharing(o->experiment, o->out, o->platform, *sharing, !o->tiers.empty())
+                                           : validate(*o);
+                              });
   app->footer(
       "Runs EXP.yaml once per tier in the emulator (--mode emul) and in the simulator (--mode sim with experts: "
       "emulated, on the platform preset of this machine) and writes DIR/validation.csv with the columns "
@@ -156,6 +162,7 @@ void add_validate_command(CLI::App& root) {
       ->type_name("T1,T2");
   add_value(app, "--platform", o->platform, "the simulator's platform (default this-vm, the preset calibrated for this machine)")
       ->type_name("NAME");
+  add_sharing_options(app, *sharing);
 }
 
 }  // namespace rmai::cli
