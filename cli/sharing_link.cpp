@@ -209,8 +209,9 @@ void tear_down_and_die(int signal) {
   const int saved = errno;
   run_ip_from_handler("link", "del", emergency.link);
   run_ip_from_handler("netns", "del", emergency.netns);
-  // The action that was there before (the default, or posix/files.hpp's removal of temporaries),
-  // and the signal again: blocked while this handler runs, it comes on return.
+  // The action that was there before, and the signal again (blocked while this handler runs, it
+  // comes on return): the process ends as it would have without the link. For rmai that is
+  // libinfinipath's handler (loaded with libfabric), which exits with status 1.
   for (int i = 0; i < 3; ++i)
     if (kSignals[i] == signal) ::sigaction(signal, &emergency.old[i], nullptr);
   ::raise(signal);
