@@ -17,8 +17,9 @@ namespace rmai::cli {
 
 class SharedLink {
  public:
-  // Creates the namespace and the link at `rate` bytes/s. Throws InputError naming `option` when
-  // this process is not root or the machine lacks ip/tc, network namespaces, veth or tbf.
+  // Creates the namespace and the link at `rate` bytes/s (the caller checks its range). Throws
+  // InputError naming `option` when this process is not root or the machine lacks ip/tc, network
+  // namespaces, veth or tbf.
   SharedLink(double rate, const std::string& option);
   ~SharedLink();
   SharedLink(const SharedLink&) = delete;

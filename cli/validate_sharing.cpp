@@ -221,8 +221,8 @@ class Validation {
     m.netns_fd = link.netns_fd();
     emul::MemdProcess memd(m);
     std::cerr << "rmai validate: memd serves at " << memd.address() << " in namespace " << link.name()
-              << ", behind " << link.host_link() << " shaped to " << units::format(rate_, units::Quantity::Bandwidth)
-              << "\n";
+              << ", behind " << link.host_link() << " shaped to " << number(rate_ / 1e6)
+              << " MB/s\n";
     write_traces(e);
 
     // Rounds of every N, so that the machine's drift over minutes spreads over all N alike; the probe
@@ -327,19 +327,21 @@ class Validation {
     ready[1] = -1;
     ::close(start[0]);
     start[0] = -1;
-    const auto failed = [&](std::uint32_t i, int code) {
+    // Stops the other clients; the error names what went wrong with client i.
+    const auto failed = [&](std::uint32_t i, const std::string& what) {
       for (std::uint32_t k = 0; k < n; ++k)
         if (!codes[k]) ::kill(pids[k], SIGTERM);
       for (std::uint32_t k = 0; k < n; ++k)
         if (!codes[k]) posix::wait_exit(pids[k]);
-      return std::runtime_error("client " + std::to_string(i) + " of N = " + std::to_string(n) + " failed (exit " +
-                                std::to_string(code) + "); the end of " + log(i).string() + ":\n" + tail(log(i)));
+      return std::runtime_error("client " + std::to_string(i) + " of N = " + std::to_string(n) + " " + what +
+                                "; the end of " + log(i).string() + ":\n" + tail(log(i)));
     };
+    const auto exit_text = [](int code) { return "failed (exit " + std::to_string(code) + ")"; };
     // Every client set up (its line on the ready pipe), or one dead first.
     std::uint32_t lines = 0;
     const auto deadline = Clock::now() + std::chrono::minutes(10);
     while (lines < n) {
-      if (Clock::now() > deadline) throw failed(0, -1);
+      if (Clock::now() > deadline) throw failed(0, "and the others were not all set up after 10 minutes");
       pollfd p{ready[0], POLLIN, 0};
       if (::poll(&p, 1, 200) > 0) {
         char buffer[64];
@@ -350,14 +352,14 @@ class Validation {
         int status = 0;
         if (codes[i] || ::waitpid(pids[i], &status, WNOHANG) != pids[i]) continue;
         codes[i] = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        throw failed(i, *codes[i]);  // before the start: it never replayed
+        throw failed(i, exit_text(*codes[i]) + " before the start");
       }
     }
     ::close(start[1]);  // every client's read sees the end of file at once: go
     start[1] = -1;
     for (std::uint32_t i = 0; i < n; ++i) {
       codes[i] = posix::wait_exit(pids[i]);
-      if (*codes[i] != 0) throw failed(i, *codes[i]);
+      if (*codes[i] != 0) throw failed(i, exit_text(*codes[i]));
     }
     std::vector<Span> spans;
     double replay = 0;
@@ -433,6 +435,15 @@ class Validation {
           verdict += "  N = " + std::to_string(n) + " " + name + ": emul " + number(median(v) / base) + ", sim " +
                      number(s.*field / sim.at(1).*field) + " (" + number(rel * 100) + "%)\n";
         }
+      }
+      // What each node beyond the first adds to the median switch: the contention alone, without
+      // the per-switch costs that do not grow with N (where the two sides differ, validate.md).
+      if (n >= 2) {
+        const double base = median(values(emul.at(1), &RunMetrics::switch_p50));
+        const auto v = values(runs, &RunMetrics::switch_p50);
+        const auto added = [&](double p50) { return (p50 - base) / (n - 1); };
+        row(n, "switch_p50_added_per_node_s", added(median(v)), (s.switch_p50 - sim.at(1).switch_p50) / (n - 1),
+            added(lo(v)), added(hi(v)), v.size());
       }
     }
     std::ostringstream link;
