@@ -30,8 +30,8 @@ const char* const kPrefix = "rmai-v";
 const fs::path kNetnsDir = "/run/netns";         // where `ip netns` keeps the namespaces it names
 const char* const kLock = "/run/lock/rmai-netns.lock";  // serializes choosing names and addresses
 
-// tbf's bucket: big enough for one 64 KiB GSO packet plus change (a smaller one makes tbf split
-// every packet), small against a 5 MB expert, so the rate holds from the first read of a switch.
+// tbf's bucket: two 64 KiB GSO packets (a bucket smaller than a packet makes tbf split every one),
+// small against a 5 MB expert, so that the rate holds from the first read of a switch.
 constexpr std::uint64_t kBurstBytes = 128 << 10;
 // tbf's queue: room for every client's TCP small-queue budget (tcp_limit_output_bytes, 4 MiB here)
 // at N = 4 and more, so the link queues rather than drops (a drop costs TCP a 200 ms timeout on
