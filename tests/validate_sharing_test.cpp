@@ -1,8 +1,10 @@
 // `rmai validate --sharing` end to end: N = 1 and 2 emulated clients sharing one memd through a
 // shaped link agree with the simulator's slowdown within the bound the validation is for; the
 // namespace and the veth pair are gone afterwards, after SIGTERM too, and what a SIGKILL leaves is
-// removed by the next run. Bad input exits 2 naming the option. Skips where this machine cannot
-// make network namespaces with tbf (not root, no iproute2) or has no userfaultfd.
+// removed by the next run. Bad input, and not being root, exit 2 naming the option. The runs skip
+// where this machine cannot make network namespaces with tbf (not root, no iproute2) or has no
+// userfaultfd.
+#include <grp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -170,6 +172,18 @@ TEST(ValidateSharingInput, BadInputIsExitTwoNamingTheOption) {
     EXPECT_EQ(r.exit_code, 2) << extra.back() << ": " << r.err;
     EXPECT_NE(r.err.find(option), std::string::npos) << r.err;
   }
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(ValidateSharingInput, NotRootIsExitTwoNamingSharing) {
+  // As root, the run drops to nobody first (async-signal-safe calls only, between fork and exec).
+  const auto as_nobody = [] {
+    if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(126);
+  };
+  const fs::path out = fs::temp_directory_path() / ("rmai-sharing-not-root-" + std::to_string(::getpid()));
+  const auto r = run({"validate", kExperiment.string(), "--out", out.string(), "--sharing", "2"}, {}, as_nobody);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--sharing: needs root"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(out));
 }
 
