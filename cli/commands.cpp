@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cli/progress.hpp"
+#include "cli/sharing.hpp"
 #include "config/errors.hpp"
 #include "sim/replay.hpp"
 #include "emul/emulation.hpp"
@@ -27,6 +28,7 @@ struct RunArgs {
   ExperimentArgs experiment;
   std::vector<std::string> simgrid;  // --cfg= and --log=, passed to SimGrid unchanged
   std::string out;
+  StartBarrier barrier;  // --ready-fd, --start-fd (rmai validate --sharing's clients)
 };
 
 YAML::Node resolved_config(const spec::Experiment& e) {
@@ -82,7 +84,9 @@ int run(const RunArgs& o) {
   const auto report = [&progress](std::size_t done, std::size_t total) {
     if (progress.elapsed_s() >= 10) progress.update(done, total);
   };
-  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report})
+  const auto barrier = start_barrier(o.barrier);
+  if (barrier && e.mode != "emul") throw InputError("--start-fd", "only with --mode emul");
+  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report, barrier})
                                  : sim::simulate(e, trace, o.simgrid, report);
   progress.end();
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
@@ -108,6 +112,7 @@ void add_run_commands(CLI::App& root) {
     add_each(run_app, name, [r, name](const std::string& v) { r->simgrid.push_back(name + "=" + v); },
              "passed to SimGrid unchanged as " + name + "=VALUE (repeatable)")
         ->type_name("VALUE");
+  add_start_barrier_args(run_app, r->barrier);
 
   const auto c = std::make_shared<ExperimentArgs>();
   CLI::App* check_app = add_command(root, "check",

@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
+#include "cli/sharing.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
 #include "metrics/results.hpp"
@@ -168,9 +169,14 @@ int validate(Options& o) {
 
 void add_validate_command(CLI::App& root) {
   const auto o = std::make_shared<Options>();
+  const auto sharing = std::make_shared<SharingOptions>();  // --sharing: cli/validate_sharing.cpp
   CLI::App* app = add_command(root, "validate",
                               "Each tier in the emulator and in the simulator; DIR/validation.csv",
-                              [o] { return validate(*o); });
+                              [o, sharing] {
+                                return sharing->requested()
+                                           ? validate_sharing(o->experiment, o->out, o->platform, *sharing, !o->tiers.empty())
+                                           : validate(*o);
+                              });
   app->footer(
       "Runs EXP.yaml per tier --repeats times in the emulator (--mode emul) and once in the simulator (--mode sim "
       "with experts: emulated, on the platform preset of this machine) and writes DIR/validation.csv with the "
@@ -191,6 +197,7 @@ void add_validate_command(CLI::App& root) {
   add_value(app, "--platform", o->platform,
             "the simulator's platform: a preset name or a FILE.yaml (default this-vm, what rmai calibrate wrote for this machine)")
       ->type_name("NAME");
+  add_sharing_options(app, *sharing);
 }
 
 }  // namespace rmai::cli

@@ -67,6 +67,7 @@ metrics::RunResult run_emulation(const spec::Experiment& e, const traces::Routin
   }
   const auto store = StoreRegistry::instance().make(
       e.tier, {e, catalog, connection ? &*connection : nullptr, e.emul.scratch_dir.string()});
+  if (launch.before_replay) launch.before_replay();
   metrics::RunResult r = replay(e, trace, catalog, *store, launch.progress);
   r.emul->layout = store->describe();
   r.emul->granularity = store->granularity();

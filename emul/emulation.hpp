@@ -3,6 +3,7 @@
 // on loopback that this run starts and stops, or the one emul.server names; a file for the disk
 // tiers; DRAM), replays the trace and returns the same metrics the simulator does.
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct Launch {
   std::filesystem::path experiment_file;
   std::vector<std::string> sets;
   cache::ReplayProgress progress;  // optional
+  // Optional: called once everything is set up, just before the replay starts (the start barrier
+  // of several clients sharing one memd, rmai validate --sharing).
+  std::function<void()> before_replay;
 };
 
 // The catalog an experiment's emulation serves (emul.scale, emul.layers, the seed).

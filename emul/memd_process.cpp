@@ -125,6 +125,7 @@ MemdProcess::MemdProcess(MemdProcessOptions options) : options_(std::move(option
   spawn.inherit_fds = {ready[1]};  // the descriptors that survive exec
   if (options_.secret_fd >= 0) spawn.inherit_fds.push_back(options_.secret_fd);
   spawn.clear_signal_mask = true;
+  spawn.netns_fd = options_.netns_fd;
   try {
     pid_ = posix::spawn(args, spawn);
   } catch (...) {

@@ -17,6 +17,7 @@ struct MemdProcessOptions {
   std::filesystem::path secret_file;  // or:
   int secret_fd = -1;  // a descriptor holding the secret (secret_memfd), inherited by the child
   std::string listen = "127.0.0.1:0";
+  int netns_fd = -1;  // a network namespace (an open /run/netns/NAME) the server runs in; -1: this one
   double ready_timeout_s = 120;  // generating a few GB of objects takes a while on 2 cores
   double stop_timeout_s = 5;     // after SIGTERM, before SIGKILL
 };

@@ -1,6 +1,7 @@
 #include "posix/process.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -53,6 +54,10 @@ pid_t spawn(const std::vector<std::string>& args, const SpawnOptions& options) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  }
+  if (options.netns_fd >= 0 && ::setns(options.netns_fd, CLONE_NEWNET) != 0) {
+    std::perror("setns");
+    ::_exit(127);
   }
   if (options.search_path)
     ::execvp(argv[0], argv.data());

@@ -21,6 +21,7 @@ struct SpawnOptions {
   int stderr_fd = -1;                         // the child's stderr onto this descriptor
   std::vector<int> inherit_fds;               // close-on-exec descriptors the child keeps open
   bool clear_signal_mask = false;             // the child starts with no signal blocked
+  int netns_fd = -1;                          // the child enters this network namespace (setns) before exec
 };
 
 // Starts argv[0] with `args` (stdout flushed first, so that the child's output follows ours).

@@ -20,6 +20,7 @@ packages=(
   libbenchmark-dev
   libfabric-dev           # emul/: the memory server's one-sided RMA reads (tcp, shm, verbs providers)
   liburing-dev            # emul/: the disk-read baseline at queue depth > 1
+  iproute2                # rmai validate --sharing: ip (network namespace, veth pair) and tc (tbf shaping)
   clang libclang-rt-14-dev  # tests/fuzz: libFuzzer with ASan/UBSan (skipped when missing)
   python3-matplotlib      # plots/
 )
