@@ -335,7 +335,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                     "thread waits between faults), median " + human(median(idle_s), Unit::Time) +
                         ", against the read issued right after each, median " + human(median(busy_s), Unit::Time) + "; " +
                         std::to_string(pairs) + " pairs per repeat",
-                    "the difference per repeat, clamped at 0 (raw median " + human(wakeup_raw, Unit::Time) + ")")});
+                    "the difference per repeat, at least 0 (raw median " + human(wakeup_raw, Unit::Time) + ")")});
   const double wakeup = out.nic.back().m.value;
   s.note("nic: latency " + human(lat, Unit::Time) + ", op_overhead " + human(overhead.value, Unit::Time) + ", wakeup " +
          human(wakeup, Unit::Time) + " (4 KiB read " + human(read4k_measured, Unit::Time) + ")");
@@ -383,7 +383,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                    "the fault minus fault_trap + fault_handler + pte_install + one 4 KiB read at depth 1 (the "
                    "depth-1 fit at 4 KiB, c0 + 4 KiB / bw_qd1: " + human(read4k, Unit::Time) + "; measured median " +
                        human(read4k_measured, Unit::Time) + ") + nic wakeup = " + human(known, Unit::Time) +
-                       " (the userfaultfd round trip and the handler's work remain), clamped at 0 (raw " +
+                       " (the userfaultfd round trip and the handler's work remain), at least 0 (raw " +
                        human(fault - known, Unit::Time) + ")")};
   s.note("os: 4 KiB fault through the region " + human(fault, Unit::Time) + " -> swap_in_path " +
          human(out.swap_in_path.m.value, Unit::Time));
