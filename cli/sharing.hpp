@@ -14,7 +14,7 @@ namespace rmai::cli {
 
 struct SharingOptions {
   std::string nodes;             // --sharing N1,N2,...; empty: not a sharing validation
-  std::string link_rate = "500MBps";  // --link-rate: tbf's rate on memd's side of the link
+  std::string link_rate = "250MBps";  // --link-rate: tbf's rate on memd's side of the link
   std::string runs = "3";        // --sharing-runs: emulated runs per N (medians, spreads)
   bool requested() const { return !nodes.empty(); }
 };

@@ -506,7 +506,7 @@ void add_sharing_options(CLI::App* app, SharingOptions& o) {
             "instead of the tiers: N emulated nodes sharing one memd through a shaped link against the simulator's N "
             "nodes, for each N given (1 is always run); DIR/sharing.csv. Root only.")
       ->type_name("N1,N2");
-  add_value(app, "--link-rate", o.link_rate, "with --sharing: the link's tbf rate (default 500MBps, i.e. 4 Gbps)")
+  add_value(app, "--link-rate", o.link_rate, "with --sharing: the link's tbf rate (default 250MBps, i.e. 2 Gbps)")
       ->type_name("RATE");
   add_value(app, "--sharing-runs", o.runs, "with --sharing: emulated runs per N, for the medians (default 3)")
       ->type_name("R");

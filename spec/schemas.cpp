@@ -145,7 +145,8 @@ const Schema& os() {
       required("region_lookup", Kind::Time, "find the dynamic region (RMAI) of a faulting address", Bound::NonNegative),
       required("pte_install", Kind::Time, "install one page table entry", Bound::NonNegative),
       required("huge_page_size", Kind::Bytes, "huge page size (one PMD entry maps it)"),
-      required("huge_map", Kind::Time, "map one huge page and make it usable at its first access", Bound::NonNegative),
+      required("huge_map", Kind::Time, "take a fresh huge page frame, map it and make it usable at its first access",
+               Bound::NonNegative),
       required("swap_in_path", Kind::Time,
                "software of one remote swap-in fault beyond trap and handler: the kernel's swap path, or a user-space "
                "fault handler's wake-up chain", Bound::NonNegative),
