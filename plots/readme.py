@@ -97,7 +97,7 @@ def emulator_table(record, extra):
             + (f"; the ranges are over that run and {n - 1} more of `rmai validate experiments/validate.yaml` "
                f"({n} runs from {min(times)} to {max(times)[11:] if max(times)[:10] == min(times)[:10] else max(times)} "
                "UTC)" if n > 1 else "; the ranges are over its repeats" if repeats > 1 else "") + ":")
-    lines = [head, "", "| tier (emulated as) | emul p50 switch | sim (this-vm) p50 | faults per switch |",
+    lines = [head, "", "| tier (emulated as) | emul p50 switch | sim (calibrated) p50 | faults per switch |",
              "|---|---|---|---|"]
     for t in tiers:
         here = [r[t["tier"]] for r in runs if r.get(t["tier"])]
