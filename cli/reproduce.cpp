@@ -12,12 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "calib/probes.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
 #include "cli/support.hpp"
 #include "config/errors.hpp"
 #include "config/tree.hpp"
+#include "emul/huge_pages.hpp"
 #include "emul/region.hpp"
 #include "posix/files.hpp"
 #include "posix/process.hpp"
@@ -159,7 +161,11 @@ int reproduce(const Options& o) {
     const fs::path dir = out / "validate";
     fs::create_directories(dir);
     fs::remove(dir / "skipped.txt");
-    if (const std::string why = emul::userfaultfd_unavailable_reason(); !why.empty()) {
+    std::string why = emul::userfaultfd_unavailable_reason();
+    // validate.yaml maps the regions with 2 MiB pages, and calibrate measures them.
+    if (why.empty() && !emul::HugePageReservation(calib::kHugePagesNeeded).ok())
+      why = "no " + std::to_string(calib::kHugePagesNeeded) + " free 2 MiB huge pages (root raises vm.nr_hugepages)";
+    if (!why.empty()) {
       posix::write_file_atomic(dir / "skipped.txt", why + "\n");
       std::cerr << "rmai reproduce: validate skipped: " << why << "\n";
     } else {

@@ -226,7 +226,12 @@ void arm(const std::string& link, const std::string& netns) {
   struct sigaction action {};
   action.sa_handler = tear_down_and_die;
   sigemptyset(&action.sa_mask);
-  for (int i = 0; i < 3; ++i) ::sigaction(kSignals[i], &action, &emergency.old[i]);
+  for (int i = 0; i < 3; ++i) sigaddset(&action.sa_mask, kSignals[i]);  // no teardown inside a teardown
+  for (int i = 0; i < 3; ++i) {
+    ::sigaction(kSignals[i], nullptr, &emergency.old[i]);
+    // A signal the caller ignores (SIGHUP under nohup) stays ignored: it ends nothing to clean up after.
+    if (emergency.old[i].sa_handler != SIG_IGN) ::sigaction(kSignals[i], &action, nullptr);
+  }
   emergency.armed = true;
 }
 

@@ -3,8 +3,8 @@
 // behind a veth pair shaped with tbf (cli/sharing_link.hpp), so that they share a link slower than
 // loopback; the simulator runs the same experiment with `nodes: N`, one memory server and the link's
 // bandwidth, as measured by a probe, as the NIC's. What is compared is the slowdown against N = 1 of
-// the median switch and of the replay, not the absolute times (validate.md: the simulator's rmai
-// switch has 4 KiB PTE costs that the emulator's huge pages do not).
+// the median switch and of the replay, not the absolute times (validate.md, "Sharing"). Both halves
+// map the regions with the page validate-sharing.yaml gives (memory.rmai.map_page, 4 KiB there).
 //
 // Node i of N in the simulator replays the experiment's trace from token i*T/N on (sim/replay.cpp);
 // emulated client i replays a trace file that holds those tokens in that order, so both sides see

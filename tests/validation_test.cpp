@@ -54,7 +54,7 @@ TEST_F(Validation, CalibratedSimulatorCountsWhatTheEmulatorDoes) {
   if (sanitized()) GTEST_SKIP() << "timings of a sanitized build are not this machine's";
   if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
   {
-    emul::HugePageReservation huge(16);  // the rmai tier maps with 2 MiB pages (validate.yaml)
+    emul::HugePageReservation huge(20);  // calibrate reserves 20; the rmai tier maps 2 MiB pages (validate.yaml)
     if (!huge.ok()) GTEST_SKIP() << "no 2 MiB huge pages here (root raises vm.nr_hugepages)";
   }
   const fs::path platform = dir_ / "calibrated.yaml";
