@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "calib/fit.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
@@ -91,11 +92,6 @@ double value_at(const json& summary, const Metric& m) {
   return node->get<double>();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 std::string number(double v) {
   if (std::isnan(v)) return "nan";
@@ -150,7 +146,7 @@ int validate(Options& o) {
     for (const auto& m : metrics()) {
       std::vector<double> measured;
       for (const auto& summary : emul) measured.push_back(value_at(summary, m));
-      const double a = median(measured), b = value_at(sim, m);
+      const double a = calib::median(measured), b = value_at(sim, m);
       const double rel = a != 0 ? (b - a) / a : (b == 0 ? 0.0 : NAN);
       const auto [low, high] = std::minmax_element(measured.begin(), measured.end());
       csv += tier + "," + m.name + "," + number(a) + "," + number(b) + "," + number(rel) + "," + number(*low) + "," +
