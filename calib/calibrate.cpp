@@ -136,6 +136,8 @@ std::string calibrate(const Options& o, const std::function<void(const std::stri
     nic = probe_nic(s, t, os, dram_latency);
   }
   os.push_back(nic.swap_in_path);
+  for (Entry& entry : os)
+    if (entry.key == nic.huge_map.key) entry = nic.huge_map;
 
   std::optional<DiskResults> disk;
   if (o.disk) disk = probe_disk(s, *o.disk, dram_latency);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -20,6 +21,7 @@
 #include "calib/probes.hpp"
 #include "config/errors.hpp"
 #include "emul/control.hpp"
+#include "emul/huge_pages.hpp"
 #include "emul/objects.hpp"
 #include "emul/region.hpp"
 #include "emul/remote.hpp"
@@ -387,6 +389,85 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                        human(fault - known, Unit::Time) + ")")};
   s.note("os: 4 KiB fault through the region " + human(fault, Unit::Time) + " -> swap_in_path " +
          human(out.swap_in_path.m.value, Unit::Time));
+
+  // Whole-region faults through the emulator's region at the rmai tier's shape (twin layout on 2 MiB
+  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault. What a fault costs per huge page
+  // beyond what the simulator charges it otherwise (trap, handler, region lookup, wake-up, the
+  // stream's fixed costs and S / bandwidth) is the frame's allocation and zeroing, the mapping, and
+  // the transport writing into frames just zeroed rather than into a buffer it reuses: measured as
+  // the rmai path pays it, it replaces the sum of its parts (os.cpp). Per size rather than a line's
+  // slope: over 2-16 MiB the slope of four noisy medians is far less certain than their level.
+  const Measurement direct_huge_map = find(os, "huge_map");
+  SizeSweep region_sweep;
+  for (std::uint64_t size = 2 * kMiB; size <= (s.quick ? 8 : 16) * kMiB; size *= 2) region_sweep.sizes.push_back(double(size));
+  {
+    const int per_repeat = s.quick ? 4 : 8;
+    for (const double size : region_sweep.sizes) {
+      auto source = connect(catalog, t, 256 * kKiB, 16);
+      emul::RegionOptions o;
+      o.granularity = emul::Granularity::Region;
+      o.region_chunk = static_cast<std::uint64_t>(size);
+      o.layout = emul::Layout::Twin;
+      o.huge_pages = true;
+      o.fallback = false;
+      emul::Region region(source, o);
+      if (!region.huge_pages()) throw std::runtime_error("the region fault probe could not map 2 MiB pages");
+      std::vector<double> times;  // per repeat
+      std::uint64_t keep = 0;
+      std::uint32_t object = 0;
+      for (unsigned r = 0; r <= R; ++r) {  // the first round warms up, untimed
+        std::vector<double> each;
+        for (int i = 0; i < per_repeat; ++i) {
+          object = (object + 1) % static_cast<std::uint32_t>(catalog.objects().size());
+          const auto view = region.object(object);
+          const double start = now_s();
+          keep += static_cast<std::uint64_t>(*(volatile const std::byte*)(view.data()));
+          each.push_back(now_s() - start);
+          region.check();
+          region.evict(object);
+        }
+        if (r > 0) times.push_back(median(each));
+      }
+      region_sweep.times.push_back(times);
+      if (keep == 42) s.note("");
+    }
+  }
+  const double bandwidth = find(out.nic, "bandwidth").value;
+  const double read_cost = find(out.nic, "op_overhead").value + find(out.nic, "latency").value;
+  const double before = find(os, "fault_trap").value + find(os, "fault_handler").value + find(os, "region_lookup").value +
+                        find(out.nic, "wakeup").value;
+  // The simulator's rmai fault of S bytes without its huge pages (sim/tiers/rmai.cpp, Transfer::stream).
+  const auto charged = [&](double size) {
+    const double rounds = std::ceil(size / (256.0 * kKiB) / 16);
+    return before + rounds * read_cost + find(out.nic, "latency").value + size / bandwidth;
+  };
+  std::vector<double> per_repeat;
+  for (unsigned r = 0; r < R; ++r) {
+    std::vector<double> per_size;
+    for (std::size_t i = 0; i < region_sweep.sizes.size(); ++i) {
+      const double size = region_sweep.sizes[i];
+      per_size.push_back(std::max(0.0, (region_sweep.times[i][r] - charged(size)) / (size / double(emul::kHugePageSize))));
+    }
+    per_repeat.push_back(median(per_size));
+  }
+  std::string medians;
+  for (std::size_t i = 0; i < region_sweep.sizes.size(); ++i)
+    medians += (i ? ", " : "") + human(region_sweep.sizes[i], Unit::Bytes) + " " + human(median(region_sweep.times[i]), Unit::Time);
+  out.huge_map = {
+      "huge_map", Unit::Time,
+      from_repeats(per_repeat,
+                   "whole-region faults of " + sizes_text(region_sweep.sizes) + " through the emulator's region (twin layout "
+                   "on 2 MiB hugetlb pages, 256 KiB reads, 16 in flight, as the rmai tier maps with map_page 2MiB) from " +
+                       where + ", timed by the faulting thread, median of " + std::to_string(s.quick ? 4 : 8) +
+                       " per size and repeat: " + medians,
+                   "per size, the fault minus what the simulator charges it besides its huge pages (fault_trap + "
+                   "fault_handler + region_lookup + nic wakeup + the stream's rounds of op_overhead + latency, latency, "
+                   "S / nic.bandwidth), per 2 MiB page, at least 0; the median over the sizes: the frame's allocation "
+                   "and zeroing, the mapping, and the transport writing into frames just zeroed (the sum of the first "
+                   "two, probed directly with MADV_POPULATE_WRITE and UFFDIO_CONTINUE, was " +
+                       human(direct_huge_map.value, Unit::Time) + ")")};
+  s.note("os: region faults -> huge_map " + human(out.huge_map.m.value, Unit::Time) + " (its parts alone: " +
+         human(direct_huge_map.value, Unit::Time) + ")");
   return out;
 }
 

@@ -56,6 +56,7 @@ emul::Catalog served_catalog(const Transport& t);
 struct NicResults {
   Entries nic;
   Entry swap_in_path;
+  Entry huge_map;        // os.huge_map from whole-region faults (replaces the direct probe's)
   std::string describe;  // the objects memd serves and the transport, for the preset's header
 };
 NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, double dram_latency);

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,6 +97,26 @@ void reclaim_dead_owners() {
   }
 }
 
+// Allocates and zeroes `pages` free huge pages once and gives them back to the pool. On a virtual
+// machine the first touch of a frame the guest has not used recently makes the host back it: 1-3 ms
+// per 2 MiB page here against ~0.1-0.25 ms for a frame touched before (populating a hugetlb memfd
+// page by page, the second time round). Without this, a run's first few dozen switches pay it and
+// its mean and tail measure the host rather than the paging path. Best effort: the pages stay
+// reserved whether or not this succeeds.
+void warm_huge_pages(std::uint64_t pages) {
+  const int fd = ::memfd_create("rmai-warm-hugepages", MFD_HUGETLB | MFD_CLOEXEC);
+  if (fd < 0) return;
+  const std::size_t bytes = pages * kHugePageSize;
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) == 0) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p != MAP_FAILED) {
+      ::madvise(p, bytes, MADV_POPULATE_WRITE);
+      ::munmap(p, bytes);
+    }
+  }
+  ::close(fd);  // the last reference: the frames go back to the free pool
+}
+
 std::filesystem::path own_record() { return std::filesystem::path(kRecords) / owner_name(::getpid()); }
 
 // Whole or not at all (a temporary renamed into place): a record cut short by SIGKILL would hide
@@ -140,9 +161,11 @@ HugePageReservation::HugePageReservation(std::uint64_t pages) {
         ok_ = false;
       }
     }
+    if (ok_) warm_huge_pages(pages);
     return;
   }
   ok_ = free_huge_pages() >= pages;  // not root: only what an administrator reserved
+  if (ok_) warm_huge_pages(pages);
 }
 
 HugePageReservation::~HugePageReservation() {

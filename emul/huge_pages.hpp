@@ -15,7 +15,8 @@ std::uint64_t free_huge_pages();
 // Adds `pages` to vm.nr_hugepages for the lifetime of the object and takes them away afterwards, so
 // that runs in parallel (clients of one memd) each get their own. The read-modify-write happens under
 // an flock, since other processes do the same. Not root: ok() only when `pages` are free already
-// (reserved by an administrator); otherwise the caller falls back to 4 KiB pages.
+// (reserved by an administrator); otherwise the caller falls back to 4 KiB pages. The pages are
+// touched once before use (a fresh frame costs a virtual machine's host 10x more the first time).
 class HugePageReservation {
  public:
   explicit HugePageReservation(std::uint64_t pages);
