@@ -36,6 +36,10 @@ constexpr std::uint64_t kKiB = 1024, kMiB = 1024 * kKiB;
 constexpr std::uint64_t kLargestRead = 4 * kMiB;
 // Bytes of an object the bandwidth probe reads (and its buffer holds) at most.
 constexpr std::uint64_t kBandwidthChunk = 64 * kMiB;
+// The rmai tier's read shape (models/tiers/rmai.yaml: fault_batch 64 pages, queue_depth 16), which
+// the bandwidth and region-fault probes take.
+constexpr std::uint64_t kRmaiRead = 256 * kKiB;
+constexpr std::uint32_t kRmaiDepth = 16;
 
 emul::RemoteSource connect(const emul::Catalog& catalog, const Transport& t, std::uint64_t read_size, std::uint32_t depth) {
   emul::RemoteOptions o;
@@ -228,7 +232,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
 
   // Bandwidth: whole objects at the rmai tier's shape (256 KiB reads, 16 in flight).
   {
-    auto source = connect(catalog, t, 256 * kKiB, 16);
+    auto source = connect(catalog, t, kRmaiRead, kRmaiDepth);
     const std::uint64_t chunk = std::min(catalog.object_bytes(), kBandwidthChunk);
     std::vector<std::byte> buffer(chunk);
     source.register_buffer(buffer);
@@ -399,11 +403,13 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
   // slope: over 2-16 MiB the slope of four noisy medians is far less certain than their level.
   const Measurement direct_huge_map = find(os, "huge_map");
   SizeSweep region_sweep;
-  for (std::uint64_t size = 2 * kMiB; size <= (s.quick ? 8 : 16) * kMiB; size *= 2) region_sweep.sizes.push_back(double(size));
+  // Up to the object's size: a larger chunk would be cut at the object's end.
+  for (std::uint64_t size = 2 * kMiB; size <= std::min<std::uint64_t>((s.quick ? 8 : 16) * kMiB, catalog.object_bytes()); size *= 2)
+    region_sweep.sizes.push_back(double(size));
   {
     const int per_repeat = s.quick ? 4 : 8;
     for (const double size : region_sweep.sizes) {
-      auto source = connect(catalog, t, 256 * kKiB, 16);
+      auto source = connect(catalog, t, kRmaiRead, kRmaiDepth);
       emul::RegionOptions o;
       o.granularity = emul::Granularity::Region;
       o.region_chunk = static_cast<std::uint64_t>(size);
@@ -438,7 +444,7 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
                         find(out.nic, "wakeup").value;
   // The simulator's rmai fault of S bytes without its huge pages (sim/tiers/rmai.cpp, Transfer::stream).
   const auto charged = [&](double size) {
-    const double rounds = std::ceil(size / (256.0 * kKiB) / 16);
+    const double rounds = std::ceil(size / double(kRmaiRead) / kRmaiDepth);
     return before + rounds * read_cost + find(out.nic, "latency").value + size / bandwidth;
   };
   std::vector<double> per_repeat;
