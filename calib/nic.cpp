@@ -439,13 +439,11 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
     }
   }
   const double bandwidth = find(out.nic, "bandwidth").value;
-  const double read_cost = find(out.nic, "op_overhead").value + find(out.nic, "latency").value;
-  const double before = find(os, "fault_trap").value + find(os, "fault_handler").value + find(os, "region_lookup").value +
-                        find(out.nic, "wakeup").value;
+  const double before = trap + handler + find(os, "region_lookup").value + wakeup;
   // The simulator's rmai fault of S bytes without its huge pages (sim/tiers/rmai.cpp, Transfer::stream).
   const auto charged = [&](double size) {
     const double rounds = std::ceil(size / double(kRmaiRead) / kRmaiDepth);
-    return before + rounds * read_cost + find(out.nic, "latency").value + size / bandwidth;
+    return before + rounds * (overhead.value + lat) + lat + size / bandwidth;
   };
   std::vector<double> per_repeat;
   for (unsigned r = 0; r < R; ++r) {

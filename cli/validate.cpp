@@ -92,7 +92,6 @@ double value_at(const json& summary, const Metric& m) {
   return node->get<double>();
 }
 
-
 std::string number(double v) {
   if (std::isnan(v)) return "nan";
   char buffer[32];
