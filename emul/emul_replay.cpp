@@ -59,8 +59,8 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
                               "against one memd (emul.server)");
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
                            cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
-  // The stand-in for the GPU's HBM slot the expert is copied into: one page-aligned buffer (O_DIRECT
-  // reads land in it directly), reused by every switch since nothing reads it afterwards.
+  // The stand-in for the GPU's HBM slot the expert is copied into: one page-aligned buffer, reused
+  // by every switch since nothing reads it afterwards.
   std::unique_ptr<std::byte, FreeDeleter> device(
       static_cast<std::byte*>(std::aligned_alloc(kPageSize, catalog.object_bytes())));
   if (!device) throw std::bad_alloc();

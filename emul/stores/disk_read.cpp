@@ -1,8 +1,10 @@
-// disk-read: the expert file (expert_file.hpp) opened with O_DIRECT; a switch reads the object
-// straight into the device buffer in pieces of read_chunk bytes. At queue_depth 1 that is a plain
-// pread() loop, one piece at a time; above, the pieces go through one io_uring with up to
-// queue_depth reads in flight. No page faults, no page cache: O_DIRECT moves the bytes from the
-// device into the buffer, so eviction has nothing to release and every load reads the disk again.
+// disk-read: the expert file (expert_file.hpp) opened with O_DIRECT; a switch reads the object into
+// a staging buffer in host memory in pieces of read_chunk bytes, then copies it into the device
+// buffer, as an offloading server reads into pinned host memory and copies that to the GPU (and as
+// the simulator charges it: sim/tiers/disk_read.cpp). At queue_depth 1 that is a plain pread()
+// loop, one piece at a time; above, the pieces go through one io_uring with up to queue_depth reads
+// in flight. No page faults, no page cache: O_DIRECT moves the bytes from the device into the
+// staging buffer, so eviction has nothing to release and every load reads the disk again.
 //
 // Counters: bytes_fetched = bytes read from the file; transitions = system calls on the read path
 // (each pread, each io_uring_enter: a submit, a submit-and-wait or a wait); faults and pages_mapped
@@ -82,19 +84,22 @@ class DiskReadStore final : public ExpertStore {
     const ObjectInfo& info = catalog_.object(object);
     if (device.size() != info.bytes)
       throw std::invalid_argument("disk-read: the device buffer is not object-sized");
-    if (reinterpret_cast<std::uintptr_t>(device.data()) % kPageSize != 0)
-      throw std::invalid_argument("disk-read: the device buffer is not 4 KiB-aligned (O_DIRECT)");
+    Staging staging = take_staging();
+    const std::span<std::byte> host{staging.get(), info.bytes};
     Counters c;
     try {
       if (ring_)
-        read_ring(file_->offset(object), device, c);
+        read_ring(file_->offset(object), host, c);
       else
-        read_sync(file_->offset(object), device, c);
+        read_sync(file_->offset(object), host, c);
     } catch (...) {
       add(c);
+      give_back(std::move(staging));
       throw;
     }
     add(c);
+    std::memcpy(device.data(), host.data(), host.size());
+    give_back(std::move(staging));
   }
 
   // O_DIRECT reads bypass the page cache: there is no local copy to release.
@@ -112,6 +117,33 @@ class DiskReadStore final : public ExpertStore {
   }
 
  private:
+  // One object-sized, page-aligned buffer per load in progress (O_DIRECT needs the alignment),
+  // kept for the next: a fresh one would pay its page faults inside the switch.
+  struct FreeDeleter {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  using Staging = std::unique_ptr<std::byte[], FreeDeleter>;
+
+  Staging take_staging() {
+    {
+      std::lock_guard lock(mutex_);
+      if (!staging_.empty()) {
+        Staging s = std::move(staging_.back());
+        staging_.pop_back();
+        return s;
+      }
+    }
+    const std::uint64_t bytes = catalog_.object_bytes();  // a multiple of kPageSize
+    Staging s(static_cast<std::byte*>(std::aligned_alloc(kPageSize, bytes)));
+    if (!s) throw std::bad_alloc();
+    std::memset(s.get(), 0, bytes);  // its pages are faulted in here, not during the read
+    return s;
+  }
+  void give_back(Staging s) {
+    std::lock_guard lock(mutex_);
+    staging_.push_back(std::move(s));
+  }
+
   void add(const Counters& c) {
     std::lock_guard lock(mutex_);
     counters_ += c;
@@ -211,13 +243,14 @@ class DiskReadStore final : public ExpertStore {
   std::unique_ptr<Ring> ring_;  // queue depth > 1 only
   std::mutex ring_mutex_;
   std::unique_ptr<ExpertFile> file_;
-  mutable std::mutex mutex_;
+  mutable std::mutex mutex_;  // guards counters_ and staging_
   Counters counters_;
+  std::vector<Staging> staging_;
 };
 
 RMAI_REGISTER(
     StoreRegistry, "disk-read",
-    "expert file read with O_DIRECT into the device buffer: pread at queue depth 1, io_uring above",
+    "expert file read with O_DIRECT into host memory, then copied into the device buffer: pread at queue depth 1, io_uring above",
     [](const StoreContext& c) { return std::make_unique<DiskReadStore>(c); });
 
 }  // namespace
