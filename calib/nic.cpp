@@ -395,19 +395,26 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
          human(out.swap_in_path.m.value, Unit::Time));
 
   // Whole-region faults through the emulator's region at the rmai tier's shape (twin layout on 2 MiB
-  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault. What a fault costs per huge page
-  // beyond what the simulator charges it otherwise (trap, handler, region lookup, wake-up, the
-  // stream's fixed costs and S / bandwidth) is the frame's allocation and zeroing, the mapping, and
-  // the transport writing into frames just zeroed rather than into a buffer it reuses: measured as
-  // the rmai path pays it, it replaces the sum of its parts (os.cpp). Per size rather than a line's
-  // slope: over 2-16 MiB the slope of four noisy medians is far less certain than their level.
+  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault, each paired with a read of the
+  // same S bytes at the same shape into a buffer the transport reuses. What the fault costs beyond
+  // its paired read and the fixed costs the simulator charges a fault (trap, handler, region lookup,
+  // wake-up), per huge page, is the frame's allocation and zeroing, the mapping, and the transport
+  // writing into frames just zeroed: measured as the rmai path pays it, it replaces the sum of its
+  // parts (os.cpp). Paired rather than against nic.bandwidth: this machine's transport rate moves
+  // by 10-30% between the bandwidth probe and this one, as much as the whole term. Per size rather
+  // than a line's slope: over 2-16 MiB the slope of four noisy medians is far less certain than
+  // their level.
   const Measurement direct_huge_map = find(os, "huge_map");
   SizeSweep region_sweep;
+  std::vector<std::vector<double>> read_times;  // the paired reads, per size and repeat
   // Up to the object's size: a larger chunk would be cut at the object's end.
   for (std::uint64_t size = 2 * kMiB; size <= std::min<std::uint64_t>((s.quick ? 8 : 16) * kMiB, catalog.object_bytes()); size *= 2)
     region_sweep.sizes.push_back(double(size));
+  const int per_repeat = s.quick ? 4 : 8;
   {
-    const int per_repeat = s.quick ? 4 : 8;
+    auto reader = connect(catalog, t, kRmaiRead, kRmaiDepth);
+    std::vector<std::byte> buffer(static_cast<std::size_t>(region_sweep.sizes.back()));
+    reader.register_buffer(buffer);
     for (const double size : region_sweep.sizes) {
       auto source = connect(catalog, t, kRmaiRead, kRmaiDepth);
       emul::RegionOptions o;
@@ -418,58 +425,62 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
       o.fallback = false;
       emul::Region region(source, o);
       if (!region.huge_pages()) throw std::runtime_error("the region fault probe could not map 2 MiB pages");
-      std::vector<double> times;  // per repeat
+      const std::span<std::byte> piece(buffer.data(), static_cast<std::size_t>(size));
+      std::vector<double> faults, reads;  // per repeat
       std::uint64_t keep = 0;
       std::uint32_t object = 0;
       for (unsigned r = 0; r <= R; ++r) {  // the first round warms up, untimed
-        std::vector<double> each;
+        std::vector<double> fault_each, read_each;
         for (int i = 0; i < per_repeat; ++i) {
           object = (object + 1) % static_cast<std::uint32_t>(catalog.objects().size());
           const auto view = region.object(object);
-          const double start = now_s();
+          double start = now_s();
           keep += static_cast<std::uint64_t>(*(volatile const std::byte*)(view.data()));
-          each.push_back(now_s() - start);
+          fault_each.push_back(now_s() - start);
           region.check();
           region.evict(object);
+          start = now_s();
+          reader.read(object, 0, piece);
+          read_each.push_back(now_s() - start);
         }
-        if (r > 0) times.push_back(median(each));
+        if (r > 0) {
+          faults.push_back(median(fault_each));
+          reads.push_back(median(read_each));
+        }
       }
-      region_sweep.times.push_back(times);
+      region_sweep.times.push_back(faults);
+      read_times.push_back(reads);
       if (keep == 42) s.note("");
     }
+    reader.deregister_buffer(buffer);
   }
-  const double bandwidth = find(out.nic, "bandwidth").value;
   const double before = trap + handler + find(os, "region_lookup").value + wakeup;
-  // The simulator's rmai fault of S bytes without its huge pages (sim/tiers/rmai.cpp, Transfer::stream).
-  const auto charged = [&](double size) {
-    const double rounds = std::ceil(size / double(kRmaiRead) / kRmaiDepth);
-    return before + rounds * (overhead.value + lat) + lat + size / bandwidth;
-  };
-  std::vector<double> per_repeat;
+  std::vector<double> per_repeat_value;
   for (unsigned r = 0; r < R; ++r) {
     std::vector<double> per_size;
     for (std::size_t i = 0; i < region_sweep.sizes.size(); ++i) {
-      const double size = region_sweep.sizes[i];
-      per_size.push_back(std::max(0.0, (region_sweep.times[i][r] - charged(size)) / (size / double(emul::kHugePageSize))));
+      const double pages = region_sweep.sizes[i] / double(emul::kHugePageSize);
+      per_size.push_back(std::max(0.0, (region_sweep.times[i][r] - read_times[i][r] - before) / pages));
     }
-    per_repeat.push_back(median(per_size));
+    per_repeat_value.push_back(median(per_size));
   }
   std::string medians;
   for (std::size_t i = 0; i < region_sweep.sizes.size(); ++i)
-    medians += (i ? ", " : "") + human(region_sweep.sizes[i], Unit::Bytes) + " " + human(median(region_sweep.times[i]), Unit::Time);
+    medians += (i ? ", " : "") + human(region_sweep.sizes[i], Unit::Bytes) + " " + human(median(region_sweep.times[i]), Unit::Time) +
+               " (read " + human(median(read_times[i]), Unit::Time) + ")";
   out.huge_map = {
       "huge_map", Unit::Time,
-      from_repeats(per_repeat,
+      from_repeats(per_repeat_value,
                    "whole-region faults of " + sizes_text(region_sweep.sizes) + " through the emulator's region (twin layout "
                    "on 2 MiB hugetlb pages, 256 KiB reads, 16 in flight, as the rmai tier maps with map_page 2MiB) from " +
-                       where + ", timed by the faulting thread, median of " + std::to_string(s.quick ? 4 : 8) +
+                       where + ", timed by the faulting thread, each followed by a read of the same bytes at the same "
+                       "shape into a reused buffer, median of " + std::to_string(per_repeat) +
                        " per size and repeat: " + medians,
-                   "per size, the fault minus what the simulator charges it besides its huge pages (fault_trap + "
-                   "fault_handler + region_lookup + nic wakeup + the stream's rounds of op_overhead + latency, latency, "
-                   "S / nic.bandwidth), per 2 MiB page, at least 0; the median over the sizes: the frame's allocation "
-                   "and zeroing, the mapping, and the transport writing into frames just zeroed (the sum of the first "
-                   "two, probed directly with MADV_POPULATE_WRITE and UFFDIO_CONTINUE, was " +
-                       human(direct_huge_map.value, Unit::Time) + ")")};
+                   "per size, the fault minus its paired read and what the simulator charges a fault besides the "
+                   "transfer (fault_trap + fault_handler + region_lookup + nic wakeup), per 2 MiB page, at least 0; "
+                   "the median over the sizes: the frame's allocation and zeroing, the mapping, and the transport "
+                   "writing into frames just zeroed (the sum of the first two, probed directly with "
+                   "MADV_POPULATE_WRITE and UFFDIO_CONTINUE, was " + human(direct_huge_map.value, Unit::Time) + ")")};
   s.note("os: region faults -> huge_map " + human(out.huge_map.m.value, Unit::Time) + " (its parts alone: " +
          human(direct_huge_map.value, Unit::Time) + ")");
   return out;

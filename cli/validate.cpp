@@ -3,7 +3,9 @@
 // machine's timings move from run to run: the median is compared, the spread reported), then once
 // `--mode sim` (deterministic) with `experts: emulated` (the same scaled experts and layers) on the
 // platform preset describing this machine. The runs go one at a time so that no run disturbs the
-// timing of another.
+// timing of another. With --calibrate each tier's platform is measured right before its emulator
+// runs (`rmai calibrate` as a child): this machine's rates move by up to 2x from one minute to the
+// next, so a preset from another minute compares two different machines.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -40,6 +42,7 @@ struct Options {
   fs::path out;
   std::vector<std::string> tiers;
   std::string platform = "this-vm";
+  std::string calibrate;  // "", full or quick: calibrate before each tier instead of --platform
   std::uint64_t repeats = 3;
 };
 
@@ -101,14 +104,15 @@ std::string number(double v) {
 
 // One child run, its messages on our stderr. Throws when the run fails.
 void run_child(const fs::path& self, const Options& o, const std::string& tier, const std::string& mode,
-               const fs::path& dir, Progress& progress, std::size_t run, std::size_t runs) {
+               const std::string& platform, const fs::path& dir, Progress& progress, std::size_t run,
+               std::size_t runs) {
   std::vector<std::string> args{self.string(), "run", o.experiment.file};
   for (const auto& s : o.experiment.sets) args.push_back("--set=" + s);
   args.push_back("--set=memory.tier=" + tier);
   args.push_back("--set=mode=" + mode);
   if (mode == "sim") {
     args.push_back("--set=experts=emulated");
-    args.push_back("--set=platform=" + o.platform);
+    args.push_back("--set=platform=" + platform);
   }
   args.insert(args.end(), {"--out", dir.string()});
   progress.note(tier + " (" + mode + "), run " + std::to_string(run) + " of " + std::to_string(runs) + ", " +
@@ -119,12 +123,28 @@ void run_child(const fs::path& self, const Options& o, const std::string& tier, 
                              "); its message is above");
 }
 
+// `rmai calibrate` of the emulator's transport and scratch disk into `preset`, as a child.
+void calibrate_child(const fs::path& self, const Options& o, const spec::Experiment& e, const std::string& tier,
+                     const fs::path& preset, Progress& progress) {
+  std::vector<std::string> args{self.string(), "calibrate", "--provider", e.emul.provider, "--disk",
+                                e.emul.scratch_dir.string(), "-o", preset.string()};
+  if (o.calibrate == "quick") args.push_back("--quick");
+  progress.note(tier + ": calibrating this machine, " + clock_text(progress.elapsed_s()) + " elapsed");
+  fs::create_directories(preset.parent_path());
+  const int code = posix::wait_exit(posix::spawn(args));
+  if (code != 0)
+    throw std::runtime_error("the calibration before tier " + tier + " failed (exit " + std::to_string(code) +
+                             "); its message is above");
+}
+
 int validate(Options& o) {
   check_tiers(o);
   if (o.repeats < 1 || o.repeats > kMaxRepeats)
     throw InputError("--repeats", "must be 1 to " + std::to_string(kMaxRepeats));
+  if (!o.calibrate.empty() && o.calibrate != "full" && o.calibrate != "quick")
+    throw InputError("--calibrate", "'" + o.calibrate + "': full or quick");
   // Loaded once here so that bad input fails before any run starts.
-  spec::load_experiment(o.experiment.file, o.experiment.sets);
+  const spec::Experiment e = spec::load_experiment(o.experiment.file, o.experiment.sets);
   metrics::check_results_dir(o.out, "--out");
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats\n";
@@ -133,14 +153,20 @@ int validate(Options& o) {
   const std::size_t runs = o.tiers.size() * (o.repeats + 1);
   std::size_t run = 0;
   for (const auto& tier : o.tiers) {
+    std::string platform = o.platform;
+    if (!o.calibrate.empty()) {
+      const fs::path preset = o.out / "platforms" / (tier + ".yaml");
+      calibrate_child(self, o, e, tier, preset, progress);
+      platform = preset.string();
+    }
     std::vector<json> emul;
     for (std::uint64_t k = 1; k <= o.repeats; ++k) {
       const fs::path dir = o.out / "emul" / tier / std::to_string(k);
-      run_child(self, o, tier, "emul", dir, progress, ++run, runs);
+      run_child(self, o, tier, "emul", platform, dir, progress, ++run, runs);
       emul.push_back(json::parse(slurp(dir / "summary.json")));
     }
     const fs::path sim_dir = o.out / "sim" / tier;
-    run_child(self, o, tier, "sim", sim_dir, progress, ++run, runs);
+    run_child(self, o, tier, "sim", platform, sim_dir, progress, ++run, runs);
     const json sim = json::parse(slurp(sim_dir / "summary.json"));
     for (const auto& m : metrics()) {
       std::vector<double> measured;
@@ -180,7 +206,9 @@ void add_validate_command(CLI::App& root) {
       "with experts: emulated, on the platform preset of this machine) and writes DIR/validation.csv with the "
       "columns tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats, where emul is the median of the repeats, "
       "emul_min and emul_max their spread, and rel_error = (sim - emul) / emul; and the figure DIR/validation.png. "
-      "The runs' own results stay in DIR/emul/<tier>/<k> and DIR/sim/<tier>. Exits 0 when every run ran, whatever "
+      "The runs' own results stay in DIR/emul/<tier>/<k> and DIR/sim/<tier>. With --calibrate, `rmai calibrate` "
+      "measures this machine right before each tier (into DIR/platforms/<tier>.yaml, the tier's simulated "
+      "platform), since a shared machine's rates move from minute to minute. Exits 0 when every run ran, whatever "
       "the errors are.");
   add_experiment_args(app, o->experiment);
   add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory for validation.csv")
@@ -192,9 +220,15 @@ void add_validate_command(CLI::App& root) {
   add_each(app, "--repeats", [o](const std::string& v) { o->repeats = parse_count("--repeats", v); },
            "emulator runs per tier, their median compared (default 3)")
       ->type_name("N");
-  add_value(app, "--platform", o->platform,
-            "the simulator's platform: a preset name or a FILE.yaml (default this-vm, what rmai calibrate wrote for this machine)")
-      ->type_name("NAME");
+  CLI::Option* platform = add_value(app, "--platform", o->platform,
+                                    "the simulator's platform: a preset name or a FILE.yaml (default this-vm, what rmai "
+                                    "calibrate wrote for this machine)")
+                               ->type_name("NAME");
+  add_value(app, "--calibrate", o->calibrate,
+            "calibrate this machine before each tier (full, or quick: rmai calibrate --quick) and simulate the tier "
+            "on what it measured, instead of --platform")
+      ->type_name("full|quick")
+      ->excludes(platform);
   add_sharing_options(app, *sharing);
 }
 
