@@ -153,9 +153,9 @@ int reproduce(const Options& o) {
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
   }
   // The emulator against the simulator on this machine (experiments/validate.yaml), one run at a
-  // time after the sweeps so that nothing else disturbs its timings, on a platform calibrated
-  // right before it (this machine's rates move from minute to minute; the shipped this-vm is one
-  // past minute of one machine). Skipped, with the reason in the report, where userfaultfd is not
+  // time after the sweeps so that nothing else disturbs its timings, each tier on a platform
+  // calibrated right before it (validate --calibrate: this machine's rates move from minute to
+  // minute; the shipped this-vm is one past minute of one machine). Skipped, with the reason in the report, where userfaultfd is not
   // available.
   if (only.empty() || std::find(only.begin(), only.end(), "validate") != only.end()) {
     const fs::path dir = out / "validate";
@@ -171,13 +171,10 @@ int reproduce(const Options& o) {
     } else {
       progress.note("validate (the emulator on this machine against the simulator), " +
                     clock_text(progress.elapsed_s()) + " elapsed");
-      const fs::path platform = dir / "platform.yaml";
-      std::vector<std::string> calibrate{self, "calibrate", "--disk", "/var/tmp", "-o", platform.string()};
-      if (quick) calibrate.push_back("--quick");
       std::vector<std::string> validate{self, "validate", (config::home_dir() / "experiments" / "validate.yaml").string(),
-                                        "--out", dir.string(), "--platform", platform.string()};
+                                        "--out", dir.string(), "--calibrate", quick ? "quick" : "full"};
       if (quick) validate.insert(validate.end(), {"--set", "trace.tokens=16"});
-      if (run_program(calibrate) != 0 || run_program(validate) != 0) failed.push_back("validate");
+      if (run_program(validate) != 0) failed.push_back("validate");
     }
   }
   // The figure scripts are independent: run them `jobs` at a time (each spends a second importing

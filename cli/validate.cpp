@@ -3,9 +3,10 @@
 // machine's timings move from run to run: the median is compared, the spread reported), then once
 // `--mode sim` (deterministic) with `experts: emulated` (the same scaled experts and layers) on the
 // platform preset describing this machine. The runs go one at a time so that no run disturbs the
-// timing of another. With --calibrate each tier's platform is measured right before its emulator
-// runs (`rmai calibrate` as a child): this machine's rates move by up to 2x from one minute to the
-// next, so a preset from another minute compares two different machines.
+// timing of another. With --calibrate every emulator run is paired with a platform measured right
+// before it (`rmai calibrate` as a child) and a simulation on that platform: this machine's rates
+// move by up to 2x from one minute to the next, so a preset from another minute compares two
+// different machines.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -150,28 +151,34 @@ int validate(Options& o) {
   std::string csv = "tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats\n";
   // The runs write their own lines, so progress is a line per run, not a line rewritten in place.
   Progress progress("rmai validate");
-  const std::size_t runs = o.tiers.size() * (o.repeats + 1);
+  const std::size_t runs = o.tiers.size() * (o.calibrate.empty() ? o.repeats + 1 : 2 * o.repeats);
   std::size_t run = 0;
   for (const auto& tier : o.tiers) {
-    std::string platform = o.platform;
-    if (!o.calibrate.empty()) {
-      const fs::path preset = o.out / "platforms" / (tier + ".yaml");
-      calibrate_child(self, o, e, tier, preset, progress);
-      platform = preset.string();
-    }
-    std::vector<json> emul;
+    // With --calibrate each emulator run is paired with a calibration right before it and a
+    // simulation on what that measured: the pairs share a minute, so the host's drift moves both.
+    std::vector<json> emul, sims;
     for (std::uint64_t k = 1; k <= o.repeats; ++k) {
+      std::string platform = o.platform;
+      if (!o.calibrate.empty()) {
+        const fs::path preset = o.out / "platforms" / tier / (std::to_string(k) + ".yaml");
+        calibrate_child(self, o, e, tier, preset, progress);
+        platform = preset.string();
+      }
       const fs::path dir = o.out / "emul" / tier / std::to_string(k);
       run_child(self, o, tier, "emul", platform, dir, progress, ++run, runs);
       emul.push_back(json::parse(slurp(dir / "summary.json")));
+      if (!o.calibrate.empty() || k == o.repeats) {
+        const fs::path sim_dir = o.calibrate.empty() ? o.out / "sim" / tier : o.out / "sim" / tier / std::to_string(k);
+        run_child(self, o, tier, "sim", platform, sim_dir, progress, ++run, runs);
+        sims.push_back(json::parse(slurp(sim_dir / "summary.json")));
+      }
     }
-    const fs::path sim_dir = o.out / "sim" / tier;
-    run_child(self, o, tier, "sim", platform, sim_dir, progress, ++run, runs);
-    const json sim = json::parse(slurp(sim_dir / "summary.json"));
     for (const auto& m : metrics()) {
       std::vector<double> measured;
       for (const auto& summary : emul) measured.push_back(value_at(summary, m));
-      const double a = calib::median(measured), b = value_at(sim, m);
+      std::vector<double> simulated;
+      for (const auto& summary : sims) simulated.push_back(value_at(summary, m));
+      const double a = calib::median(measured), b = calib::median(simulated);
       const double rel = a != 0 ? (b - a) / a : (b == 0 ? 0.0 : NAN);
       const auto [low, high] = std::minmax_element(measured.begin(), measured.end());
       csv += tier + "," + m.name + "," + number(a) + "," + number(b) + "," + number(rel) + "," + number(*low) + "," +
@@ -197,6 +204,9 @@ void add_validate_command(CLI::App& root) {
   CLI::App* app = add_command(root, "validate",
                               "Each tier in the emulator and in the simulator; DIR/validation.csv",
                               [o, sharing] {
+                                if (sharing->requested() && !o->calibrate.empty())
+                                  throw InputError("--calibrate", "not with --sharing, which simulates --platform with its "
+                                                                  "link's measured bandwidth");
                                 return sharing->requested()
                                            ? validate_sharing(o->experiment, o->out, o->platform, *sharing, !o->tiers.empty())
                                            : validate(*o);
@@ -207,9 +217,9 @@ void add_validate_command(CLI::App& root) {
       "columns tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats, where emul is the median of the repeats, "
       "emul_min and emul_max their spread, and rel_error = (sim - emul) / emul; and the figure DIR/validation.png. "
       "The runs' own results stay in DIR/emul/<tier>/<k> and DIR/sim/<tier>. With --calibrate, `rmai calibrate` "
-      "measures this machine right before each tier (into DIR/platforms/<tier>.yaml, the tier's simulated "
-      "platform), since a shared machine's rates move from minute to minute. Exits 0 when every run ran, whatever "
-      "the errors are.");
+      "measures this machine right before each emulator run (into DIR/platforms/<tier>/<k>.yaml) and the simulator "
+      "runs on each of those (DIR/sim/<tier>/<k>; sim is then the median of the simulations), since a shared "
+      "machine's rates move from minute to minute. Exits 0 when every run ran, whatever the errors are.");
   add_experiment_args(app, o->experiment);
   add_each(app, "--out", [o](const std::string& v) { o->out = v; }, "the directory for validation.csv")
       ->type_name("DIR")
@@ -225,8 +235,8 @@ void add_validate_command(CLI::App& root) {
                                     "calibrate wrote for this machine)")
                                ->type_name("NAME");
   add_value(app, "--calibrate", o->calibrate,
-            "calibrate this machine before each tier (full, or quick: rmai calibrate --quick) and simulate the tier "
-            "on what it measured, instead of --platform")
+            "calibrate this machine before each emulator run (full, or quick: rmai calibrate --quick) and simulate "
+            "each run's platform, instead of --platform")
       ->type_name("full|quick")
       ->excludes(platform);
   add_sharing_options(app, *sharing);

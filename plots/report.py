@@ -236,8 +236,8 @@ def this_machine():
             "their minimum and maximum; the simulator ran once (it is deterministic).")
     lines = ["The emulator ran each tier on this machine (real userfaultfd regions served by a memd over libfabric "
              "on loopback, the disk and DRAM baselines) on experiments/validate.yaml, and the simulator ran the same "
-             "scaled experts on this machine's platform as `rmai calibrate` measured it right before "
-             "(validate/platform.yaml, or `this-vm` when absent; `rmai validate`, finished "
+             "scaled experts on this machine's platform as `rmai calibrate` measured it right before each emulator run "
+             "(validate/platforms/TIER/K.yaml, or `this-vm` when absent; `rmai validate --calibrate`, finished "
              f"{when:%Y-%m-%d %H:%M} UTC; rel. error = (sim - emul) / emul). " + runs]
     if any("handler_system_calls" in got[t] for t in got):  # before it, the emulator counted its handler's calls too
         lines.append("Transitions are user-kernel transitions per switch, counted the same way in both (fault traps "

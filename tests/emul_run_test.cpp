@@ -225,6 +225,15 @@ TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
   const auto bad_key = run({"validate", kQuickstart.string(), "--out", "/nonexistent/x", "--set", "emul.scale=2"});
   EXPECT_EQ(bad_key.exit_code, 2);
   EXPECT_NE(bad_key.err.find("emul.scale"), std::string::npos) << bad_key.err;
+  for (const std::vector<std::string>& calibrate :
+       {std::vector<std::string>{"--calibrate", "fast"}, {"--calibrate", "full", "--platform", "this-vm"},
+        {"--calibrate", "quick", "--sharing", "2"}}) {
+    std::vector<std::string> args{"validate", kQuickstart.string(), "--out", "/nonexistent/x"};
+    args.insert(args.end(), calibrate.begin(), calibrate.end());
+    const auto r = run(args);
+    EXPECT_EQ(r.exit_code, 2) << calibrate[1];
+    EXPECT_NE(r.err.find("--calibrate"), std::string::npos) << r.err;
+  }
   EXPECT_FALSE(fs::exists("/nonexistent/x"));
 }
 

@@ -1,13 +1,18 @@
-// The simulator against the emulator on this machine, calibrated first: `rmai calibrate --quick`
-// writes a platform preset from this machine's probes, then `rmai validate` on a small version of
-// experiments/validate.yaml (repeated emulator runs, medians) with it. Switch, fault and transition
-// counts must be identical in both halves for every tier the calibration covers. The time errors
-// are printed, not asserted: on this shared VM they still miss the 15% goal for some tiers from one
-// minute to the next (experiments/validate.md says by how much and why); the bound joins the
-// assertions once the model meets it. CTest runs it alone (RUN_SERIAL), since other processes
+// The simulator against the emulator on this machine: `rmai validate --calibrate quick` on a small
+// version of experiments/validate.yaml (every emulator run paired with a platform measured right
+// before it and a simulation on that platform; medians of 3). Switch, fault and transition counts
+// must be identical in both halves for dram, rmai, page4k and disk-read, and switch p50 and replay
+// time within 15% (issue 13's goal) for dram, rmai and page4k. This VM's host moves the emulator's
+// rates by 10-40% between runs seconds apart (experiments/validate.md): a tier that misses is
+// validated again, at most kAttempts times in all, and fails when it misses every time. A model error
+// beyond 15% misses every attempt; one noisy minute does not fail the suite. disk-read's times are
+// printed, not bounded: this VM's disk (a file of the host, through its page cache) moved between
+// 0.6 and 2.2 GB/s within minutes in the same session, faster than a calibration can follow.
+// Every attempt's errors are printed. CTest runs it alone (RUN_SERIAL), since other processes
 // change the emulator's timings.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <iostream>
 #include <fstream>
 #include <map>
@@ -50,38 +55,56 @@ std::map<std::string, std::vector<std::string>> rows_of(const fs::path& csv) {
 
 class Validation : public TempDirTest {};
 
-TEST_F(Validation, CalibratedSimulatorCountsWhatTheEmulatorDoes) {
+constexpr double kBound = 0.15;  // issue 13: switch p50 and replay time within 15%
+constexpr int kAttempts = 4;
+
+TEST_F(Validation, CalibratedSimulatorMeetsTheBoundsOnThisMachine) {
   if (sanitized()) GTEST_SKIP() << "timings of a sanitized build are not this machine's";
   if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
   {
     emul::HugePageReservation huge(20);  // calibrate reserves 20; the rmai tier maps 2 MiB pages (validate.yaml)
     if (!huge.ok()) GTEST_SKIP() << "no 2 MiB huge pages here (root raises vm.nr_hugepages)";
   }
-  const fs::path platform = dir_ / "calibrated.yaml";
-  const auto calibrated = run({"calibrate", "--quick", "--disk", "/var/tmp", "-o", platform.string()});
-  ASSERT_EQ(calibrated.exit_code, 0) << calibrated.err;
-
-  const fs::path out = dir_ / "validate";
-  const std::vector<std::string> tiers{"dram", "rmai", "page4k", "disk-read"};
-  const auto validated = run({"validate", (kSourceDir / "experiments" / "validate.yaml").string(), "--out",
-                              out.string(), "--tiers", "dram,rmai,page4k,disk-read", "--repeats", "3",
-                              "--platform", platform.string(), "--set", "trace.tokens=24"});
-  ASSERT_EQ(validated.exit_code, 0) << validated.err;
-  auto rows = rows_of(out / "validation.csv");
-  for (const auto& tier : tiers) {
-    for (const char* metric : {"expert_switches", "page_faults", "user_kernel_transitions"}) {
-      const auto& r = rows[tier + "/" + metric];
-      ASSERT_GE(r.size(), 5u) << tier << " " << metric;
-      EXPECT_EQ(r[2], r[3]) << tier << " " << metric << ": emul " << r[2] << ", sim " << r[3];
+  std::vector<std::string> missing{"dram", "rmai", "page4k", "disk-read"};
+  std::map<std::string, std::string> misses;  // tier -> what missed, every attempt
+  for (int attempt = 1; attempt <= kAttempts && !missing.empty(); ++attempt) {
+    const fs::path out = dir_ / ("attempt" + std::to_string(attempt));
+    std::string tiers;
+    for (const auto& t : missing) tiers += (tiers.empty() ? "" : ",") + t;
+    const auto validated = run({"validate", (kSourceDir / "experiments" / "validate.yaml").string(), "--out",
+                                out.string(), "--tiers", tiers, "--repeats", "3", "--calibrate", "quick", "--set",
+                                "trace.tokens=24"});
+    ASSERT_EQ(validated.exit_code, 0) << validated.err;
+    auto rows = rows_of(out / "validation.csv");
+    std::vector<std::string> still;
+    for (const auto& tier : missing) {
+      // Counts do not depend on the minute: identical in every attempt.
+      for (const char* metric : {"expert_switches", "page_faults", "user_kernel_transitions"}) {
+        const auto& r = rows[tier + "/" + metric];
+        ASSERT_GE(r.size(), 5u) << tier << " " << metric;
+        EXPECT_EQ(r[2], r[3]) << tier << " " << metric << ": emul " << r[2] << ", sim " << r[3];
+      }
+      const bool bounded = tier != "disk-read";
+      bool within = true;
+      for (const char* metric : {"switch_p50_s", "replay_s"}) {
+        const auto& r = rows[tier + "/" + metric];
+        ASSERT_GE(r.size(), 8u) << tier << " " << metric;
+        EXPECT_EQ(r[7], "3") << tier << " " << metric << ": the emulator's repeats";
+        const double error = std::stod(r[4]);
+        std::cout << "attempt " << attempt << ": " << tier << " " << metric << ": emul median " << r[2] << " s [" << r[5]
+                  << ", " << r[6] << "], sim " << r[3] << " s, error " << r[4] << "\n";
+        if (bounded && !(std::abs(error) <= kBound)) {
+          within = false;
+          misses[tier] += "  attempt " + std::to_string(attempt) + ": " + metric + " " + r[4] + "\n";
+        }
+      }
+      if (!within) still.push_back(tier);
     }
-    for (const char* metric : {"switch_p50_s", "replay_s"}) {
-      const auto& r = rows[tier + "/" + metric];
-      ASSERT_GE(r.size(), 8u) << tier << " " << metric;
-      EXPECT_EQ(r[7], "3") << tier << " " << metric << ": the emulator's repeats";
-      std::cout << tier << " " << metric << ": emul median " << r[2] << " s [" << r[5] << ", " << r[6] << "], sim "
-                << r[3] << " s, error " << r[4] << "\n";
-    }
+    missing = still;
   }
+  for (const auto& tier : missing)
+    ADD_FAILURE() << tier << ": switch p50 or replay time missed +-" << kBound * 100 << "% in all " << kAttempts
+                  << " attempts (rel. error, sim against the emulator's median):\n" << misses[tier];
 }
 
 }  // namespace
