@@ -20,6 +20,7 @@
 
 #include "config/errors.hpp"
 #include "posix/errors.hpp"
+#include "posix/files.hpp"
 #include "posix/process.hpp"
 
 namespace rmai::cli {
@@ -176,9 +177,9 @@ class SetupLock {
 };
 
 // Teardown on SIGINT, SIGTERM and SIGHUP: the handler can only use what is prepared here, in fixed
-// buffers, and async-signal-safe calls (fork, execv, waitpid). Deleting this side of the pair
-// removes both ends at once; the namespace's name goes with `ip netns del` (the namespace itself
-// when memd, which dies with this process, has left it).
+// buffers, and async-signal-safe calls (_Fork, which unlike fork runs no atfork handlers; execv,
+// waitpid). Deleting this side of the pair removes both ends at once; the namespace's name goes
+// with `ip netns del` (the namespace itself when memd, which dies with this process, has left it).
 struct Emergency {
   char ip[512] = {};
   char link[32] = {};
@@ -189,7 +190,7 @@ struct Emergency {
 const int kSignals[3] = {SIGINT, SIGTERM, SIGHUP};
 
 void run_ip_from_handler(const char* a, const char* b, const char* c) {
-  const pid_t pid = ::fork();
+  const pid_t pid = ::_Fork();
   if (pid == 0) {
     const int null = ::open("/dev/null", O_WRONLY);
     if (null >= 0) {
@@ -220,6 +221,9 @@ void tear_down_and_die(int signal) {
 
 void arm(const std::string& link, const std::string& netns) {
   if (emergency.armed) throw std::logic_error("one SharedLink at a time");
+  // Before this handler, not after it (they only take over a default action): the teardown restores
+  // them and raises the signal again, so the results' temporaries go too.
+  posix::install_temporary_handlers();
   std::snprintf(emergency.ip, sizeof emergency.ip, "%s", ip_tool().c_str());
   std::snprintf(emergency.link, sizeof emergency.link, "%s", link.c_str());
   std::snprintf(emergency.netns, sizeof emergency.netns, "%s", netns.c_str());

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <memory>
 #include <cstdio>
 #include <fstream>
@@ -47,6 +48,13 @@ std::string slurp(const std::filesystem::path& path) {
 
 std::string python() {
   return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+std::string csv_number(double v) {
+  if (std::isnan(v)) return "nan";
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.6g", v);
+  return buffer;
 }
 
 }  // namespace rmai::cli

@@ -17,4 +17,7 @@ std::string slurp(const std::filesystem::path& path);
 // Debian's interpreter, which has python3-matplotlib (scripts/setup.sh), for the plots/ scripts; a
 // `python3` earlier on PATH (pyenv, a virtualenv) may lack it.
 std::string python();
+
+// A value of the validation tables: 6 significant digits (%.6g), "nan" for NaN.
+std::string csv_number(double v);
 }  // namespace rmai::cli

@@ -96,13 +96,6 @@ double value_at(const json& summary, const Metric& m) {
   return node->get<double>();
 }
 
-std::string number(double v) {
-  if (std::isnan(v)) return "nan";
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.6g", v);
-  return buffer;
-}
-
 // One child run, its messages on our stderr. Throws when the run fails.
 void run_child(const fs::path& self, const Options& o, const std::string& tier, const std::string& mode,
                const std::string& platform, const fs::path& dir, Progress& progress, std::size_t run,
@@ -181,8 +174,8 @@ int validate(Options& o) {
       const double a = calib::median(measured), b = calib::median(simulated);
       const double rel = a != 0 ? (b - a) / a : (b == 0 ? 0.0 : NAN);
       const auto [low, high] = std::minmax_element(measured.begin(), measured.end());
-      csv += tier + "," + m.name + "," + number(a) + "," + number(b) + "," + number(rel) + "," + number(*low) + "," +
-             number(*high) + "," + std::to_string(o.repeats) + "\n";
+      csv += tier + "," + m.name + "," + csv_number(a) + "," + csv_number(b) + "," + csv_number(rel) + "," + csv_number(*low) + "," +
+             csv_number(*high) + "," + std::to_string(o.repeats) + "\n";
     }
   }
   fs::create_directories(o.out);

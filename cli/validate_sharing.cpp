@@ -30,6 +30,7 @@
 #include <sstream>
 
 #include "cache/prefetcher.hpp"
+#include "calib/fit.hpp"
 #include "cli/progress.hpp"
 #include "cli/sharing.hpp"
 #include "cli/sharing_link.hpp"
@@ -61,20 +62,6 @@ constexpr std::uint64_t kMaxNodes = 16;  // clients on this 2-vCPU machine: beyo
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string number(double v) {
-  if (std::isnan(v)) return "nan";
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.6g", v);
-  return buffer;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const std::size_t n = v.size();
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 std::vector<std::uint32_t> parse_nodes(const std::string& text) {
   std::vector<std::uint32_t> out{1};  // N = 1 is the baseline of every slowdown
@@ -213,23 +200,24 @@ class Validation {
     const auto started = Clock::now();
     SharedLink link(rate_, "--sharing");
     fs::create_directories(out_);
+    // The secret lives in a memfd that memd and every client inherit (/proc/self/fd/N): nothing on
+    // disk, however this command ends (SIGINT, SIGKILL).
     struct Secret {
+      int fd;
       fs::path path;
-      ~Secret() {
-        std::error_code ignored;
-        fs::remove(path, ignored);
-      }
-    } secret{emul::write_secret_file(out_)};
+      ~Secret() { ::close(fd); }
+    } secret{emul::secret_memfd(), {}};
+    secret.path = emul::secret_path(secret.fd);
     emul::MemdProcessOptions m;
     m.binary = self_;
     m.experiment = x_.file;
     m.sets = with(x_.sets, {"mode=emul"});
-    m.secret_file = secret.path;
+    m.secret_fd = secret.fd;
     m.listen = link.memd_address() + ":0";
     m.netns_fd = link.netns_fd();
     emul::MemdProcess memd(m);
     std::cerr << "rmai validate: memd serves at " << memd.address() << " in namespace " << link.name()
-              << ", behind " << link.host_link() << " shaped to " << number(rate_ / 1e6)
+              << ", behind " << link.host_link() << " shaped to " << csv_number(rate_ / 1e6)
               << " MB/s\n";
     write_traces(e);
 
@@ -244,14 +232,14 @@ class Validation {
     for (std::size_t r = 1; r <= runs_; ++r) {
       probes_.push_back(probe(probe_source, catalog, r == 1));
       std::cerr << "rmai validate: round " << r << " of " << runs_ << ": the link delivers "
-                << number(probes_.back() / 1e6) << " MB/s to one client\n";
+                << csv_number(probes_.back() / 1e6) << " MB/s to one client\n";
       for (const auto n : nodes_) {
         progress.note("N = " + std::to_string(n) + ", run " + std::to_string(r) + " of " + std::to_string(runs_) + ", " +
                       clock_text(progress.elapsed_s()) + " elapsed");
-        emul[n].push_back(emulate(n, r, memd.address(), secret.path));
+        emul[n].push_back(emulate(n, r, memd.address(), secret.fd));
       }
     }
-    const double bandwidth = median(probes_);
+    const double bandwidth = calib::median(probes_);
     std::map<std::uint32_t, RunMetrics> sim;
     for (const auto n : nodes_) sim[n] = simulate(n, bandwidth);
     const std::string stats = link.qdisc_stats();
@@ -298,7 +286,7 @@ class Validation {
     return double(catalog.total_bytes()) / seconds;
   }
 
-  RunMetrics emulate(std::uint32_t n, std::size_t round, const std::string& server, const fs::path& secret) {
+  RunMetrics emulate(std::uint32_t n, std::size_t round, const std::string& server, int secret_fd) {
     const fs::path dir = out_ / "emul" / ("n" + std::to_string(n)) / ("run" + std::to_string(round));
     fs::create_directories(dir);
     int ready[2], start[2];
@@ -319,7 +307,7 @@ class Validation {
       for (const auto& s : x_.sets) args.push_back("--set=" + s);
       for (const auto& s : {"mode=emul", "nodes=1"}) args.push_back(std::string("--set=") + s);
       args.push_back("--set=emul.server=" + server);
-      args.push_back("--set=emul.secret_file=" + secret.string());
+      args.push_back("--set=emul.secret_file=" + emul::secret_path(secret_fd).string());
       args.push_back("--set=trace.file=" + trace_file(n, i).string());
       args.insert(args.end(), {"--out", (dir / ("node" + std::to_string(i))).string(), "--ready-fd",
                                std::to_string(ready[1]), "--start-fd", std::to_string(start[0])});
@@ -327,8 +315,16 @@ class Validation {
       spawn.search_path = false;
       spawn.output = log(i);
       spawn.null_stdin = true;
-      spawn.inherit_fds = {ready[1], start[0]};
-      pids.push_back(posix::spawn(args, spawn));
+      spawn.inherit_fds = {ready[1], start[0], secret_fd};
+      try {
+        pids.push_back(posix::spawn(args, spawn));
+      } catch (...) {
+        // The clients started so far would see the start pipe close and replay with nobody waiting
+        // for them: they are stopped first.
+        for (const pid_t pid : pids) ::kill(pid, SIGTERM);
+        for (const pid_t pid : pids) posix::wait_exit(pid);
+        throw;
+      }
     }
     // Our copies go, so that only the clients hold them: the start pipe's write end is ours alone.
     ::close(ready[1]);
@@ -406,8 +402,8 @@ class Validation {
     const auto row = [&](std::uint32_t n, const std::string& metric, double a, double b, double lo, double hi,
                          std::size_t runs) {
       const double rel = a != 0 ? (b - a) / a : (b == 0 ? 0.0 : NAN);
-      csv += std::to_string(n) + "," + metric + "," + number(a) + "," + number(b) + "," + number(rel) + "," + number(lo) +
-             "," + number(hi) + "," + std::to_string(runs) + "\n";
+      csv += std::to_string(n) + "," + metric + "," + csv_number(a) + "," + csv_number(b) + "," + csv_number(rel) + "," + csv_number(lo) +
+             "," + csv_number(hi) + "," + std::to_string(runs) + "\n";
       return rel;
     };
     const auto values = [](const std::vector<RunMetrics>& runs, double RunMetrics::*field) {
@@ -417,7 +413,7 @@ class Validation {
     };
     const auto lo = [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); };
     const auto hi = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
-    row(1, "link_bandwidth_Bps", median(probes_), bandwidth, lo(probes_), hi(probes_), probes_.size());
+    row(1, "link_bandwidth_Bps", calib::median(probes_), bandwidth, lo(probes_), hi(probes_), probes_.size());
     std::string verdict;
     bool within = true;
     for (const auto n : nodes_) {
@@ -432,49 +428,49 @@ class Validation {
                {"replay_overlap", &RunMetrics::overlap},
                {"aggregate_Bps", &RunMetrics::aggregate}}) {
         const auto v = values(runs, field);
-        row(n, name, median(v), s.*field, lo(v), hi(v), v.size());
+        row(n, name, calib::median(v), s.*field, lo(v), hi(v), v.size());
       }
       // The slowdowns: each N's median over N = 1's median; the spread is each run's over that median.
       for (const auto& [name, field] : std::vector<std::pair<std::string, double RunMetrics::*>>{
                {"switch_p50_slowdown", &RunMetrics::switch_p50}, {"replay_slowdown", &RunMetrics::replay}}) {
-        const double base = median(values(emul.at(1), field));
+        const double base = calib::median(values(emul.at(1), field));
         const auto v = values(runs, field);
-        const double rel = row(n, name, median(v) / base, s.*field / sim.at(1).*field, lo(v) / base, hi(v) / base, v.size());
+        const double rel = row(n, name, calib::median(v) / base, s.*field / sim.at(1).*field, lo(v) / base, hi(v) / base, v.size());
         if (n >= 2) {
           within = within && std::abs(rel) <= kBound;
-          verdict += "  N = " + std::to_string(n) + " " + name + ": emul " + number(median(v) / base) + ", sim " +
-                     number(s.*field / sim.at(1).*field) + " (" + number(rel * 100) + "%)\n";
+          verdict += "  N = " + std::to_string(n) + " " + name + ": emul " + csv_number(calib::median(v) / base) + ", sim " +
+                     csv_number(s.*field / sim.at(1).*field) + " (" + csv_number(rel * 100) + "%)\n";
         }
       }
       // What each node beyond the first adds to the median switch: the contention alone, without
       // the per-switch costs that do not grow with N (where the two sides differ, validate.md).
       if (n >= 2) {
-        const double base = median(values(emul.at(1), &RunMetrics::switch_p50));
+        const double base = calib::median(values(emul.at(1), &RunMetrics::switch_p50));
         const auto v = values(runs, &RunMetrics::switch_p50);
         const auto added = [&](double p50) { return (p50 - base) / (n - 1); };
-        row(n, "switch_p50_added_per_node_s", added(median(v)), (s.switch_p50 - sim.at(1).switch_p50) / (n - 1),
+        row(n, "switch_p50_added_per_node_s", added(calib::median(v)), (s.switch_p50 - sim.at(1).switch_p50) / (n - 1),
             added(lo(v)), added(hi(v)), v.size());
       }
     }
     std::ostringstream link;
-    link << "tbf rate " << number(rate_) << " B/s; measured by the probe (B/s, one per round):";
-    for (const double p : probes_) link << " " << number(p);
-    link << "\nsimulated nic.bandwidth " << number(bandwidth) << " B/s (the median)\nwall time " << number(wall)
+    link << "tbf rate " << csv_number(rate_) << " B/s; measured by the probe (B/s, one per round):";
+    for (const double p : probes_) link << " " << csv_number(p);
+    link << "\nsimulated nic.bandwidth " << csv_number(bandwidth) << " B/s (the median)\nwall time " << csv_number(wall)
          << " s\nqdisc of memd's side after every run:\n" << stats << "\n";
     posix::write_files_atomic({{out_ / "sharing-link.txt", link.str()}, {out_ / "sharing.csv", csv}});
     std::cout << csv;
     std::cerr << "rmai validate: the slowdowns " << (within ? "agree" : "do NOT agree") << " within "
-              << number(kBound * 100) << "% for every N >= 2:\n"
-              << verdict << "rmai validate: " << number(wall) << " s; link details in " << (out_ / "sharing-link.txt").string()
+              << csv_number(kBound * 100) << "% for every N >= 2:\n"
+              << verdict << "rmai validate: " << csv_number(wall) << " s; link details in " << (out_ / "sharing-link.txt").string()
               << "\n";
     // Where the clients together got clearly less than the link gives one of them, the link was not
     // what they shared (on this 2-vCPU machine: the CPU, which N busy-polling clients, memd and the
     // kernel's TCP share); the simulator knows only the link.
     for (const auto n : nodes_) {
-      const double got = median(values(emul.at(n), &RunMetrics::aggregate));
-      if (n >= 2 && got < 0.9 * median(probes_))
-        std::cerr << "rmai validate: at N = " << n << " the clients together got " << number(got / 1e6)
-                  << " MB/s, less than the " << number(median(probes_) / 1e6)
+      const double got = calib::median(values(emul.at(n), &RunMetrics::aggregate));
+      if (n >= 2 && got < 0.9 * calib::median(probes_))
+        std::cerr << "rmai validate: at N = " << n << " the clients together got " << csv_number(got / 1e6)
+                  << " MB/s, less than the " << csv_number(calib::median(probes_) / 1e6)
                   << " MB/s the link gives one: the link was not the bottleneck (the CPU?); try a lower --link-rate\n";
     }
     if (const auto at = stats.find("dropped "); at != std::string::npos && stats.compare(at, 10, "dropped 0,") != 0)
@@ -502,14 +498,18 @@ int descriptor(const std::string& option, const std::string& text) {
 }  // namespace
 
 void add_sharing_options(CLI::App* app, SharingOptions& o) {
-  add_value(app, "--sharing", o.nodes,
-            "instead of the tiers: N emulated nodes sharing one memd through a shaped link against the simulator's N "
-            "nodes, for each N given (1 is always run); DIR/sharing.csv. Root only.")
-      ->type_name("N1,N2");
+  CLI::Option* sharing =
+      add_value(app, "--sharing", o.nodes,
+                "instead of the tiers: N emulated nodes sharing one memd through a shaped link against the simulator's "
+                "N nodes, for each N given (1 is always run); DIR/sharing.csv. Root only.")
+          ->type_name("N1,N2");
+  // Without --sharing they would be ignored in silence: refused instead.
   add_value(app, "--link-rate", o.link_rate, "with --sharing: the link's tbf rate (default 250MBps, i.e. 2 Gbps)")
-      ->type_name("RATE");
+      ->type_name("RATE")
+      ->needs(sharing);
   add_value(app, "--sharing-runs", o.runs, "with --sharing: emulated runs per N, for the medians (default 3)")
-      ->type_name("R");
+      ->type_name("R")
+      ->needs(sharing);
 }
 
 int validate_sharing(const ExperimentArgs& experiment, const fs::path& out, const std::string& platform,

@@ -50,7 +50,7 @@ extern "C" void remove_temporaries_and_die(int signal) {
 
 // For the signals that end a process from outside (a user, a parent gone, a pipe's reader gone, a
 // resource limit), unless someone else handles or ignores them.
-void install_handlers() {
+void install_handlers_once() {
   static std::once_flag once;
   std::call_once(once, [] {
     for (const int signal : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGXCPU, SIGXFSZ}) {
@@ -70,7 +70,7 @@ void install_handlers() {
 int list(const fs::path& temporary) {
   const std::string& text = temporary.native();
   if (text.size() >= PATH_MAX) return -1;
-  install_handlers();
+  install_handlers_once();
   for (int i = 0; i < static_cast<int>(std::size(slots)); ++i) {
     int free = 0;
     if (!slots[i].state.compare_exchange_strong(free, 1)) continue;
@@ -129,6 +129,8 @@ std::function<void(std::ostream&)> text_writer(const std::string& text) {
 }
 
 }  // namespace
+
+void install_temporary_handlers() { install_handlers_once(); }
 
 TemporaryFile::TemporaryFile(fs::path path) : path_(std::move(path)), temporary_(path_) {
   temporary_ += ".tmp." + std::to_string(::getpid());

@@ -54,6 +54,12 @@ void write_files_atomic(const std::vector<std::pair<std::filesystem::path, std::
 // whose writers are known to be gone, e.g. under its FileLock.
 void remove_stale_temporaries(const std::filesystem::path& dir);
 
+// Installs, once, the handlers that remove this process's temporaries on SIGINT, SIGTERM and the
+// other signals that end a process from outside (where their action is still the default), as the
+// first temporary does. A handler installed later that restores the previous action and raises the
+// signal again chains to them.
+void install_temporary_handlers();
+
 // An exclusive flock(2) on a lock file, which records the pid of the process it stands for. The
 // lock belongs to the open file: a child that inherits the descriptor (SpawnOptions::inherit_fds)
 // holds it too, so it is free only once this object and every such child are gone, however they

@@ -234,6 +234,12 @@ TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
     EXPECT_EQ(r.exit_code, 2) << calibrate[1];
     EXPECT_NE(r.err.find("--calibrate"), std::string::npos) << r.err;
   }
+  // The sharing validation's own options do nothing without it: refused, not ignored.
+  for (const char* option : {"--link-rate", "--sharing-runs"}) {
+    const auto r = run({"validate", kQuickstart.string(), "--out", "/nonexistent/x", option, "2"});
+    EXPECT_EQ(r.exit_code, 2) << option;
+    EXPECT_NE(r.err.find(std::string(option) + " requires --sharing"), std::string::npos) << r.err;
+  }
   EXPECT_FALSE(fs::exists("/nonexistent/x"));
 }
 
