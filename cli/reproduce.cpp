@@ -153,10 +153,10 @@ int reproduce(const Options& o) {
     if (code != 0) failed.push_back("experiment " + experiment.stem().string());
   }
   // The emulator against the simulator on this machine (experiments/validate.yaml), one run at a
-  // time after the sweeps so that nothing else disturbs its timings, each tier on a platform
-  // calibrated right before it (validate --calibrate: this machine's rates move from minute to
-  // minute; the shipped this-vm is one past minute of one machine). Skipped, with the reason in the report, where userfaultfd is not
-  // available.
+  // time after the sweeps so that nothing else disturbs its timings, each emulator run paired with
+  // a calibration right before it (validate --calibrate: this machine's rates move from minute to
+  // minute; the shipped this-vm is one past minute of one machine). Skipped, with the reason in the
+  // report, where userfaultfd is not available.
   if (only.empty() || std::find(only.begin(), only.end(), "validate") != only.end()) {
     const fs::path dir = out / "validate";
     fs::create_directories(dir);

@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "calib/fit.hpp"
+#include "calib/probes.hpp"
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
@@ -43,7 +44,7 @@ struct Options {
   fs::path out;
   std::vector<std::string> tiers;
   std::string platform = "this-vm";
-  std::string calibrate;  // "", full or quick: calibrate before each tier instead of --platform
+  std::string calibrate;  // "", full or quick: calibrate before each emulator run instead of --platform
   std::uint64_t repeats = 3;
 };
 
@@ -126,6 +127,11 @@ void calibrate_child(const fs::path& self, const Options& o, const spec::Experim
   progress.note(tier + ": calibrating this machine, " + clock_text(progress.elapsed_s()) + " elapsed");
   fs::create_directories(preset.parent_path());
   const int code = posix::wait_exit(posix::spawn(args));
+  // Exit 2: calibrate refused its input (the experiment's emul.provider or emul.scratch_dir, no huge
+  // pages): ours too, before any emulator run when it is the first.
+  if (code == 2)
+    throw InputError("--calibrate", "rmai calibrate refused to measure this machine for tier " + tier +
+                                        " (its message is above)");
   if (code != 0)
     throw std::runtime_error("the calibration before tier " + tier + " failed (exit " + std::to_string(code) +
                              "); its message is above");
@@ -139,6 +145,8 @@ int validate(Options& o) {
     throw InputError("--calibrate", "'" + o.calibrate + "': full or quick");
   // Loaded once here so that bad input fails before any run starts.
   const spec::Experiment e = spec::load_experiment(o.experiment.file, o.experiment.sets);
+  // What calibrate would refuse, refused before any run (a disk directory on tmpfs, say).
+  if (!o.calibrate.empty()) calib::check_disk_dir(e.emul.scratch_dir, "emul.scratch_dir");
   metrics::check_results_dir(o.out, "--out");
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats\n";

@@ -234,6 +234,12 @@ TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
     EXPECT_EQ(r.exit_code, 2) << calibrate[1];
     EXPECT_NE(r.err.find("--calibrate"), std::string::npos) << r.err;
   }
+  // --calibrate measures the experiment's scratch disk: one on tmpfs is refused before any run.
+  const auto tmpfs = run({"validate", kQuickstart.string(), "--out", "/nonexistent/x", "--calibrate", "quick", "--set",
+                          "emul.scratch_dir=/dev/shm"});
+  EXPECT_EQ(tmpfs.exit_code, 2);
+  EXPECT_NE(tmpfs.err.find("emul.scratch_dir"), std::string::npos) << tmpfs.err;
+  EXPECT_NE(tmpfs.err.find("tmpfs"), std::string::npos) << tmpfs.err;
   // The sharing validation's own options do nothing without it: refused, not ignored.
   for (const char* option : {"--link-rate", "--sharing-runs"}) {
     const auto r = run({"validate", kQuickstart.string(), "--out", "/nonexistent/x", option, "2"});
