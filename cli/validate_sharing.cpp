@@ -18,7 +18,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -31,6 +30,7 @@
 
 #include "cache/prefetcher.hpp"
 #include "calib/fit.hpp"
+#include "calib/system.hpp"
 #include "cli/progress.hpp"
 #include "cli/sharing.hpp"
 #include "cli/sharing_link.hpp"
@@ -202,17 +202,12 @@ class Validation {
     fs::create_directories(out_);
     // The secret lives in a memfd that memd and every client inherit (/proc/self/fd/N): nothing on
     // disk, however this command ends (SIGINT, SIGKILL).
-    struct Secret {
-      int fd;
-      fs::path path;
-      ~Secret() { ::close(fd); }
-    } secret{emul::secret_memfd(), {}};
-    secret.path = emul::secret_path(secret.fd);
+    const calib::Fd secret(emul::secret_memfd());
     emul::MemdProcessOptions m;
     m.binary = self_;
     m.experiment = x_.file;
     m.sets = with(x_.sets, {"mode=emul"});
-    m.secret_fd = secret.fd;
+    m.secret_fd = secret.get();
     m.listen = link.memd_address() + ":0";
     m.netns_fd = link.netns_fd();
     emul::MemdProcess memd(m);
@@ -224,7 +219,7 @@ class Validation {
     // Rounds of every N, so that the machine's drift over minutes spreads over all N alike; the probe
     // once per round too.
     const emul::Catalog catalog = emul::catalog_of(e);
-    emul::RemoteOptions remote{e.emul.provider, memd.address(), emul::read_secret_file(secret.path)};
+    emul::RemoteOptions remote{e.emul.provider, memd.address(), emul::read_secret_file(emul::secret_path(secret.get()))};
     remote.timeout_s = e.emul.timeout_s;
     emul::RemoteSource probe_source(catalog, remote);
     Progress progress("rmai validate --sharing");
@@ -236,7 +231,7 @@ class Validation {
       for (const auto n : nodes_) {
         progress.note("N = " + std::to_string(n) + ", run " + std::to_string(r) + " of " + std::to_string(runs_) + ", " +
                       clock_text(progress.elapsed_s()) + " elapsed");
-        emul[n].push_back(emulate(n, r, memd.address(), secret.fd));
+        emul[n].push_back(emulate(n, r, memd.address(), secret.get()));
       }
     }
     const double bandwidth = calib::median(probes_);

@@ -1,8 +1,6 @@
 #include "emul/emul_replay.hpp"
 
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <memory>
 
 #include "config/errors.hpp"
@@ -12,10 +10,6 @@
 
 namespace rmai::emul {
 namespace {
-
-struct FreeDeleter {
-  void operator()(std::byte* p) const { std::free(p); }
-};
 
 // The emulator's executor of the shared replay loop (cache/replay.hpp): a switch loads the expert
 // through the store on the wall clock; the GPU's compute is not emulated.
@@ -60,13 +54,9 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
                               "against one memd (emul.server)");
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
                            cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
-  // The stand-in for the GPU's HBM slot the expert is copied into: one page-aligned buffer, reused
-  // by every switch since nothing reads it afterwards.
-  std::unique_ptr<std::byte, FreeDeleter> device(
-      static_cast<std::byte*>(std::aligned_alloc(kPageSize, catalog.object_bytes())));
-  if (!device) throw std::bad_alloc();
-  // Touched once here: a GPU's HBM slot takes no page faults, so the first switch must not either.
-  std::memset(device.get(), 0, catalog.object_bytes());
+  // The stand-in for the GPU's HBM slot the expert is copied into, reused by every switch since
+  // nothing reads it afterwards; touched when made, since an HBM slot takes no page faults.
+  const PageBuffer device = touched_page_buffer(catalog.object_bytes());
 
   metrics::RunResult r;
   r.mode = "emul";

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "config/errors.hpp"
 
@@ -98,6 +99,14 @@ std::optional<std::uint64_t> first_mismatch(const ObjectInfo& object, std::uint6
     done += n;
   }
   return std::nullopt;
+}
+
+PageBuffer touched_page_buffer(std::uint64_t bytes) {
+  const std::uint64_t rounded = (bytes + kPageSize - 1) / kPageSize * kPageSize;  // aligned_alloc needs a multiple
+  PageBuffer buffer(static_cast<std::byte*>(std::aligned_alloc(kPageSize, rounded)));
+  if (!buffer) throw std::bad_alloc();
+  std::memset(buffer.get(), 0, rounded);
+  return buffer;
 }
 
 }  // namespace rmai::emul

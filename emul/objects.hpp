@@ -4,6 +4,8 @@
 // (model, layer, expert, seed). A client can check every byte it sees against generate().
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -62,5 +64,12 @@ void generate(const ObjectInfo& object, std::uint64_t offset, std::span<std::byt
 std::optional<std::uint64_t> first_mismatch(const ObjectInfo& object, std::uint64_t offset,
                                             std::span<const std::byte> bytes);
 
+// A page-aligned buffer of `bytes` (O_DIRECT reads need the alignment) whose pages are touched once
+// here, so that the switch that first uses it does not pay their page faults. Throws std::bad_alloc.
+struct FreeDeleter {
+  void operator()(std::byte* p) const { std::free(p); }
+};
+using PageBuffer = std::unique_ptr<std::byte[], FreeDeleter>;
+PageBuffer touched_page_buffer(std::uint64_t bytes);
 
 }  // namespace rmai::emul

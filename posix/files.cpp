@@ -48,29 +48,11 @@ extern "C" void remove_temporaries_and_die(int signal) {
   ::raise(signal);
 }
 
-// For the signals that end a process from outside (a user, a parent gone, a pipe's reader gone, a
-// resource limit), unless someone else handles or ignores them.
-void install_handlers_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    for (const int signal : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGXCPU, SIGXFSZ}) {
-      struct sigaction old {};
-      if (::sigaction(signal, nullptr, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
-        continue;
-      struct sigaction action {};
-      action.sa_handler = remove_temporaries_and_die;
-      action.sa_flags = SA_RESETHAND;
-      sigemptyset(&action.sa_mask);
-      ::sigaction(signal, &action, nullptr);
-    }
-  });
-}
-
 // The slot now holding `temporary` (absolute), or -1 when all are taken (then only the guard removes it).
 int list(const fs::path& temporary) {
   const std::string& text = temporary.native();
   if (text.size() >= PATH_MAX) return -1;
-  install_handlers_once();
+  install_temporary_handlers();
   for (int i = 0; i < static_cast<int>(std::size(slots)); ++i) {
     int free = 0;
     if (!slots[i].state.compare_exchange_strong(free, 1)) continue;
@@ -130,7 +112,23 @@ std::function<void(std::ostream&)> text_writer(const std::string& text) {
 
 }  // namespace
 
-void install_temporary_handlers() { install_handlers_once(); }
+// For the signals that end a process from outside (a user, a parent gone, a pipe's reader gone, a
+// resource limit), unless someone else handles or ignores them.
+void install_temporary_handlers() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (const int signal : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGXCPU, SIGXFSZ}) {
+      struct sigaction old {};
+      if (::sigaction(signal, nullptr, &old) != 0 || (old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL)
+        continue;
+      struct sigaction action {};
+      action.sa_handler = remove_temporaries_and_die;
+      action.sa_flags = SA_RESETHAND;
+      sigemptyset(&action.sa_mask);
+      ::sigaction(signal, &action, nullptr);
+    }
+  });
+}
 
 TemporaryFile::TemporaryFile(fs::path path) : path_(std::move(path)), temporary_(path_) {
   temporary_ += ".tmp." + std::to_string(::getpid());

@@ -117,12 +117,9 @@ class DiskReadStore final : public ExpertStore {
   }
 
  private:
-  // One object-sized, page-aligned buffer per load in progress (O_DIRECT needs the alignment),
-  // kept for the next: a fresh one would pay its page faults inside the switch.
-  struct FreeDeleter {
-    void operator()(std::byte* p) const { std::free(p); }
-  };
-  using Staging = std::unique_ptr<std::byte[], FreeDeleter>;
+  // One object-sized staging buffer per load in progress (touched_page_buffer: page-aligned, as
+  // O_DIRECT needs), kept for the next: a fresh one would pay its page faults inside the switch.
+  using Staging = PageBuffer;
 
   Staging take_staging() {
     {
@@ -133,11 +130,7 @@ class DiskReadStore final : public ExpertStore {
         return s;
       }
     }
-    const std::uint64_t bytes = catalog_.object_bytes();  // a multiple of kPageSize
-    Staging s(static_cast<std::byte*>(std::aligned_alloc(kPageSize, bytes)));
-    if (!s) throw std::bad_alloc();
-    std::memset(s.get(), 0, bytes);  // its pages are faulted in here, not during the read
-    return s;
+    return touched_page_buffer(catalog_.object_bytes());
   }
   void give_back(Staging s) {
     std::lock_guard lock(mutex_);
