@@ -39,6 +39,8 @@ void RoutingTrace::append(const Token& token) {
                                 " weights for " + std::to_string(token.experts.size()) + " experts");
   if (!token.weights.empty() && weights_.empty())  // the first weights: earlier tokens had none
     weights_.assign(experts_.size(), kNoWeight);
+  if (token.phase != Phase::Decode && phases_.empty()) phases_.assign(seqs_.size(), Phase::Decode);
+  if (!phases_.empty()) phases_.push_back(token.phase);
   seqs_.push_back(token.seq);
   indices_.push_back(token.index);
   experts_.insert(experts_.end(), token.experts.begin(), token.experts.end());
@@ -50,7 +52,12 @@ void RoutingTrace::append(const Token& token) {
 
 bool operator==(const RoutingTrace& a, const RoutingTrace& b) {
   const auto same_weight = [](float x, float y) { return x == y || (std::isnan(x) && std::isnan(y)); };
-  return a.shape_ == b.shape_ && a.seqs_ == b.seqs_ && a.indices_ == b.indices_ &&
+  const auto same_phases = [&] {
+    for (std::size_t t = 0; t < a.tokens(); ++t)
+      if (a.phase(t) != b.phase(t)) return false;
+    return true;
+  };
+  return a.shape_ == b.shape_ && a.seqs_ == b.seqs_ && a.indices_ == b.indices_ && same_phases() &&
          a.experts_ == b.experts_ &&
          std::equal(a.weights_.begin(), a.weights_.end(), b.weights_.begin(), b.weights_.end(), same_weight);
 }
