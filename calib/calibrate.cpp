@@ -171,7 +171,12 @@ std::string calibrate(const Options& o, const std::function<void(const std::stri
   p.components.push_back({"pcie", "memcpy into a device buffer: the emulator's stand-in for the copy to HBM", memory.pcie, "", ""});
   p.components.push_back({"gpu", "", {}, "emulated-none",
                           "not measured: the emulator computes nothing and has no GPU (see the preset)"});
-  p.components.push_back({"dram", "this machine's memory as one thread sees it", memory.dram, "", ""});
+  Entries dram = memory.dram;
+  Measurement dram_capacity;
+  dram_capacity.value = double(mem_total_bytes());
+  dram_capacity.probe = "MemTotal in /proc/meminfo";
+  dram.push_back({"capacity", Unit::Bytes, dram_capacity});
+  p.components.push_back({"dram", "this machine's memory as one thread sees it", dram, "", ""});
   p.components.push_back({"cxl", "", {}, "cxl-expander-x8",
                           "not measured: the emulator has no CXL tier; a preset, so that the schema is complete"});
   if (disk)

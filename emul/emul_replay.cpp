@@ -49,6 +49,10 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   const auto& model = e.model;
   if (e.cache.prefetch != cache::kNoPrefetch)
     throw InputError(e.values.child("cache").where("prefetch"), "the emulator has no prefetcher yet: use 'none' with mode: emul");
+  if (e.serving.concurrency != 1)
+    throw InputError(e.tier_params.where("concurrency"), "the emulator runs one faulting thread yet: use 1 with mode: emul");
+  if (e.cache.host_experts != 0)
+    throw InputError(e.values.child("cache").where("host_experts"), "the emulator has no host cache yet: use 0 with mode: emul");
   if (e.nodes != 1)
     throw InputError(e.values.where("nodes"), "the emulator runs one node per process: for sharing, run several 'rmai run --mode emul' "
                               "against one memd (emul.server)");
@@ -67,15 +71,14 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.nodes = 1;
   r.gpu_experts = e.cache.gpu_experts;
   r.pool_bytes = double(catalog.total_bytes());
+  r.serving = cache::serving_settings(e);
   StoreExecutor exec(catalog, store, model.experts, {device.get(), catalog.object_bytes()}, r.switches);
+  const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   cache::ReplayPlan plan = cache::replay_plan(e, 0);
+  plan.order = &order;
   plan.progress = progress;
-  auto tally = cache::replay(trace, plan, cache, exec);
+  cache::add_tally(cache::replay(trace, plan, cache, exec), r);
   r.simulated_time_s = exec.now();  // measured, not simulated: the replay's wall time
-  r.expert_accesses = tally.accesses;
-  r.token_latencies = std::move(tally.token_latencies);
-  r.stall_s = tally.stall_s;
-  r.tokens = trace.tokens();
   const Counters c = store.counters();
   r.page_faults = c.faults;
   r.user_kernel_transitions = c.transitions;

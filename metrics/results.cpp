@@ -77,6 +77,27 @@ std::string summary_json(const RunResult& r) {
   j["prefetch_wasted_bytes"] = r.prefetch_wasted_bytes;
   // What the hit rate does not show: the time a token waits for its experts, prefetched or not.
   j["stall_s_per_token"] = r.tokens ? r.stall_s / double(r.tokens) : 0.0;
+  const auto& s = r.serving;
+  j["tokens_per_s_per_node"] = r.nodes ? r.tokens_per_s() / r.nodes : 0.0;
+  j["serving"] = {{"batch", s.batch},
+                  {"prompt", s.prompt},
+                  {"context", s.context},
+                  {"concurrency", s.concurrency},
+                  {"host_experts", s.host_experts},
+                  {"decode_steps", s.decode_steps},
+                  {"mean_batch", s.decode_steps ? double(r.tokens) / double(s.decode_steps) : 0.0},
+                  {"max_batch", s.max_batch},
+                  {"prefill_steps", s.prefill_steps},
+                  {"prefill_tokens", s.prefill_tokens},
+                  {"host_hits", s.host_hits},
+                  {"prefill_stall_s", s.prefill_stall_s}};
+  const auto distribution = [](const std::vector<double>& values) {
+    const auto d = summarize(values);
+    return nlohmann::ordered_json{{"mean", d.mean}, {"p50", d.p50}, {"p95", d.p95}, {"p99", d.p99}, {"max", d.max}};
+  };
+  j["step_latency_s"] = distribution(s.step_latencies);
+  j["ttft_s"] = distribution(s.ttft);
+  j["tpot_s"] = distribution(s.tpot);
   if (r.emul) {
     const auto& e = *r.emul;
     const auto& f = e.fault_latency_s;

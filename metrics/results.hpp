@@ -86,6 +86,19 @@ struct EmulInfo {
   Distribution fault_latency_s;    // per fault served in user space
 };
 
+// How the nodes served their sequences (summary.json "serving", step and request distributions).
+struct Serving {
+  std::uint32_t batch = 1, concurrency = 1;
+  std::uint64_t prompt = 0, context = 0, host_experts = 0;
+  std::uint64_t decode_steps = 0, prefill_steps = 0, prefill_tokens = 0;
+  std::uint32_t max_batch = 0;       // most tokens one decode step took, over the nodes
+  std::uint64_t host_hits = 0;       // GPU misses served by the host cache
+  double prefill_stall_s = 0;        // time prefill steps waited for experts
+  std::vector<double> step_latencies;  // per decode step
+  std::vector<double> ttft;            // per request with a prompt
+  std::vector<double> tpot;            // per request with decode tokens
+};
+
 struct RunResult {
   std::string mode, model, tier, policy, prefetch;
   std::uint32_t nodes = 0;
@@ -107,6 +120,7 @@ struct RunResult {
   double wall_time_s = 0;
   std::optional<Cost> cost;
   std::optional<EmulInfo> emul;
+  Serving serving;
   std::vector<double> token_latencies;
   std::vector<SwitchRecord> switches;
   // Tokens of all nodes per simulated second.

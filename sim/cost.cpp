@@ -4,6 +4,8 @@
 
 namespace rmai::sim {
 
+double host_cache_bytes(const spec::Experiment& e) { return double(e.cache.host_experts) * e.model.expert_bytes(); }
+
 metrics::Cost capital_cost(const spec::Experiment& e, double tokens_per_s_per_node) {
   const auto& p = e.platform.prices;
   const double bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
@@ -29,6 +31,7 @@ metrics::Cost capital_cost(const spec::Experiment& e, double tokens_per_s_per_no
       memory = gigabytes * p.nvme_per_gb;
       break;
   }
+  memory += host_cache_bytes(e) / 1e9 * p.dram_per_gb;
   metrics::Cost cost{p.preset, p.gpu_node, memory, 0};
   const double seconds = p.amortization_years * 365.25 * 86400;
   if (tokens_per_s_per_node > 0)

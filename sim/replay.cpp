@@ -15,6 +15,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 
 #include "sim/cluster.hpp"
 #include "config/errors.hpp"
@@ -28,11 +29,18 @@
 namespace rmai::sim {
 namespace {
 
-double roofline(const spec::Experiment& e, double weight_bytes) {
+double roofline(const spec::Experiment& e, double bytes, double flops) {
   const auto& gpu = e.platform.gpu;
-  const double flops = 2.0 * weight_bytes / e.model.bytes_per_param;  // one multiply-add per weight
-  return std::max(weight_bytes / (gpu.hbm_bandwidth * gpu.memory_efficiency),
-                  flops / (gpu.flops * gpu.compute_efficiency));
+  return std::max(bytes / (gpu.hbm_bandwidth * gpu.memory_efficiency), flops / (gpu.flops * gpu.compute_efficiency));
+}
+
+// One multiply-add per weight and token: the FLOPs of `weight_bytes` of weights applied to one token.
+double matmul_flops(const spec::Experiment& e, double weight_bytes) { return 2.0 * weight_bytes / e.model.bytes_per_param; }
+
+// Attention over `context_tokens` tokens of KV cache in one layer: the scores (q . k) and the
+// weighted sum of the values, a multiply-add per head dimension each.
+double attention_flops(const spec::Experiment& e, double context_tokens) {
+  return 4.0 * double(e.model.attention_heads) * e.model.head_dim * context_tokens;
 }
 
 // Runs switch plans for one node's actor. CPU time is accumulated and slept in one piece just
@@ -76,14 +84,14 @@ class Executor {
 
 struct NodeOutcome {
   std::vector<metrics::SwitchRecord> switches;
-  std::vector<double> token_latencies;
-  std::uint64_t accesses = 0, faults = 0, transitions = 0;
+  cache::ReplayTally tally;
+  std::uint64_t faults = 0, transitions = 0;
   std::uint64_t prefetches = 0, prefetch_hits = 0;
-  double stall_s = 0;
   metrics::TierBytes bytes;
   double finish = 0;  // when the node's last token ended
 
-  // `medium`: the counter the tier's medium fills (spec/tiers.hpp); every switch also crosses PCIe.
+  // `medium`: the counter the tier's medium fills (spec/tiers.hpp), None for a copy from the host
+  // cache; every switch crosses PCIe.
   void add_switch(const SwitchPlan& plan, metrics::SwitchRecord record, spec::BytesFrom medium) {
     switches.push_back(record);
     faults += plan.faults;
@@ -157,17 +165,30 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
 // SimGrid activities, compute is slept, the clock is SimGrid's.
 class NodeExecutor : public cache::ReplayExecutor {
  public:
-  NodeExecutor(std::uint32_t node, const spec::Experiment& e, const Tier& tier, NodeOutcome& out)
-      : node_(node), e_(e), tier_(tier), out_(out) {}
+  NodeExecutor(std::uint32_t node, const spec::Experiment& e, const Tier& tier, const NodeHosts& hosts,
+               NodeOutcome& out)
+      : node_(node), e_(e), tier_(tier), hosts_(hosts), out_(out) {}
 
   double now() override { return exec_.now(); }
   void compute(double seconds) override { exec_.compute(seconds); }
-  void switch_in(const cache::Access& a) override {
-    const SwitchPlan plan = tier_.plan(node_, a.key);
-    const double start = exec_.now();
-    exec_.run(plan);
-    out_.add_switch(plan, {node_, a.token, a.layer, a.expert, start, exec_.now(), e_.model.expert_bytes(), plan.faults},
-                    e_.tier_definition->medium_info().bytes);
+  void switch_in(const cache::Access& a) override { run_switch(exec_, a); }
+  // Up to `concurrency` switch actors on the node take the misses in turn, each like a faulting
+  // thread of its own: their transfers share the node's links and the servers' NICs. The replay
+  // waits for all of them. (Actors run one at a time, so the shared index needs no lock.)
+  void switch_in_all(std::span<const cache::Access> misses, std::uint32_t concurrency) override {
+    exec_.flush();  // they start now
+    std::size_t next = 0;
+    std::vector<sg4::ActorPtr> actors;
+    for (std::size_t i = 0; i < std::min<std::size_t>(concurrency, misses.size()); ++i)
+      actors.push_back(sg4::Actor::create("switch-" + std::to_string(node_) + "-" + std::to_string(i),
+                                          sg4::this_actor::get_host(), [this, misses, &next] {
+                                            Executor exec;
+                                            while (next < misses.size()) {
+                                              run_switch(exec, misses[next++]);
+                                              exec.flush();
+                                            }
+                                          }));
+    for (const auto& actor : actors) actor->join();
   }
   // The node's last token ended: sleep what is pending, note the date.
   void replay_ends() override {
@@ -176,9 +197,40 @@ class NodeExecutor : public cache::ReplayExecutor {
   }
 
  protected:
+  // One switch on `exec`. From the host cache it is the copy to the GPU alone. With a host cache,
+  // a switch from the tier leaves the expert mapped (or cached) in host memory, so the tier's
+  // teardown (plan.cpu_end) is paid when the host cache evicts an expert instead, by the switch
+  // that evicts it.
+  void run_switch(Executor& exec, const cache::Access& a) {
+    SwitchPlan plan;
+    spec::BytesFrom medium = e_.tier_definition->medium_info().bytes;
+    if (a.from_host) {
+      plan = host_copy();
+      medium = spec::BytesFrom::None;
+    } else {
+      plan = tier_.plan(node_, a.key);
+      if (e_.cache.host_experts > 0 && !a.host_evicts) plan.cpu_end = 0;
+    }
+    const double start = exec.now();
+    exec.run(plan);
+    out_.add_switch(plan, {node_, a.token, a.layer, a.expert, start, exec.now(), e_.model.expert_bytes(), plan.faults},
+                    medium);
+  }
+
+  // The copy of an expert the host cache holds: one copy launch and the copy over PCIe.
+  SwitchPlan host_copy() const {
+    SwitchPlan plan;
+    Chunk chunk;
+    chunk.cpu_before = e_.platform.gpu.copy_launch;
+    chunk.copy = copy_to_gpu(hosts_, e_.model.expert_bytes());
+    plan.chunks.push_back(chunk);
+    return plan;
+  }
+
   std::uint32_t node_;
   const spec::Experiment& e_;
   const Tier& tier_;
+  const NodeHosts& hosts_;
   NodeOutcome& out_;
   Executor exec_;
 };
@@ -189,8 +241,8 @@ class NodeExecutor : public cache::ReplayExecutor {
 class PrefetchingExecutor final : public NodeExecutor {
  public:
   PrefetchingExecutor(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
-                      const Tier& tier, cache::ExpertCache& cache, NodeOutcome& out)
-      : NodeExecutor(node, e, tier, out),
+                      const Tier& tier, const NodeHosts& hosts, cache::ExpertCache& cache, NodeOutcome& out)
+      : NodeExecutor(node, e, tier, hosts, out),
         cache_(cache),
         depth_(e.cache.prefetch_depth),
         prefetcher_(cache::PrefetcherRegistry::instance().make(
@@ -276,23 +328,25 @@ class PrefetchingExecutor final : public NodeExecutor {
 };
 
 void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
-                 const Tier& tier, const cache::ReplayProgress& progress, NodeOutcome& out) {
+                 const std::vector<std::uint32_t>& order, const Tier& tier, const NodeHosts& hosts,
+                 const cache::ReplayProgress& progress, NodeOutcome& out) {
   const auto& model = e.model;
-  cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
-                           cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
+  const std::size_t keys = model.routed_experts_total();
+  cache::ExpertCache cache(e.cache.gpu_experts, keys, cache::PolicyRegistry::instance().make(e.cache.policy, keys));
+  std::optional<cache::ExpertCache> host;
+  if (e.cache.host_experts > 0)
+    host.emplace(e.cache.host_experts, keys, cache::PolicyRegistry::instance().make(e.cache.host_policy, keys));
   cache::ReplayPlan plan = cache::replay_plan(e, std::size_t(node) * trace.tokens() / e.nodes);
-  plan.dense_time = dense_layers_compute_time(e);
-  plan.layer_time = moe_layer_compute_time(e);
+  plan.order = &order;
+  plan.dense_time = [&e](const cache::StepWork& w) { return dense_layers_compute_time(e, w); };
+  plan.layer_time = [&e](const cache::StepWork& w) { return moe_layer_compute_time(e, w); };
   if (node == 0) plan.progress = progress;  // the nodes replay as many tokens each
   std::unique_ptr<NodeExecutor> exec;
   if (e.cache.prefetch == cache::kNoPrefetch)
-    exec = std::make_unique<NodeExecutor>(node, e, tier, out);
+    exec = std::make_unique<NodeExecutor>(node, e, tier, hosts, out);
   else
-    exec = std::make_unique<PrefetchingExecutor>(node, e, trace, tier, cache, out);
-  auto tally = cache::replay(trace, plan, cache, *exec);
-  out.accesses = tally.accesses;
-  out.token_latencies = std::move(tally.token_latencies);
-  out.stall_s = tally.stall_s;
+    exec = std::make_unique<PrefetchingExecutor>(node, e, trace, tier, hosts, cache, out);
+  out.tally = cache::replay(trace, plan, cache, *exec, host ? &*host : nullptr);
 }
 
 }  // namespace
@@ -311,14 +365,28 @@ const std::vector<std::string>& default_simgrid_options() {
   return options;
 }
 
-double moe_layer_compute_time(const spec::Experiment& e) {
-  return roofline(e, e.model.moe_layer_bytes_per_token());
+double moe_layer_compute_time(const spec::Experiment& e, const cache::StepWork& w) {
+  const auto& m = e.model;
+  // Read once per step: attention, the shared experts and every routed expert some token chose.
+  const double weights = m.attention_params * m.bytes_per_param + double(w.experts_in_use + m.shared_experts) * m.expert_bytes();
+  // Applied to each token: attention, the shared experts and its own top-k.
+  const double per_token = m.moe_layer_bytes_per_token();
+  return roofline(e, weights + w.context_tokens * m.kv_cache_bytes,
+                  double(w.tokens) * matmul_flops(e, per_token) + attention_flops(e, w.context_tokens));
 }
 
-double dense_layers_compute_time(const spec::Experiment& e) {
-  const double bytes = e.model.dense_layers_bytes_per_token();
-  return bytes > 0 ? roofline(e, bytes) : 0.0;
+double moe_layer_compute_time(const spec::Experiment& e) { return moe_layer_compute_time(e, {1, e.model.top_k, 0}); }
+
+double dense_layers_compute_time(const spec::Experiment& e, const cache::StepWork& w) {
+  const auto& m = e.model;
+  const double layers = double(m.layers - m.moe_layers);
+  const double weights = m.dense_layers_bytes_per_token();  // read once, applied to each token
+  if (layers == 0) return 0.0;
+  return roofline(e, weights + layers * w.context_tokens * m.kv_cache_bytes,
+                  double(w.tokens) * matmul_flops(e, weights) + layers * attention_flops(e, w.context_tokens));
 }
+
+double dense_layers_compute_time(const spec::Experiment& e) { return dense_layers_compute_time(e, {1, 0, 0}); }
 
 namespace {
 
@@ -413,6 +481,10 @@ void check_registered(const spec::Experiment& e) {
     throw InputError(e.values.child("cache").where("policy"),
                      "unknown cache policy \"" + e.cache.policy + "\" (available: " +
                          cache::PolicyRegistry::instance().names_joined() + ")");
+  if (!cache::PolicyRegistry::instance().contains(e.cache.host_policy))
+    throw InputError(e.values.child("cache").where("host_policy"),
+                     "unknown cache policy \"" + e.cache.host_policy + "\" (available: " +
+                         cache::PolicyRegistry::instance().names_joined() + ")");
   if (!cache::PrefetcherRegistry::instance().contains(e.cache.prefetch))
     throw InputError(e.values.child("cache").where("prefetch"),
                      "unknown prefetcher \"" + e.cache.prefetch + "\" (available: " +
@@ -443,13 +515,14 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   const TierContext context{e, cluster};
   const auto tier = TierRegistry::instance().make(e.tier, context);
   std::vector<NodeOutcome> outcomes(e.nodes);
+  const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
   // others finish, and the first one is thrown once the engine is done.
   std::vector<std::exception_ptr> failures(e.nodes);
   for (std::uint32_t i = 0; i < e.nodes; ++i)
     sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host, [&, i] {
       try {
-        replay_node(i, e, trace, *tier, progress, outcomes[i]);
+        replay_node(i, e, trace, order, *tier, cluster.node(i), progress, outcomes[i]);
       } catch (...) {
         failures[i] = std::current_exception();
       }
@@ -465,21 +538,20 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   r.policy = e.cache.policy;
   r.nodes = e.nodes;
   r.gpu_experts = e.cache.gpu_experts;
-  r.tokens = trace.tokens() * e.nodes;
   r.prefetch = e.cache.prefetch;
+  r.serving = cache::serving_settings(e);
   r.simulated_time_s = 0;  // until the last token ends (a prefetch still in flight then does not count)
   const double experts_bytes = double(e.model.routed_experts_total()) * e.model.expert_bytes();
   r.pool_bytes = e.tier_definition->medium_info().shared ? experts_bytes : experts_bytes * e.nodes;  // a pool holds one copy
+  r.pool_bytes += host_cache_bytes(e) * e.nodes;  // each node's host cache is memory of its own
   for (auto& o : outcomes) {
     r.simulated_time_s = std::max(r.simulated_time_s, o.finish);
-    r.expert_accesses += o.accesses;
+    cache::add_tally(std::move(o.tally), r);
     r.prefetches += o.prefetches;
     r.prefetch_hits += o.prefetch_hits;
-    r.stall_s += o.stall_s;
     r.page_faults += o.faults;
     r.user_kernel_transitions += o.transitions;
     r.bytes += o.bytes;
-    r.token_latencies.insert(r.token_latencies.end(), o.token_latencies.begin(), o.token_latencies.end());
     r.switches.insert(r.switches.end(), o.switches.begin(), o.switches.end());
   }
   r.prefetch_wasted_bytes = double(r.prefetches - r.prefetch_hits) * e.model.expert_bytes();

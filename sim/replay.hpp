@@ -31,9 +31,14 @@ void check_registered(const spec::Experiment& experiment);
 metrics::RunResult simulate(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {});
 
-// Seconds one decode token spends computing one MoE layer / all dense layers on the GPU
-// (roofline: the larger of weight bytes over HBM bandwidth and FLOPs over compute).
+// Seconds a step spends computing one MoE layer / all dense layers on the GPU (roofline: the larger
+// of the bytes read over HBM bandwidth and the FLOPs over compute). The weights in use are read once
+// per step, FLOPs grow with the step's tokens, and each token of context costs attention its KV
+// cache reads and FLOPs (docs/architecture.md, "Serving"). The default step is one decode token
+// without context: today's token-by-token roofline.
+double moe_layer_compute_time(const spec::Experiment& experiment, const cache::StepWork& work);
 double moe_layer_compute_time(const spec::Experiment& experiment);
+double dense_layers_compute_time(const spec::Experiment& experiment, const cache::StepWork& work);
 double dense_layers_compute_time(const spec::Experiment& experiment);
 
 }  // namespace rmai::sim

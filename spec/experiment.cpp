@@ -75,7 +75,9 @@ Platform platform_of(const config::Values& v) {
   const auto& pcie = v.child("pcie");
   p.pcie = {pcie.number("bandwidth"), pcie.number("latency")};
   const auto& dram = v.child("dram");
-  p.dram = {dram.number("bandwidth"), dram.number("latency")};
+  p.dram.bandwidth = dram.number("bandwidth");
+  p.dram.latency = dram.number("latency");
+  p.dram.capacity = dram.number("capacity");
   const auto& gpu = v.child("gpu");
   p.gpu = {gpu.number("hbm_capacity"),      gpu.number("hbm_bandwidth"),      gpu.number("flops"),
            gpu.number("memory_efficiency"), gpu.number("compute_efficiency"), gpu.number("copy_launch")};
@@ -162,6 +164,11 @@ MoeModel load_model(const std::string& name, const std::string& where) {
   m.expert_matrices = static_cast<std::uint32_t>(v.count("expert_matrices"));
   m.bytes_per_param = dtype_bytes(v.text("dtype"));
   m.dense_ffn_size = v.count("dense_ffn_size");
+  m.attention_heads = static_cast<std::uint32_t>(v.count("attention_heads"));
+  m.head_dim = static_cast<std::uint32_t>(v.count("head_dim"));
+  const double kv_values = v.has("kv_cache_values") ? double(v.count("kv_cache_values"))
+                                                     : 2.0 * double(v.count("kv_heads")) * m.head_dim;  // K and V
+  m.kv_cache_bytes = kv_values * dtype_bytes(v.text("kv_dtype"));
   if (v.has("attention_params")) {
     m.attention_params = v.number("attention_params");
   } else {  // grouped-query attention: q and o projections, k and v for the kv heads
@@ -223,7 +230,13 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   if (e.simulate_emulated && !e.emul.layer_list.empty() && cache.text("prefetch") != "none")
     throw InputError(v.where("experts"), "a prefetcher needs every layer: experts: emulated with emul.layers takes cache.prefetch: none");
   e.cache = {cache.count("gpu_experts"), cache.text("policy"), cache.text("prefetch"),
-             cache.has("prefetch_depth") ? cache.count("prefetch_depth") : 0};
+             cache.has("prefetch_depth") ? cache.count("prefetch_depth") : 0, cache.count("host_experts"),
+             cache.text("host_policy")};
+  const auto& serving = v.child("serving");
+  e.serving.batch = static_cast<std::uint32_t>(serving.count("batch"));
+  e.serving.prompt = serving.count("prompt");
+  e.serving.context = serving.count("context");
+  e.serving.concurrency = static_cast<std::uint32_t>(e.tier_params.count("concurrency"));
   if (e.cache.prefetch_depth == 0) e.cache.prefetch_depth = e.model.top_k;
   const auto& trace = v.child("trace");
   if (trace.has("file")) e.trace.file = find_file(trace.text("file"), trace.where("file"), file, "trace");
@@ -232,9 +245,11 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   e.trace.seed = trace.has("seed") ? static_cast<std::uint64_t>(trace.integer("seed")) : e.seed;
   e.trace.generator = find_generator(trace.text("generator"), trace.where("generator"), file);
   if (!e.trace.file) {
-    const double entries = double(e.trace.tokens) * e.model.moe_layers * e.model.top_k;
+    // Prompt tokens are drawn besides the decode tokens, serving.prompt per sequence.
+    const double tokens = double(e.trace.tokens) + double(e.serving.prompt) * e.trace.sequences;
+    const double entries = tokens * e.model.moe_layers * e.model.top_k;
     if (entries > kMaxTraceEntries)
-      throw InputError(trace.where("tokens"), std::to_string(e.trace.tokens) + " tokens of " + e.model.name + " are " +
+      throw InputError(trace.where("tokens"), std::to_string(std::uint64_t(tokens)) + " tokens of " + e.model.name + " are " +
                                                   std::to_string(std::uint64_t(entries)) + " routed experts: a run holds at most " +
                                                   std::to_string(std::uint64_t(kMaxTraceEntries)) + " (256 MiB) in memory");
     if (e.trace.sequences > e.trace.tokens)
@@ -243,6 +258,55 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   check_consistency(e);
   return e;
 }
+
+namespace {
+
+// The serving model's cross-checks: what the batch, the prompt and the host cache ask of the GPU
+// cache, the host's memory and the tier.
+void check_serving(const Experiment& e) {
+  const auto& cache = e.values.child("cache");
+  const auto& serving = e.values.child("serving");
+  const auto& m = e.model;
+  // A step computes a layer once the union of its tokens' experts is resident.
+  const auto union_bound = [&](std::uint64_t tokens) { return std::min<std::uint64_t>(m.experts, tokens * m.top_k); };
+  const std::uint64_t decode_union = union_bound(e.serving.batch);
+  if (e.cache.gpu_experts < decode_union)
+    throw InputError(cache.where("gpu_experts"), "a decode step of serving.batch = " + std::to_string(e.serving.batch) +
+                                                     " tokens may need " + std::to_string(decode_union) +
+                                                     " experts of one layer at once: at least that many slots");
+  if (e.serving.prompt > 0 && e.cache.gpu_experts < union_bound(e.serving.prompt))
+    throw InputError(cache.where("gpu_experts"), "a prefill step of serving.prompt = " + std::to_string(e.serving.prompt) +
+                                                     " tokens may need " + std::to_string(union_bound(e.serving.prompt)) +
+                                                     " experts of one layer at once: at least that many slots");
+  if (e.serving.batch > 1 && e.cache.prefetch != "none")
+    throw InputError(serving.where("batch"), "the prefetchers predict for one token: batch > 1 takes cache.prefetch: none");
+  if (e.serving.concurrency > 1 && e.cache.prefetch != "none")
+    throw InputError(e.tier_params.where("concurrency"), "the prefetchers run beside one faulting thread: concurrency > 1 "
+                                                         "takes cache.prefetch: none");
+  if (e.serving.prompt > 0 && e.trace.file)
+    throw InputError(serving.where("prompt"), "prompts are drawn for synthetic traces; a trace file marks its prompt "
+                                              "tokens itself (the phase column)");
+  if (e.cache.host_experts == 0) return;
+  const std::uint64_t routed = m.routed_experts_total();
+  if (e.cache.host_experts > routed)
+    throw InputError(cache.where("host_experts"), std::to_string(e.cache.host_experts) + " slots but " + m.name + " has " +
+                                                      std::to_string(routed) + " routed experts");
+  if (e.cache.host_experts < decode_union)
+    throw InputError(cache.where("host_experts"), "a decode step may bring " + std::to_string(decode_union) +
+                                                      " experts of one layer through the host cache at once: at least that many slots");
+  const double host_bytes = double(e.cache.host_experts) * m.expert_bytes();
+  if (host_bytes > e.platform.dram.capacity)
+    throw InputError(cache.where("host_experts"), "larger than host DRAM: " + std::to_string(e.cache.host_experts) +
+                                                      " experts are " + std::to_string(host_bytes / 1e9) +
+                                                      " GB, platform.dram.capacity is " +
+                                                      std::to_string(e.platform.dram.capacity / 1e9) + " GB");
+  if (e.tier_definition->medium != Medium::RemotePool && e.tier_definition->medium != Medium::Nvme)
+    throw InputError(cache.where("host_experts"), "tier " + e.tier + " is copied to the GPU straight from where it lives: "
+                                                  "a host cache applies to the tiers that fetch into host memory "
+                                                  "(remote-pool and nvme media)");
+}
+
+}  // namespace
 
 void check_consistency(const Experiment& e) {
   const auto& cache = e.values.child("cache");
@@ -266,6 +330,7 @@ void check_consistency(const Experiment& e) {
                                                        " experts needs at least top_k + prefetch_depth = " +
                                                        std::to_string(m.top_k + e.cache.prefetch_depth) + " slots");
   }
+  check_serving(e);
   const auto& platform = e.values.child("platform");
   // A tier that chooses its mapping page (rmai's map_page) can have only what the MMU maps.
   if (e.tier_params.has("map_page")) {

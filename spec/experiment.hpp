@@ -26,6 +26,8 @@ struct MoeModel {
   double bytes_per_param = 0;
   double attention_params = 0;  // per layer
   std::uint64_t dense_ffn_size = 0;
+  std::uint32_t attention_heads = 0, head_dim = 0;
+  double kv_cache_bytes = 0;  // per token and layer: what one token of context costs attention to read
 
   double expert_scale = 1;  // < 1 only when simulating the emulator's scaled experts (experiment `experts`)
 
@@ -48,6 +50,10 @@ MoeModel load_model(const std::string& name, const std::string& where);
 struct Link {
   double bandwidth = 0;  // bytes/s
   double latency = 0;    // s
+};
+
+struct HostDram : Link {
+  double capacity = 0;  // bytes
 };
 
 struct Nic {
@@ -86,7 +92,8 @@ struct Platform {
   std::uint32_t memory_servers = 0;
   double server_memory = 0;
   Nic nic;
-  Link pcie, dram;
+  Link pcie;
+  HostDram dram;
   Gpu gpu;
   Device cxl, nvme;
   CxlPool cxl_pool;
@@ -99,6 +106,16 @@ struct CacheSpec {
   std::string policy;
   std::string prefetch;             // a prefetcher's name, "none" for no prefetching
   std::uint64_t prefetch_depth = 0;  // resolved: cache.prefetch_depth, or the model's top_k
+  std::uint64_t host_experts = 0;    // host-DRAM slots in front of the tier; 0: none
+  std::string host_policy;
+};
+
+// How a node serves the trace's sequences (docs/architecture.md, "Serving").
+struct ServingSpec {
+  std::uint32_t batch = 1;        // sequences decoded together per step
+  std::uint64_t prompt = 0;       // prompt tokens per synthetic sequence, prefilled before decode
+  std::uint64_t context = 0;      // tokens of KV cache each decode token attends to
+  std::uint32_t concurrency = 1;  // memory.<tier>.concurrency: switches a node runs at once
 };
 
 struct TraceSpec {
@@ -137,6 +154,7 @@ struct Experiment {
   config::Values tier_params;  // memory.<tier>: the parameters of the selected tier
   CacheSpec cache;
   TraceSpec trace;
+  ServingSpec serving;
   EmulSpec emul;
   // `experts: emulated`: the simulator replays the experts the emulator serves (emul.scale,
   // emul.layers), so that rmai validate compares like with like.

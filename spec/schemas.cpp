@@ -100,6 +100,7 @@ const Schema& dram() {
       text("description", "what this preset is"),
       required("bandwidth", Kind::Bandwidth, "sustained bandwidth of the host memory"),
       required("latency", Kind::Time, "load latency", Bound::NonNegative),
+      required("capacity", Kind::Bytes, "host memory of one inference node (bounds cache.host_experts)"),
   }};
   return s;
 }
@@ -210,6 +211,9 @@ const Schema& moe_model() {
       required("head_dim", Kind::Count, "dimension of one head"),
       optional("attention_params", Kind::Number, "parameters of one attention block when not plain GQA (e.g. MLA)"),
       optional("dense_ffn_size", Kind::Count, "intermediate size of the dense layers' FFN", "0", Bound::NonNegative),
+      optional("kv_cache_values", Kind::Count,
+               "values the KV cache holds per token and layer when not plain GQA (e.g. MLA's latent); absent: 2 x kv_heads x head_dim"),
+      choice("kv_dtype", "KV cache element type", {"bf16", "fp16", "fp8"}, "bf16"),
   }};
   return s;
 }
@@ -235,6 +239,10 @@ const Schema& cache() {
       optional("prefetch", Kind::Text, "expert prefetcher (see rmai list)", "none"),
       optional("prefetch_depth", Kind::Count,
                "experts of the next layer prefetched per layer; 0 or absent: the model's top_k", "", Bound::NonNegative),
+      optional("host_experts", Kind::Count,
+               "expert slots in each node's host DRAM in front of the tier (0: none, every GPU miss goes to the tier)", "0",
+               Bound::NonNegative),
+      optional("host_policy", Kind::Text, "replacement policy of the host cache (see rmai list)", "lru"),
   }};
   return s;
 }
@@ -243,9 +251,22 @@ const Schema& trace() {
   static const Schema s{"trace", "the routing trace replayed by every node", {
       text("file", "routing trace, canonical CSV or binary .rmtrace; when absent a synthetic trace is generated"),
       optional("tokens", Kind::Count, "length of the synthetic trace", "256"),
-      optional("sequences", Kind::Count, "sequences of the synthetic trace, decoded as one batch (round-robin)", "1"),
+      optional("sequences", Kind::Count, "independent sequences of the synthetic trace (serving.batch decodes them together)", "1"),
       optional("seed", Kind::Integer, "seed of the synthetic trace (default: the experiment's seed)", "", Bound::NonNegative),
       optional("generator", Kind::Text, "synthetic routing: a generator in models/synthetic or a GEN.yaml file", "default"),
+  }};
+  return s;
+}
+
+const Schema& serving() {
+  static const Schema s{"serving", "how each node serves the trace's sequences (docs/architecture.md, \"Serving\")", {
+      at_most(optional("batch", Kind::Count, "sequences decoded together in one step (continuous batching)", "1"), kMaxBatch),
+      at_most(optional("prompt", Kind::Count,
+                       "prompt tokens per sequence of a synthetic trace, prefilled in one step before decode", "0",
+                       Bound::NonNegative),
+              kMaxPrompt),
+      at_most(optional("context", Kind::Count, "tokens of KV cache each decode token attends to", "0", Bound::NonNegative),
+              kMaxContext),
   }};
   return s;
 }
@@ -281,6 +302,7 @@ const Schema& experiment() {
       component("memory", memory(), ""),
       component("cache", cache(), ""),
       component("trace", trace(), ""),
+      component("serving", serving(), ""),
       component("emul", emul(), ""),
       choice("experts", "experts the simulator replays: full, or emulated (scaled and restricted as emul.scale and "
              "emul.layers say, as rmai validate compares)", {"full", "emulated"}, "full"),
@@ -289,7 +311,7 @@ const Schema& experiment() {
 }
 
 std::vector<const Schema*> all() {
-  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &emul(),
+  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &serving(), &emul(),
                                  &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &cxl_pool(), &nvme(), &os(),
                                  &prices(), &moe_model()};
   for (const auto& t : tiers()) out.push_back(&t.schema);

@@ -15,6 +15,11 @@ inline constexpr double kMaxPoolPorts = 64;  // CXL pool ports: a route per port
 // Entries (token x MoE layer x routed expert) of a synthetic trace, which a run holds in memory at
 // 2 bytes each: 2^27 is 256 MiB.
 inline constexpr double kMaxTraceEntries = 134217728;
+// Serving: sequences in one decode step, prompt tokens per sequence, tokens of context. A step's
+// bookkeeping grows with batch x top_k; prompts add to the trace's entries (bounded above).
+inline constexpr double kMaxBatch = 4096;
+inline constexpr double kMaxPrompt = 1 << 20;
+inline constexpr double kMaxContext = 1 << 24;
 
 namespace schema {
 const config::Schema& experiment();
@@ -30,6 +35,7 @@ const config::Schema& os();
 const config::Schema& prices();
 const config::Schema& moe_model();
 const config::Schema& emul();
+const config::Schema& serving();
 // Every schema, for `rmai list`.
 std::vector<const config::Schema*> all();
 }  // namespace schema

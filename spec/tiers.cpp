@@ -61,9 +61,9 @@ config::Param param_of(const std::string& name, const YAML::Node& node, const st
   if (!node.IsMap()) throw InputError(config::location(file, node, key), "expected {kind: ..., description: ...}");
   for (const auto& kv : node) {
     const std::string field = config::key_of(kv.first, file, key);
-    if (field != "kind" && field != "description" && field != "bound" && field != "keyword")
+    if (field != "kind" && field != "description" && field != "bound" && field != "keyword" && field != "max")
       throw InputError(config::location(file, kv.first, key + "." + field),
-                       "unknown field (a parameter has kind, description, bound, keyword)");
+                       "unknown field (a parameter has kind, description, bound, keyword, max)");
   }
   config::Param p;
   p.name = name;
@@ -78,6 +78,17 @@ config::Param param_of(const std::string& name, const YAML::Node& node, const st
     throw InputError(config::location(file, node["bound"], key + ".bound"), "expected positive or non-negative");
   }
   p.keyword = scalar(node, "keyword", file, key, "");
+  if (const std::string max = scalar(node, "max", file, key, ""); !max.empty()) {
+    // The tier's own limit on the parameter (memory.<tier>.concurrency, say), in the kind's base unit.
+    std::size_t used = 0;
+    try {
+      p.max = std::stod(max, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != max.size() || !(p.max > 0))
+      throw InputError(config::location(file, node["max"], key + ".max"), "expected a positive number");
+  }
   return p;
 }
 

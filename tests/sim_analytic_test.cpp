@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "sim_support.hpp"
 
@@ -18,18 +21,28 @@ using testing::synthetic_trace;
 
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
-// Closed form of one switch of `e`'s tier on an idle platform, whole-expert chunks.
-double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
+// The copy of one expert from host memory to the GPU on an idle platform (what a host-cache hit
+// costs), with `concurrent` such copies of the node sharing its links.
+double host_copy(const spec::Experiment& e, double concurrent = 1) {
+  const auto& p = e.platform;
+  return p.gpu.copy_launch + p.dram.latency + p.pcie.latency +
+         concurrent * e.model.expert_bytes() / std::min(p.dram.bandwidth, p.pcie.bandwidth);
+}
+
+// Closed form of one switch of `e`'s tier on an idle platform, whole-expert chunks. `concurrent`
+// switches of one node that start together (memory.<tier>.concurrency) run in lockstep and share
+// every link of theirs, so each moves its data at 1/concurrent of every bandwidth.
+double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1, double concurrent = 1) {
   const auto& p = e.platform;
   const auto& os = p.os;
   const auto& tier = e.tier_params;
   const double S = e.model.expert_bytes();
+  const double D = concurrent * S;  // the data each switch's flows share links with
   const double pages = S / os.page_size;
-  const double copy_from_host =
-      p.gpu.copy_launch + p.dram.latency + p.pcie.latency + S / std::min(p.dram.bandwidth, p.pcie.bandwidth);
+  const double copy_from_host = host_copy(e, concurrent);
   const double remote_data = p.nic.latency + p.dram.latency +
-                             servers_sharing_nic * S / std::min(p.nic.bandwidth, p.dram.bandwidth);
-  const double disk_data = p.dram.latency + S / std::min(p.nvme.bandwidth, p.dram.bandwidth);
+                             servers_sharing_nic * D / std::min(p.nic.bandwidth, p.dram.bandwidth);
+  const double disk_data = p.dram.latency + D / std::min(p.nvme.bandwidth, p.dram.bandwidth);
   const double rdma_op = p.nic.op_overhead + p.nic.latency;
   // At queue depth 1 every read but the last waits for its data's trip back over the route.
   const auto return_trips = [](double reads, double depth, double route_latency) {
@@ -38,10 +51,10 @@ double closed_form(const spec::Experiment& e, double servers_sharing_nic = 1) {
 
   if (e.tier == "dram") return copy_from_host;
   if (e.tier == "cxl")
-    return p.gpu.copy_launch + p.cxl.latency + p.pcie.latency + S / std::min(p.cxl.bandwidth, p.pcie.bandwidth);
+    return p.gpu.copy_launch + p.cxl.latency + p.pcie.latency + D / std::min(p.cxl.bandwidth, p.pcie.bandwidth);
   if (e.tier == "cxl-pool")  // the pool port (shared), the node's own switch port, PCIe
     return p.gpu.copy_launch + p.cxl_pool.latency + p.pcie.latency +
-           S / std::min(p.cxl_pool.bandwidth / servers_sharing_nic, p.pcie.bandwidth);
+           D / std::min(p.cxl_pool.bandwidth / servers_sharing_nic, p.pcie.bandwidth);
   if (e.tier == "rmai") {
     const double reads = ceil_div(S, double(tier.count("fault_batch")) * os.page_size);
     const double depth = double(tier.count("queue_depth"));
@@ -192,6 +205,182 @@ TEST(SharedNic, PrivateTiersSeeNoContention) {
     const double expected = closed_form(e);
     for (const auto& s : out.switches) EXPECT_NEAR(s.end_s - s.start_s, expected, 1e-9 * expected) << tier;
   }
+}
+
+
+// ---- Serving: concurrent switches, the host cache, batched steps ----
+
+// A trace of `sequences` one-token sequences of `e`'s shape; sequence i routes experts
+// routing(i, layer) at every layer.
+traces::RoutingTrace trace_of(const spec::Experiment& e, std::uint32_t sequences, std::uint32_t tokens_each,
+                              const std::function<std::vector<std::uint16_t>(std::uint32_t, std::uint32_t)>& routing) {
+  traces::RoutingTrace trace({e.model.moe_layers, e.model.top_k, e.model.experts});
+  for (std::uint32_t index = 0; index < tokens_each; ++index)
+    for (std::uint32_t seq = 0; seq < sequences; ++seq) {
+      traces::Token token{seq, index, {}, {}};
+      for (std::uint32_t layer = 0; layer < e.model.moe_layers; ++layer) {
+        const auto experts = routing(seq, layer);
+        token.experts.insert(token.experts.end(), experts.begin(), experts.end());
+      }
+      trace.append(token);
+    }
+  return trace;
+}
+
+// Mixtral, top-2 of 8: four one-token sequences routed to disjoint pairs, so that each layer of
+// the one decode step misses all 8 experts.
+traces::RoutingTrace disjoint_pairs(const spec::Experiment& e) {
+  return trace_of(e, 4, 1, [](std::uint32_t seq, std::uint32_t) {
+    return std::vector<std::uint16_t>{std::uint16_t(2 * seq), std::uint16_t(2 * seq + 1)};
+  });
+}
+
+class ConcurrentStep : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ConcurrentStep, EqualsClosedFormOfItsWaves) {
+  // One step, U = 8 missing experts per layer, concurrency C = 3: the switches go in waves of 3, 3
+  // and 2 that start together; a wave of n runs in lockstep, each switch at 1/n of every link.
+  const std::string tier = GetParam();
+  const auto e = quickstart({"memory.tier=" + tier, "serving.batch=4", "memory." + tier + ".concurrency=3"});
+  const auto out = simulate_in_child(e, disjoint_pairs(e));
+  ASSERT_EQ(out.switches.size(), e.model.moe_layers * 8u);
+  double switching = 0;
+  for (std::uint32_t layer = 0; layer < e.model.moe_layers; ++layer) {
+    std::vector<metrics::SwitchRecord> of_layer;
+    for (const auto& s : out.switches)
+      if (s.layer == layer) of_layer.push_back(s);
+    ASSERT_EQ(of_layer.size(), 8u);
+    std::sort(of_layer.begin(), of_layer.end(), [](const auto& a, const auto& b) { return a.start_s < b.start_s; });
+    const double layer_start = of_layer.front().start_s;
+    for (const std::size_t wave_start : {0u, 3u, 6u}) {
+      const std::size_t n = wave_start == 6 ? 2 : 3;
+      const double expected = closed_form(e, 1, double(n));
+      for (std::size_t i = wave_start; i < wave_start + n; ++i) {
+        EXPECT_NEAR(of_layer[i].start_s, of_layer[wave_start].start_s, 1e-12) << tier << " layer " << layer;
+        EXPECT_NEAR(of_layer[i].end_s - of_layer[i].start_s, expected, 1e-9 * expected) << tier << " layer " << layer;
+      }
+    }
+    switching += of_layer.back().end_s - layer_start;
+    EXPECT_NEAR(of_layer.back().end_s - layer_start, 2 * closed_form(e, 1, 3) + closed_form(e, 1, 2),
+                1e-9 * switching) << tier;
+  }
+  // The step waited for nothing but its waves.
+  const auto summary = nlohmann::json::parse(out.summary);
+  EXPECT_NEAR(summary["stall_s_per_token"].get<double>() * 4, switching, 1e-9 * switching) << tier;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryTier, ConcurrentStep, ::testing::ValuesIn(spec::tier_names()),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+TEST(ConcurrentStep, OneAtATimeIsTheSequentialReplay) {
+  // Concurrency 1: the 8 misses of a layer go one after another, each at the idle closed form.
+  const auto e = quickstart({"memory.tier=rmai", "serving.batch=4"});
+  const auto out = simulate_in_child(e, disjoint_pairs(e));
+  ASSERT_EQ(out.switches.size(), e.model.moe_layers * 8u);
+  const double expected = closed_form(e);
+  for (std::size_t i = 0; i < out.switches.size(); ++i) {
+    EXPECT_NEAR(out.switches[i].end_s - out.switches[i].start_s, expected, 1e-9 * expected);
+    if (i > 0 && out.switches[i].layer == out.switches[i - 1].layer) {
+      EXPECT_NEAR(out.switches[i].start_s, out.switches[i - 1].end_s, 1e-12);
+    }
+  }
+}
+
+class HostCache : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HostCache, AHitCostsExactlyThePcieCopy) {
+  // A host cache of every expert: an expert's first switch comes from the tier and stays mapped (or
+  // cached) in host memory, so it skips the tier's teardown; every later one is a host hit.
+  const std::string tier = GetParam();
+  const auto e = quickstart({"memory.tier=" + tier, "trace.tokens=24", "cache.host_experts=256"});
+  const auto out = simulate_in_child(e, synthetic_trace(e));
+  const double teardown = tier == "disk-read" ? 0.0 : e.platform.os.tlb_shootdown;
+  const double from_tier = closed_form(e) - teardown, from_host = host_copy(e);
+  std::set<std::pair<std::uint32_t, std::uint32_t>> seen;
+  std::uint64_t hits = 0;
+  for (const auto& s : out.switches) {
+    const bool first = seen.insert({s.layer, s.expert}).second;
+    hits += !first;
+    const double expected = first ? from_tier : from_host;
+    EXPECT_NEAR(s.end_s - s.start_s, expected, 1e-9 * expected) << tier << (first ? " from the tier" : " host hit");
+  }
+  ASSERT_GT(hits, 100u) << "the GPU cache of 64 must miss experts it held before";
+  const auto summary = nlohmann::json::parse(out.summary);
+  EXPECT_EQ(summary["serving"]["host_hits"].get<std::uint64_t>(), hits);
+  // Host hits read nothing from the tier's medium.
+  const double medium = out.bytes.remote + out.bytes.disk;
+  EXPECT_NEAR(medium, double(out.switches.size() - hits) * e.model.expert_bytes(), 1e-6 * medium);
+}
+
+INSTANTIATE_TEST_SUITE_P(FetchingTiers, HostCache, ::testing::Values("rmai", "page4k", "disk-read", "disk-mmap"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+TEST(HostCache, AnEvictionPaysTheTeardownInsideTheSwitchThatCausesIt) {
+  // A host cache of 2 slots (one layer's top-2) behind a GPU cache of 64: a switch from the tier
+  // that evicts a mapped region pays its TLB shootdown; the first two, into a free host cache, do not.
+  const auto e = quickstart({"memory.tier=rmai", "trace.tokens=4", "cache.host_experts=2"});
+  const auto out = simulate_in_child(e, synthetic_trace(e));
+  ASSERT_GT(out.switches.size(), 2u);
+  const double full = closed_form(e), into_free = full - e.platform.os.tlb_shootdown;
+  for (std::size_t i = 0; i < out.switches.size(); ++i) {
+    const double took = out.switches[i].end_s - out.switches[i].start_s;
+    if (i < 2) {
+      EXPECT_NEAR(took, into_free, 1e-9 * full) << i;
+    } else if (std::abs(took - host_copy(e)) > 1e-9 * full) {  // not a host hit: from the tier, evicting
+      EXPECT_NEAR(took, full, 1e-9 * full) << i;
+    }
+  }
+}
+
+TEST(BatchedStep, IdenticalRoutingCostsOneSwitchPerExpertNotPerToken) {
+  // Eight sequences of two tokens, every token routed to experts 0 and 1 at every layer: the first
+  // step switches each (layer, expert) once, the second hits them all.
+  const auto e = quickstart({"memory.tier=rmai", "serving.batch=8"});
+  const auto out = simulate_in_child(e, trace_of(e, 8, 2, [](std::uint32_t, std::uint32_t) {
+                                       return std::vector<std::uint16_t>{0, 1};
+                                     }));
+  EXPECT_EQ(out.switches.size(), e.model.moe_layers * e.model.top_k);
+  EXPECT_EQ(out.accesses, 8u * 2 * e.model.moe_layers * e.model.top_k);
+  const auto summary = nlohmann::json::parse(out.summary);
+  EXPECT_EQ(summary["tokens"].get<std::uint64_t>(), 16u);
+  EXPECT_EQ(summary["serving"]["decode_steps"].get<std::uint64_t>(), 2u);
+  EXPECT_EQ(summary["serving"]["max_batch"].get<std::uint32_t>(), 8u);
+}
+
+TEST(BatchedStep, ComputeIsTheRooflineOfTheStep) {
+  // Every token routed to experts 0 and 1 at every layer, which then stay resident (64 slots): the
+  // second step of 16 tokens with 4096 tokens of context switches nothing and computes, per MoE
+  // layer, the weights in use once, the FLOPs of 16 tokens and the KV-cache reads of 16 x 4096
+  // tokens; written here from the model's numbers.
+  const auto e = quickstart({"memory.tier=dram", "serving.batch=16", "serving.context=4096"});
+  const auto& m = e.model;
+  const auto& gpu = e.platform.gpu;
+  const auto out = simulate_in_child(e, trace_of(e, 16, 2, [](std::uint32_t, std::uint32_t) {
+                                       return std::vector<std::uint16_t>{0, 1};
+                                     }));
+  const auto summary = nlohmann::json::parse(out.summary);
+  ASSERT_EQ(summary["serving"]["decode_steps"].get<std::uint64_t>(), 2u);
+  ASSERT_EQ(out.switches.size(), 64u);  // all in the first step
+  const double params = 3.0 * 4096 * 14336;  // one Mixtral expert
+  const double attention = 4096.0 * (2 * 32 * 128 + 2 * 8 * 128);
+  const double kv_bytes = 2.0 * 8 * 128 * 2;  // K and V of 8 heads of 128, bf16
+  const double bytes = (attention + 2 * params) * 2 + 16 * 4096 * kv_bytes;
+  const double flops = 16 * 2 * (attention + 2 * params) + 4.0 * 32 * 128 * 16 * 4096;
+  const double layer = std::max(bytes / (gpu.hbm_bandwidth * gpu.memory_efficiency), flops / (gpu.flops * gpu.compute_efficiency));
+  ASSERT_EQ(m.layers, m.moe_layers);  // no dense layers
+  const auto& tokens = out.token_latencies;
+  ASSERT_EQ(tokens.size(), 32u);
+  EXPECT_NEAR(tokens.back(), m.moe_layers * layer, 1e-9 * tokens.back());
+  // One token without context is the token-by-token roofline.
+  EXPECT_EQ(sim::moe_layer_compute_time(e, {1, m.top_k, 0}), sim::moe_layer_compute_time(e));
 }
 
 }  // namespace

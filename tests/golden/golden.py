@@ -65,6 +65,17 @@ def cases(tiers):
     out["mixtral-disk-read-trace-mmlu"] = mixtral + ["memory.tier=disk-read",
                                                      "trace.file=traces/samples/mixtral-8x7b-mmlu-256.csv"]
     out["olmoe-rmai-trace-c4-n8"] = olmoe + ["trace.file=traces/samples/olmoe-1b-7b-c4-256.csv", "nodes=8"]
+    # Serving (docs/architecture.md, "Serving"): batched decode, context, concurrent switches, the
+    # host cache, on several nodes sharing the pool.
+    out["olmoe-page4k-gen-c4-2seq-batch2"] = olmoe + ["memory.tier=page4k", "trace.generator=olmoe-1b-7b-c4",
+                                                      "trace.sequences=2", "serving.batch=2"]
+    out["mixtral-rmai-batch8-context4k-n4"] = mixtral + ["trace.sequences=16", "serving.batch=8",
+                                                         "serving.context=4096", "nodes=4"]
+    out["mixtral-rmai-concurrency4-batch4-n2"] = mixtral + ["trace.sequences=8", "serving.batch=4",
+                                                            "memory.rmai.concurrency=4", "nodes=2"]
+    out["mixtral-disk-read-host128-n2"] = mixtral + ["memory.tier=disk-read", "cache.host_experts=128", "nodes=2"]
+    out["olmoe-disk-mmap-host512-concurrency2"] = olmoe + ["memory.tier=disk-mmap", "cache.host_experts=512",
+                                                           "memory.disk-mmap.concurrency=2"]
     # The scaled experts and layers `rmai validate` simulates on this machine's platform.
     for tier in ("rmai", "page4k"):
         out[f"mixtral-{tier}-emulated-this-vm"] = mixtral + [
