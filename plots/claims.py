@@ -295,6 +295,41 @@ def claim_decode(results, t, th):
     return lines, brief, "does not hold", "does-not-hold"
 
 
+def claim_batched(results, t, th):
+    rows = results.ok("batch")
+    if not rows:
+        return no_results("batch")
+    sub, disk, ref = t["subject"], t["disk"], t["reference"]
+    lines, briefs, levels = [], [], []
+    for model in models(rows):
+        mine = c.where(rows, model=model)
+        batches = sorted({c.get(r, "serving.batch") for r in mine})
+
+        def ratios(batch):
+            tps = {r["tier"]: r["tokens_per_s"] for r in mine if c.get(r, "serving.batch") == batch and r.get("tokens_per_s")}
+            if sub not in tps or disk not in tps or ref not in tps:
+                return None
+            return tps[sub] / tps[disk], tps[ref] / tps[sub]
+
+        first, last = ratios(batches[0]), ratios(batches[-1])
+        if not last:
+            return [f"no {label(sub)}, {label(disk)} and {label(ref)} points for {c.model_label(model)}"], "", \
+                "no results", "no-results"
+        at = lambda b, r: f"batch {b:g}: {label(sub)} {c.fmt_x(r[0])} {label(disk)}, {label(ref)} {c.fmt_x(r[1])} {label(sub)}"
+        lines.append(f"{c.model_label(model)}, tokens/s " + (at(batches[0], first) + "; " if first else "") + at(batches[-1], last))
+        briefs.append(f"{c.model_label(model)} at batch {batches[-1]:g}: {label(sub)} {c.fmt_x(last[0])} {label(disk)}, "
+                      f"{label(ref)} {c.fmt_x(last[1])} {label(sub)}"
+                      + (f" (batch {batches[0]:g}: {c.fmt_x(first[0])}, {c.fmt_x(first[1])})" if first else ""))
+        if last[0] >= th["holds_disk"] and last[1] <= th["holds_reference"]:
+            levels.append("holds")
+        elif last[0] >= th["partly_disk"] and last[1] <= th["partly_reference"]:
+            levels.append("partly")
+        else:
+            levels.append("does-not-hold")
+    level = next(l for l in ("does-not-hold", "partly", "holds") if l in levels)
+    return lines, "; ".join(briefs), level.replace("-", " "), level
+
+
 def claim_cost(results, t, th):
     rows = [r for r in (results.ok("cost") or []) if r.get("cost.memory_usd_per_node") is not None]
     if not rows:
@@ -325,7 +360,7 @@ def claim_cost(results, t, th):
 
 
 FUNCTIONS = {"disk": claim_disk, "cxl": claim_cxl, "faults": claim_faults, "transitions": claim_transitions,
-             "sharing": claim_sharing, "decode": claim_decode, "cost": claim_cost}
+             "sharing": claim_sharing, "decode": claim_decode, "batched": claim_batched, "cost": claim_cost}
 
 
 def evaluate(folder):

@@ -354,7 +354,7 @@ void check_consistency(const Experiment& e) {
                                   " GB of experts, " + std::to_string(capacity / 1e9) + " GB available");
   };
   switch (e.tier_definition->medium) {
-    case Medium::HostDram: break;  // host DRAM has no capacity parameter
+    case Medium::HostDram: need(e.platform.dram.capacity, platform.child("dram").where("capacity"), "host DRAM"); break;
     case Medium::CxlDevices: need(e.platform.cxl.capacity, platform.child("cxl").where("capacity"), "CXL expander"); break;
     case Medium::CxlPool: need(e.platform.cxl_pool.capacity, platform.child("cxl_pool").where("capacity"), "CXL pool"); break;
     case Medium::RemotePool:
