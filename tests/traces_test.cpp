@@ -16,6 +16,7 @@
 #include "traces/trace.hpp"
 
 namespace fs = std::filesystem;
+using rmai::traces::Phase;
 using rmai::traces::RoutingTrace;
 using rmai::traces::TraceShape;
 using ::testing::HasSubstr;
@@ -255,6 +256,33 @@ TEST(Traces, InvalidShapesAndParams) {
   EXPECT_THROW(generate_synthetic(kSmall, {10, 1, 0.5, -1}), std::invalid_argument);
   RoutingTrace trace(kSmall);
   EXPECT_THROW(trace.append({0, 0, {1, 2}, {}}), std::invalid_argument);
+}
+
+TEST(Traces, PhasesInMemory) {
+  // The first prefill token gives the trace its phases, the first token of all included.
+  RoutingTrace first(kSmall);
+  first.append({0, 0, std::vector<std::uint16_t>(8, 0), {}, Phase::Prefill});
+  ASSERT_TRUE(first.has_phases());
+  EXPECT_EQ(first.phase(0), Phase::Prefill);
+  first.append({0, 1, std::vector<std::uint16_t>(8, 0), {}});
+  EXPECT_EQ(first.phase(1), Phase::Decode);
+
+  RoutingTrace later(kSmall);
+  later.append({1, 0, std::vector<std::uint16_t>(8, 0), {}});
+  EXPECT_FALSE(later.has_phases());
+  later.append({0, 0, std::vector<std::uint16_t>(8, 0), {}, Phase::Prefill});
+  ASSERT_TRUE(later.has_phases());
+  EXPECT_EQ(later.phase(0), Phase::Decode);
+  EXPECT_EQ(later.phase(1), Phase::Prefill);
+  // Equal traces have equal phases; a trace without phases equals one whose tokens are all decode.
+  RoutingTrace same(kSmall);
+  same.append({1, 0, std::vector<std::uint16_t>(8, 0), {}});
+  same.append({0, 0, std::vector<std::uint16_t>(8, 0), {}, Phase::Decode});
+  EXPECT_FALSE(same == later);
+  RoutingTrace none(kSmall);
+  none.append({1, 0, std::vector<std::uint16_t>(8, 0), {}});
+  none.append({0, 0, std::vector<std::uint16_t>(8, 0), {}});
+  EXPECT_TRUE(same == none);
 }
 
 // ---- synthetic generator --------------------------------------------------------------------

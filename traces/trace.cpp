@@ -39,8 +39,12 @@ void RoutingTrace::append(const Token& token) {
                                 " weights for " + std::to_string(token.experts.size()) + " experts");
   if (!token.weights.empty() && weights_.empty())  // the first weights: earlier tokens had none
     weights_.assign(experts_.size(), kNoWeight);
-  if (token.phase != Phase::Decode && phases_.empty()) phases_.assign(seqs_.size(), Phase::Decode);
-  if (!phases_.empty()) phases_.push_back(token.phase);
+  if (token.phase != Phase::Decode || !phases_.empty()) {
+    // The first prefill token gives the earlier ones (decode) their phases; it may be the first
+    // token of all, so the test cannot be on phases_ being empty after that.
+    phases_.resize(seqs_.size(), Phase::Decode);
+    phases_.push_back(token.phase);
+  }
   seqs_.push_back(token.seq);
   indices_.push_back(token.index);
   experts_.insert(experts_.end(), token.experts.begin(), token.experts.end());
