@@ -166,6 +166,9 @@ TEST_F(TracesTest, SampleMatchesGenerator) {
   const RoutingTrace trace = load(sample, kMixtral);
   EXPECT_EQ(trace.tokens(), 256u);
   EXPECT_TRUE(trace == generate_synthetic(kMixtral, {256, 1, 0.19, 0.2}));
+  // So is the stream without a prompt, asked for explicitly.
+  const auto source = rmai::traces::synthetic_source(rmai::traces::zipf_generator(kMixtral, 0.2, 0.19, 1), 256, 1, 1, 0);
+  EXPECT_TRUE(trace == RoutingTrace::load(*source, kMixtral));
 }
 
 // ---- bad input ------------------------------------------------------------------------------
