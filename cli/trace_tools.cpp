@@ -27,8 +27,8 @@ namespace {
 
 // The options of gen, fit and stats; each tool adds those it takes.
 struct ToolArgs {
-  std::optional<std::string> model, shape, generator, tokens, sequences, seed, windows, counts, pairs, reuse,
-      description;
+  std::optional<std::string> model, shape, generator, tokens, sequences, prompt, seed, windows, counts, pairs,
+      reuse, description;
   std::vector<std::string> where;
   std::string trace, out;
   bool json = false;
@@ -154,12 +154,19 @@ int trace_gen(const ToolArgs& args, const CLI::App& app) {
     throw InputError("--tokens", std::to_string(tokens) + " tokens: at most 4294967295");
   const std::uint64_t sequences = count_option(args.sequences, "--sequences", 1);
   if (sequences == 0 || sequences > UINT32_MAX) throw InputError("--sequences", "give a positive number of sequences");
+  const std::uint64_t prompt = count_option(args.prompt, "--prompt", 0);
+  if (prompt > UINT32_MAX || tokens + prompt * sequences > UINT32_MAX)  // the first test bounds the product
+    throw InputError("--prompt", std::to_string(prompt) + " prefill tokens per sequence: the trace would have more "
+                                 "than 4294967295 tokens");
+  const std::uint64_t all = tokens + prompt * sequences;
   const fs::path out = args.out;
   // Streamed to the file: memory stays flat however many tokens are asked for.
-  const auto source = traces::synthetic_source(generator, tokens, seed, static_cast<std::uint32_t>(sequences));
-  traces::save_trace(out, *source, shape, tokens, false);
-  std::cerr << "rmai: " << tokens << " tokens from " << file.string() << " (seed " << seed << ") in " << out.string()
-            << "\n";
+  const auto source = traces::synthetic_source(generator, tokens, seed, static_cast<std::uint32_t>(sequences),
+                                               static_cast<std::uint32_t>(prompt));
+  traces::save_trace(out, *source, shape, all, false, prompt > 0);
+  std::cerr << "rmai: " << all << " tokens";
+  if (prompt > 0) std::cerr << " (" << prompt * sequences << " prefill, " << tokens << " decode)";
+  std::cerr << " from " << file.string() << " (seed " << seed << ") in " << out.string() << "\n";
   return 0;
 }
 
@@ -245,12 +252,16 @@ void add_trace_tools(CLI::App& trace) {
   const std::string model = "a model in models/moe: the trace's shape";
   CLI::App* gen = add_command(trace, "gen",
                               "A synthetic trace from a generator (models/synthetic or a fitted GEN.yaml)", {});
-  gen->footer("B sequences (--sequences) are decoded as one batch, interleaved round-robin.");
+  gen->footer(
+      "B sequences (--sequences) are decoded as one batch, interleaved round-robin. With --prompt P each "
+      "sequence first has P prefill tokens (its prompt), right before its first decode token; --tokens counts "
+      "decode tokens.");
   add(gen, "--model", a->model, model, "NAME");
   add(gen, "--shape", a->shape, "the shape without a model", "LAYERS,TOP_K,EXPERTS");
   add(gen, "--generator", a->generator, "a generator in models/synthetic, or a GEN.yaml (default: default)", "NAME|FILE");
   add(gen, "--tokens", a->tokens, "tokens to generate", "N");
   add(gen, "--sequences", a->sequences, "sequences decoded as one batch (default 1)", "B");
+  add(gen, "--prompt", a->prompt, "prefill tokens per sequence before its decode tokens (default 0)", "P");
   add(gen, "--seed", a->seed, "default 1", "S");
   add_value(gen, "-o,--out", a->out, "the trace to write (.csv, or .rmtrace for the binary form)")
       ->type_name("OUT")

@@ -140,6 +140,84 @@ TEST(Generator, BatchedSequencesInterleave) {
               generate(zipf_generator({2, 2, 8}, 0.5, 0.3, 1), 50, 8, 1));
 }
 
+TEST(Generator, PromptZeroIsTheStreamWithoutPrompts) {
+  // Bit for bit, whatever the batch (the golden regression and the shipped samples rely on it).
+  const auto g = zipf_generator({3, 2, 8}, 0.7, 0.4, 2);
+  for (const std::uint32_t sequences : {1u, 3u, 40u}) {
+    const auto without = generate(g, 30, 11, sequences);
+    const auto zero = generate(g, 30, 11, sequences, 0);
+    EXPECT_TRUE(zero == without) << sequences;
+    EXPECT_FALSE(zero.has_phases());
+    EXPECT_EQ(zero.tokens(), 30u);
+  }
+}
+
+TEST(Generator, PromptsComeBeforeEachSequencesDecodeTokens) {
+  constexpr std::uint64_t kDecode = 20;
+  constexpr std::uint32_t kSequences = 3, kPrompt = 4;
+  const auto g = zipf_generator({3, 2, 8}, 0.7, 0.4, 2);
+  const auto trace = generate(g, kDecode, 11, kSequences, kPrompt);
+  ASSERT_EQ(trace.tokens(), kDecode + kPrompt * kSequences);
+  EXPECT_TRUE(trace.has_phases());
+  // Sequence s's prompt (indices 0..P-1) right before its first decode token; the decode tokens in
+  // today's round-robin order, their indices after the prompt.
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> expected;  // (seq, index)
+  for (std::uint64_t t = 0; t < kDecode; ++t) {
+    const auto seq = static_cast<std::uint32_t>(t % kSequences);
+    if (t < kSequences)
+      for (std::uint32_t i = 0; i < kPrompt; ++i) expected.emplace_back(seq, i);
+    expected.emplace_back(seq, kPrompt + static_cast<std::uint32_t>(t / kSequences));
+  }
+  ASSERT_EQ(expected.size(), trace.tokens());
+  std::vector<std::uint32_t> prefill(kSequences);
+  for (std::size_t t = 0; t < trace.tokens(); ++t) {
+    EXPECT_EQ(trace.seq(t), expected[t].first) << t;
+    EXPECT_EQ(trace.index(t), expected[t].second) << t;
+    EXPECT_EQ(trace.phase(t), trace.index(t) < kPrompt ? Phase::Prefill : Phase::Decode) << t;
+    prefill[trace.seq(t)] += trace.phase(t) == Phase::Prefill;
+  }
+  EXPECT_EQ(prefill, std::vector<std::uint32_t>(kSequences, kPrompt));
+
+  // Streamed like the decode tokens: the source gives the same tokens, and then nothing.
+  const auto source = synthetic_source(g, kDecode, 11, kSequences, kPrompt);
+  EXPECT_TRUE(RoutingTrace::load(*source, g.shape()) == trace);
+  Token token{};
+  EXPECT_FALSE(source->next(token));
+
+  // Fewer decode tokens than sequences: the sequences they miss still get their prompt, at the end.
+  const auto short_trace = generate(g, 2, 11, 4, 1);
+  ASSERT_EQ(short_trace.tokens(), 2u + 4u);
+  const std::vector<std::uint32_t> seqs{0, 0, 1, 1, 2, 3}, indices{0, 1, 0, 1, 0, 0};
+  for (std::size_t t = 0; t < short_trace.tokens(); ++t) {
+    EXPECT_EQ(short_trace.seq(t), seqs[t]) << t;
+    EXPECT_EQ(short_trace.index(t), indices[t]) << t;
+  }
+  EXPECT_THROW(generate(g, 10, 1, 2, 0x80000000u), std::invalid_argument);  // 2^32 + 10 tokens
+}
+
+TEST(Generator, PromptsAreTheSequencesFirstTokens) {
+  // Reuse 1 repeats each sequence's previous token: with a prompt, every token of a sequence, decode
+  // ones included, is its first prefill token, so the locality runs from the prompt into decode.
+  const auto trace = generate(zipf_generator({2, 2, 8}, 0, 1.0, 1), 12, 8, 3, 5);
+  std::vector<std::size_t> first(3, SIZE_MAX);
+  for (std::size_t t = 0; t < trace.tokens(); ++t) {
+    if (trace.index(t) == 0) first[trace.seq(t)] = t;
+    ASSERT_NE(first[trace.seq(t)], SIZE_MAX) << t;
+    EXPECT_TRUE(std::ranges::equal(trace.experts(t), trace.experts(first[trace.seq(t)]))) << t;
+  }
+  // One sequence: its prompt and decode tokens are the stream of P + N tokens without a prompt,
+  // the first P marked prefill. The prompt is the same process, only named differently.
+  const auto g = zipf_generator({3, 2, 8}, 0.5, 0.3, 1);
+  const auto with = generate(g, 30, 8, 1, 6);
+  const auto without = generate(g, 36, 8, 1);
+  ASSERT_EQ(with.tokens(), without.tokens());
+  for (std::size_t t = 0; t < with.tokens(); ++t) {
+    EXPECT_EQ(with.index(t), without.index(t));
+    EXPECT_TRUE(std::ranges::equal(with.experts(t), without.experts(t))) << t;
+    EXPECT_EQ(with.phase(t), t < 6 ? Phase::Prefill : Phase::Decode) << t;
+  }
+}
+
 TEST(Generator, AffinityFollowsTheTransition) {
   // Layer 1 follows layer 0 through the permutation e -> (e + 3) mod 8, always: every rank of layer
   // 1 is determined, so top-1 predictability is 1 and the information is H(top-1) = 3 bits.

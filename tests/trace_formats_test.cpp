@@ -19,6 +19,7 @@
 namespace {
 
 namespace fs = std::filesystem;
+using rmai::traces::Phase;
 using rmai::traces::RoutingTrace;
 using rmai::traces::Token;
 using rmai::traces::TraceShape;
@@ -65,6 +66,26 @@ template <typename T>
 void poke(std::string& bytes, std::size_t offset, T value) {
   std::memcpy(bytes.data() + offset, &value, sizeof value);
 }
+
+// A prompt of two tokens for sequence 0 and one for sequence 1, interleaved with their decode
+// tokens; canonical (write_csv writes it back unchanged), with weights on some rows.
+const std::string kPhasesCsv =
+    "seq,token,layer,experts,weights,phase\n"
+    "0,0,0,7;0,,prefill\n"
+    "0,0,1,1;2,,prefill\n"
+    "0,0,2,3;4,,prefill\n"
+    "1,0,0,2;5,0.1;0.9,prefill\n"
+    "1,0,1,0;1,0.5;0.5,prefill\n"
+    "1,0,2,6;7,1e-07;0.99999994,prefill\n"
+    "0,1,0,0;1,,prefill\n"
+    "0,1,1,1;3,,prefill\n"
+    "0,1,2,4;5,,prefill\n"
+    "1,1,0,5;4,,decode\n"
+    "1,1,1,3;2,,decode\n"
+    "1,1,2,1;0,,decode\n"
+    "0,2,0,7;6,0.25;0.75,decode\n"
+    "0,2,1,5;4,0.25;0.75,decode\n"
+    "0,2,2,3;2,0.25;0.75,decode\n";
 
 // Two tokens of sequence 0 (indices 0 and 1), with or without weights.
 RoutingTrace two_tokens(bool weights) {
@@ -171,6 +192,70 @@ TEST_F(TraceFormatsTest, OpenTraceRecognizesTheForm) {
   EXPECT_THROW(load(dir_), rmai::InputError);
 }
 
+TEST_F(TraceFormatsTest, PhasesRoundTripThroughBothForms) {
+  const fs::path csv = write("phases.csv", kPhasesCsv);
+  const RoutingTrace trace = load(csv);
+  ASSERT_EQ(trace.tokens(), 5u);
+  EXPECT_TRUE(trace.has_phases());
+  for (std::size_t t = 0; t < 5; ++t)
+    EXPECT_EQ(trace.phase(t), t < 3 ? Phase::Prefill : Phase::Decode) << t;
+  std::ostringstream canonical;
+  rmai::traces::write_csv(trace, canonical);
+  ASSERT_EQ(canonical.str(), kPhasesCsv) << "the fixture must be canonical CSV";
+
+  // Binary: flag bit 1, and one phase byte at the end of each record (0 decode, 1 prefill).
+  const fs::path binary = dir_ / "phases.rmtrace";
+  rmai::traces::save_trace(binary, trace);
+  const std::string bytes = read(binary);
+  ASSERT_EQ(bytes.size(), kHeaderSize + 5 * (kWeightedRecord + 1));
+  std::uint32_t flags = 0;
+  std::memcpy(&flags, bytes.data() + 24, sizeof flags);
+  EXPECT_EQ(flags, 3u);  // weights and phases
+  for (std::size_t t = 0; t < 5; ++t)
+    EXPECT_EQ(bytes[kHeaderSize + (t + 1) * (kWeightedRecord + 1) - 1], t < 3 ? 1 : 0) << t;
+  const RoutingTrace back = load(binary);
+  EXPECT_TRUE(back == trace);
+  const fs::path again = dir_ / "again.csv";
+  rmai::traces::save_trace(again, back);
+  EXPECT_EQ(read(again), kPhasesCsv);
+
+  // Token by token, the phase comes with the token; without weights the phase byte follows the ids.
+  auto source = rmai::traces::open_trace(binary, kShape);
+  Token token{};
+  for (std::size_t t = 0; source->next(token); ++t) EXPECT_EQ(token.phase, t < 3 ? Phase::Prefill : Phase::Decode);
+  RoutingTrace plain(kShape);
+  plain.append({0, 0, {0, 1, 2, 3, 4, 5}, {}, Phase::Prefill});
+  plain.append({0, 1, {1, 0, 3, 2, 5, 4}, {}, Phase::Decode});
+  const std::string plain_bytes = binary_of(plain);
+  ASSERT_EQ(plain_bytes.size(), kHeaderSize + 2 * (kRecord + 1));
+  EXPECT_EQ(plain_bytes[kHeaderSize + kRecord], 1);
+  EXPECT_TRUE(load(write("plain.rmtrace", plain_bytes)) == plain);
+}
+
+TEST_F(TraceFormatsTest, TracesWithoutPrefillKeepTheirBytes) {
+  // A trace of decode tokens only is written exactly as before phases existed: no flag bit 1, no
+  // phase byte. The bytes are spelt out here: the format must not drift.
+  RoutingTrace trace(kShape);
+  trace.append({7, 3, {0, 1, 2, 3, 4, 5}, {}, Phase::Decode});
+  EXPECT_FALSE(trace.has_phases());
+  std::string expected("RMAITRC\0", 8);
+  const auto u32 = [&](std::uint32_t v) { expected.append(reinterpret_cast<const char*>(&v), 4); };
+  for (const std::uint32_t v : {1u, 3u, 2u, 8u, 0u}) u32(v);  // version, layers, top_k, experts, flags
+  const std::uint64_t tokens = 1;
+  expected.append(reinterpret_cast<const char*>(&tokens), 8);
+  u32(7);
+  u32(3);
+  for (const std::uint16_t id : {0, 1, 2, 3, 4, 5}) expected.append(reinterpret_cast<const char*>(&id), 2);
+  EXPECT_EQ(binary_of(trace), expected);
+  // Read back, every token is decode and the trace has no phases (so it is written the same again).
+  const RoutingTrace back = load(write("old.rmtrace", expected));
+  EXPECT_FALSE(back.has_phases());
+  EXPECT_EQ(back.phase(0), Phase::Decode);
+  EXPECT_EQ(binary_of(back), expected);
+  // The CSV fixture without a phase column too (CsvBinaryCsvIsByteIdentical has the bytes).
+  EXPECT_FALSE(load(write("in.csv", kCsv)).has_phases());
+}
+
 // ---- shape probing --------------------------------------------------------------------------
 
 TEST_F(TraceFormatsTest, ProbeShape) {
@@ -201,6 +286,9 @@ TEST_F(TraceFormatsTest, ProbeShape) {
   probe_error(h + "0,0,0,1;x,\n", ":2", "expert 'x' is not an integer");
   probe_error(h + "0,0,-1,1;2,\n", ":2", "layer '-1' is not an integer");
   probe_error(h + "0,0,0,1;2\n", ":2", "row has 4 fields but expected 5");
+  // The phase column is one more field; the shape does not depend on it.
+  EXPECT_EQ(rmai::traces::probe_shape(write("phases.csv", kPhasesCsv)), kShape);
+  probe_error("seq,token,layer,experts,weights,phase\n0,0,0,1;2,\n", ":2", "row has 5 fields but expected 6");
 }
 
 // ---- saving ---------------------------------------------------------------------------------
@@ -274,6 +362,17 @@ TEST_F(TraceFormatsTest, StreamedSaveIsByteIdenticalToSavingTheTraceInMemory) {
     EXPECT_EQ(read(streamed), read(held)) << form;
     EXPECT_EQ(load(streamed, shape).tokens(), kTokens) << form;
   }
+  // With prompts: their phases are announced, and streamed as held.
+  for (const std::string form : {".csv", ".rmtrace"}) {
+    const fs::path streamed = dir_ / ("prompts" + form), held = dir_ / ("prompts-held" + form);
+    const auto source = rmai::traces::synthetic_source(generator, 100, 9, 3, 4);
+    rmai::traces::save_trace(streamed, *source, shape, 100 + 3 * 4, false, true);
+    const RoutingTrace trace = rmai::traces::generate(generator, 100, 9, 3, 4);
+    ASSERT_TRUE(trace.has_phases());
+    rmai::traces::save_trace(held, trace);
+    EXPECT_EQ(read(streamed), read(held)) << form;
+    EXPECT_TRUE(load(streamed, shape) == trace) << form;
+  }
   // With weights, rows without them and sequences interleaved (the CSV fixture), read as a stream.
   const fs::path csv = write("in.csv", kCsv);
   for (const std::string form : {".csv", ".rmtrace"}) {
@@ -294,15 +393,16 @@ TEST_F(TraceFormatsTest, WritersHoldToTheAnnouncedTokens) {
   expected.append({0, 1, experts, {}});
   std::ostringstream csv_of;
   rmai::traces::write_csv(expected, csv_of);
-  using Make = std::unique_ptr<rmai::traces::TraceWriter> (*)(std::ostream&, TraceShape, std::uint64_t, bool);
+  using Make = std::unique_ptr<rmai::traces::TraceWriter> (*)(std::ostream&, TraceShape, std::uint64_t, bool, bool);
   for (const auto& [make, bytes] : {std::pair<Make, std::string>{&rmai::traces::csv_writer, csv_of.str()},
                                     {&rmai::traces::binary_writer, binary_of(expected)}}) {
     std::ostringstream out;
-    auto writer = make(out, kShape, 2, false);
+    auto writer = make(out, kShape, 2, false, false);
     writer->write(0, 0, experts, {});
     EXPECT_THROW(writer->finish(), std::logic_error);                              // 1 of 2
     EXPECT_THROW(writer->write(0, 1, {experts.data(), 4}, {}), std::logic_error);  // a short token
     EXPECT_THROW(writer->write(0, 1, experts, weights), std::logic_error);         // weights not announced
+    EXPECT_THROW(writer->write(0, 1, experts, {}, Phase::Prefill), std::logic_error);  // phases not announced
     writer->write(0, 1, experts, {});
     EXPECT_THROW(writer->write(0, 2, experts, {}), std::logic_error);  // a third
     writer->finish();
@@ -331,7 +431,10 @@ TEST_F(TraceFormatsTest, BadHeader) {
   expect_error(bytes, {"header", "unsupported format version 2 (this build reads version 1)"});
   bytes = good;
   poke<std::uint32_t>(bytes, 24, 6);
-  expect_error(bytes, {"header", "unknown flags 6"});
+  expect_error(bytes, {"header", "unknown flags 6 (version 1 knows bits 0 and 1 only)"});
+  bytes = good;
+  poke<std::uint32_t>(bytes, 24, 2);  // phases announced, but the records have no phase byte
+  expect_error(bytes, {"header", "announces 2 token records of 21 bytes", "but the file has 76: truncated file"});
   bytes = good;
   poke<std::uint32_t>(bytes, 16, 9);  // top_k 9 of 8 experts
   expect_error(bytes, {"header", "top_k 9 exceeds"});
@@ -378,6 +481,29 @@ TEST_F(TraceFormatsTest, BadRecords) {
   bytes = good;
   poke<float>(bytes, weights, INFINITY);
   expect_error(bytes, {where, "layer 0: weights must be"});
+}
+
+TEST_F(TraceFormatsTest, BadPhases) {
+  RoutingTrace trace(kShape);
+  trace.append({0, 0, {0, 1, 2, 3, 4, 5}, {}, Phase::Prefill});
+  trace.append({1, 0, {0, 1, 2, 3, 4, 5}, {}, Phase::Decode});
+  trace.append({0, 1, {1, 0, 3, 2, 5, 4}, {}, Phase::Decode});
+  const std::string good = binary_of(trace);
+  constexpr std::size_t kPhased = kRecord + 1;
+  ASSERT_EQ(good.size(), kHeaderSize + 3 * kPhased);
+  std::string bytes = good;
+  bytes[kHeaderSize + 2 * kPhased - 1] = 2;  // record 1's phase byte
+  expect_error(bytes, {"token record 1 at byte " + std::to_string(kHeaderSize + kPhased),
+                       "phase 2 is neither 0 (decode) nor 1 (prefill)"});
+  // A prefill token after a decode token of its sequence; other sequences do not matter.
+  RoutingTrace late = trace;
+  late.append({1, 1, {1, 0, 3, 2, 5, 4}, {}, Phase::Prefill});
+  expect_error(binary_of(late), {"token record 3 at byte " + std::to_string(kHeaderSize + 3 * kPhased),
+                                 "prefill token 1 of sequence 1 comes after its decode token 0",
+                                 "prefill tokens (its prompt) come before its first decode token"});
+  RoutingTrace fine = trace;
+  fine.append({2, 0, {1, 0, 3, 2, 5, 4}, {}, Phase::Prefill});  // a new sequence's prompt after decoding
+  EXPECT_TRUE(load(write("fine.rmtrace", binary_of(fine))) == fine);
 }
 
 TEST_F(TraceFormatsTest, SequencesInterleave) {

@@ -29,12 +29,14 @@ struct Rec {
   std::string experts;       // JSON array
   std::string probs = "";    // JSON array or empty
   std::string key = "request_id";
+  std::string phase = "";    // JSON value or empty (no field)
 };
 
 std::string line(const Rec& r) {
   std::string text = "{\"" + r.key + "\": " + r.seq + ", \"token_idx\": " + std::to_string(r.token) +
                      ", \"layer\": " + std::to_string(r.layer) + ", \"experts\": " + r.experts;
   if (!r.probs.empty()) text += ", \"gating_probs\": " + r.probs;
+  if (!r.phase.empty()) text += ", \"phase\": " + r.phase;
   return text + "}\n";
 }
 
@@ -147,6 +149,35 @@ TEST_F(ImportTest, GatingProbsAreKeptAndWrittenToTheCsv) {
             "0,0,1,5;2,0.75;0.25\n"
             "0,1,0,3;0,\n"
             "0,1,1,2;6,1;0\n");
+}
+
+TEST_F(ImportTest, PhasesAreKeptAndWrittenToTheCsv) {
+  // Two sequences, layer-major; "a" has a prompt of tokens 0-1, "b" of token 0; a missing or null
+  // phase is decode.
+  std::vector<Rec> log;
+  for (int layer = 0; layer < 2; ++layer) {
+    log.push_back({"\"a\"", 2, layer, experts_of(2, layer), "", "request_id", layer == 0 ? "null" : ""});
+    log.push_back({"\"b\"", 0, layer, experts_of(0, layer), "", "request_id", "\"prefill\""});
+    log.push_back({"\"a\"", 0, layer, experts_of(0, layer), "", "request_id", "\"prefill\""});
+    log.push_back({"\"a\"", 1, layer, experts_of(1, layer), "", "request_id", "\"prefill\""});
+    log.push_back({"\"b\"", 1, layer, experts_of(1, layer), "", "request_id", "\"decode\""});
+  }
+  const auto result = import_jsonl(write("phases.jsonl", lines(log)));
+  const RoutingTrace& t = result.trace;
+  ASSERT_EQ(t.tokens(), 5u);
+  ASSERT_TRUE(t.has_phases());
+  using rmai::traces::Phase;
+  const Phase expected[] = {Phase::Prefill, Phase::Prefill, Phase::Decode, Phase::Prefill, Phase::Decode};
+  for (std::size_t i = 0; i < 5; ++i) EXPECT_EQ(t.phase(i), expected[i]) << i;
+  const std::string csv = csv_of(t);
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "seq,token,layer,experts,weights,phase");
+  auto source = rmai::traces::open_csv(write("phases.csv", csv), t.shape());
+  EXPECT_TRUE(RoutingTrace::load(*source, t.shape()) == t);
+
+  // A log without the field has no phases, and its CSV is as before.
+  const auto plain = import_jsonl(write("plain.jsonl", lines(records("\"a\"", 3, {0, 1}, true))));
+  EXPECT_FALSE(plain.trace.has_phases());
+  EXPECT_EQ(csv_of(plain.trace).substr(0, 32), "seq,token,layer,experts,weights\n");
 }
 
 TEST_F(ImportTest, ImportThenCsvThenOpenCsvGivesTheSameTrace) {
@@ -388,6 +419,17 @@ std::vector<BadCase> bad_cases() {
       {"no_records", "\n  \n\n", 1, {"no records"}},
       {"layer_count_differs_from_model", kOk + kOk1, 0, {"2 distinct layers (0-1)", "32 MoE layers"},
        {"--model", "mixtral-8x7b"}},
+      {"phase_unknown", kOk + rec(base + ", \"experts\": [1, 2], \"phase\": \"Prefill\""), 2,
+       {"phase must be \"prefill\" or \"decode\"", "found string \"Prefill\""}},
+      {"phase_not_a_string", kOk + rec(base + ", \"experts\": [1, 2], \"phase\": 1"), 2,
+       {"phase must be \"prefill\" or \"decode\"", "found number 1"}},
+      {"phase_differs_within_a_token", kOk + rec(base + ", \"experts\": [1, 2], \"phase\": \"prefill\""), 2,
+       {"token 0 of sequence 0 is prefill here but decode on line 1", "all records of a token have one phase"}},
+      {"prefill_after_decode",
+       rec("\"seq\": 0, \"token_idx\": 0, \"layer\": 0, \"experts\": [1, 2]") + "\n" +
+           rec("\"seq\": 1, \"token_idx\": 3, \"layer\": 0, \"experts\": [1, 2], \"phase\": \"prefill\"") +
+           rec("\"seq\": 0, \"token_idx\": 1, \"layer\": 0, \"experts\": [1, 2], \"phase\": \"prefill\""),
+       4, {"prefill token 1 of sequence 0 comes after its decode token 0 (line 1)", "before its first decode token"}},
       {"every_token_incomplete",
        kOk + rec("\"seq\": 0, \"token_idx\": 1, \"layer\": 1, \"experts\": [1, 2]"), 0,
        {"no complete token", "2 layers"}},

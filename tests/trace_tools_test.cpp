@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include "cli_support.hpp"
 #include "traces/stats.hpp"
 #include "traces/trace.hpp"
@@ -61,6 +65,37 @@ TEST_F(TraceTools, BinaryAndCsvGiveTheSameStats) {
   EXPECT_EQ(ok({"trace", "stats", "t.csv", "--json"}).out, binary);  // shape probed from the CSV
 }
 
+TEST_F(TraceTools, GenWithPromptsWritesPrefillTokensFirst) {
+  const auto r = ok({"trace", "gen", "--shape", "4,2,16", "--generator", "zipf", "--tokens", "10", "--sequences", "2",
+                     "--prompt", "3", "-o", "p.rmtrace"});
+  EXPECT_THAT(r.err, HasSubstr("16 tokens (6 prefill, 10 decode)"));
+  const rmai::traces::TraceShape shape{4, 2, 16};
+  auto source = rmai::traces::open_trace(dir_ / "p.rmtrace", shape);
+  const auto trace = rmai::traces::RoutingTrace::load(*source, shape);
+  ASSERT_EQ(trace.tokens(), 16u);
+  for (std::size_t t = 0; t < trace.tokens(); ++t)
+    EXPECT_EQ(trace.phase(t), trace.index(t) < 3 ? rmai::traces::Phase::Prefill : rmai::traces::Phase::Decode) << t;
+  // Sequence 0's prompt, its first decode token, then sequence 1's.
+  EXPECT_EQ(trace.seq(3), 0u);
+  EXPECT_EQ(trace.index(3), 3u);
+  EXPECT_EQ(trace.seq(4), 1u);
+  EXPECT_EQ(trace.index(4), 0u);
+  ok({"trace", "convert", "p.rmtrace", "-o", "p.csv"});
+  std::ifstream csv(dir_ / "p.csv");
+  std::string header;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "seq,token,layer,experts,weights,phase");
+  // --prompt 0 is the trace without the option.
+  ok({"trace", "gen", "--shape", "4,2,16", "--tokens", "10", "--sequences", "2", "--prompt", "0", "-o", "a.csv"});
+  ok({"trace", "gen", "--shape", "4,2,16", "--tokens", "10", "--sequences", "2", "-o", "b.csv"});
+  const auto read = [&](const char* name) {
+    std::ifstream in(dir_ / name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(read("a.csv"), read("b.csv"));
+  EXPECT_EQ(read("a.csv").substr(0, 32), "seq,token,layer,experts,weights\n");
+}
+
 TEST_F(TraceTools, FitThenGenRoundTrip) {
   ok({"trace", "gen", "--model", "olmoe-1b-7b", "--generator", "olmoe-1b-7b-c4", "--tokens", "3000", "-o", "real.csv"});
   ok({"trace", "fit", "real.csv", "--model", "olmoe-1b-7b", "--tokens", "3000", "-o", "fitted.yaml"});
@@ -96,6 +131,10 @@ TEST_F(TraceTools, BadInput) {
   bad({"trace", "gen", "--model", "mixtral-8x7b", "--generator", "olmoe-1b-7b-c4", "--tokens", "5", "-o", "x.csv"},
       {"olmoe-1b-7b-c4.yaml", "tabulated for 16 layers, top-8 of 64 experts", "32 layers, top-2 of 8"});
   bad({"trace", "gen", "--model", "mixtral-8x7b", "--tokens", "-5", "-o", "x.csv"}, {"--tokens", "'-5'"});
+  bad({"trace", "gen", "--model", "mixtral-8x7b", "--tokens", "5", "--prompt", "x", "-o", "x.csv"}, {"--prompt", "'x'"});
+  bad({"trace", "gen", "--model", "mixtral-8x7b", "--tokens", "5", "--sequences", "2", "--prompt", "2147483648", "-o",
+       "x.csv"},
+      {"--prompt", "more than 4294967295 tokens"});
   bad({"trace", "stats", "missing.csv"}, {"missing.csv", "cannot open"});
   bad({"trace", "stats", "empty.csv"}, {"empty.csv:1:", "empty"});
   bad({"trace", "stats", "trunc.csv", "--model", "mixtral-8x7b"}, {"trunc.csv:2:", "truncated"});

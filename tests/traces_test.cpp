@@ -16,6 +16,7 @@
 #include "traces/trace.hpp"
 
 namespace fs = std::filesystem;
+using rmai::traces::Phase;
 using rmai::traces::RoutingTrace;
 using rmai::traces::TraceShape;
 using ::testing::HasSubstr;
@@ -88,6 +89,17 @@ std::string token_rows(int seq, int token) {
   return rows;
 }
 
+// A row of a file with the phase column.
+std::string phased(int seq, int token, int layer, const std::string& phase) {
+  return std::to_string(seq) + "," + std::to_string(token) + "," + std::to_string(layer) + ",0;1,," + phase + "\n";
+}
+std::string phased_token(int seq, int token, const std::string& phase) {
+  std::string rows;
+  for (int layer = 0; layer < 4; ++layer) rows += phased(seq, token, layer, phase);
+  return rows;
+}
+constexpr char kPhaseHeader[] = "seq,token,layer,experts,weights,phase\n";
+
 // Mean over consecutive token pairs and layers of the fraction of the later token's experts that
 // the earlier one also chose (docs/interfaces.md, adjacent_reuse); the trace is one sequence.
 double adjacent_reuse(const RoutingTrace& trace) {
@@ -137,6 +149,52 @@ TEST_F(TracesTest, WritesCanonicalRows) {
   std::ostringstream text;
   rmai::traces::write_csv(trace, text);
   EXPECT_EQ(text.str(), "seq,token,layer,experts,weights\n3,10,0,7;0,\n3,10,1,1;2,\n");
+  // A prefill token anywhere brings the phase column, on every row.
+  trace.append({4, 0, {1, 2, 3, 4}, {0.5f, 0.5f, 0.25f, 0.75f}, Phase::Prefill});
+  std::ostringstream phases;
+  rmai::traces::write_csv(trace, phases);
+  EXPECT_EQ(phases.str(),
+            "seq,token,layer,experts,weights,phase\n3,10,0,7;0,,decode\n3,10,1,1;2,,decode\n"
+            "4,0,0,1;2,0.5;0.5,prefill\n4,0,1,3;4,0.25;0.75,prefill\n");
+}
+
+TEST_F(TracesTest, PhaseColumn) {
+  // Prompts of sequences 0 and 1 interleaved with decode tokens, round trip byte for byte.
+  const std::string content = kPhaseHeader + phased_token(0, 0, "prefill") + phased_token(1, 0, "prefill") +
+                              phased_token(0, 1, "prefill") + phased_token(0, 2, "decode") +
+                              phased_token(1, 1, "decode") + phased_token(0, 3, "decode");
+  const RoutingTrace trace = load(write("phases.csv", content));
+  ASSERT_EQ(trace.tokens(), 6u);
+  ASSERT_TRUE(trace.has_phases());
+  const Phase expected[] = {Phase::Prefill, Phase::Prefill, Phase::Prefill, Phase::Decode, Phase::Decode, Phase::Decode};
+  for (std::size_t t = 0; t < 6; ++t) EXPECT_EQ(trace.phase(t), expected[t]) << t;
+  std::ostringstream text;
+  rmai::traces::write_csv(trace, text);
+  EXPECT_EQ(text.str(), content);
+
+  // An empty phase field is decode; a file whose tokens are all decode has no phases, and is written
+  // without the column.
+  const std::string empty = kPhaseHeader + phased_token(0, 0, "") + phased_token(0, 1, "decode");
+  const RoutingTrace decode = load(write("empty.csv", empty));
+  ASSERT_EQ(decode.tokens(), 2u);
+  EXPECT_FALSE(decode.has_phases());
+  EXPECT_EQ(decode.phase(0), Phase::Decode);
+  std::ostringstream plain;
+  rmai::traces::write_csv(decode, plain);
+  EXPECT_EQ(plain.str(), kHeader + token_rows(0, 0) + token_rows(0, 1));
+  // A token's rows may mix empty fields and "decode": both are decode.
+  const std::string blank_decode = kPhaseHeader + phased(0, 0, 0, "") + phased(0, 0, 1, "decode") +
+                                   phased(0, 0, 2, "") + phased(0, 0, 3, "decode");
+  EXPECT_EQ(load(write("blank.csv", blank_decode)).tokens(), 1u);
+
+  // Files without the column are all decode and read and write exactly as before.
+  const std::string old = kHeader + token_rows(0, 0) + token_rows(1, 0) + token_rows(0, 1);
+  const RoutingTrace before = load(write("old.csv", old));
+  EXPECT_FALSE(before.has_phases());
+  for (std::size_t t = 0; t < before.tokens(); ++t) EXPECT_EQ(before.phase(t), Phase::Decode);
+  std::ostringstream again;
+  rmai::traces::write_csv(before, again);
+  EXPECT_EQ(again.str(), old);
 }
 
 TEST_F(TracesTest, AcceptsVariants) {
@@ -165,6 +223,9 @@ TEST_F(TracesTest, SampleMatchesGenerator) {
   const RoutingTrace trace = load(sample, kMixtral);
   EXPECT_EQ(trace.tokens(), 256u);
   EXPECT_TRUE(trace == generate_synthetic(kMixtral, {256, 1, 0.19, 0.2}));
+  // So is the stream without a prompt, asked for explicitly.
+  const auto source = rmai::traces::synthetic_source(rmai::traces::zipf_generator(kMixtral, 0.2, 0.19, 1), 256, 1, 1, 0);
+  EXPECT_TRUE(trace == RoutingTrace::load(*source, kMixtral));
 }
 
 // ---- bad input ------------------------------------------------------------------------------
@@ -236,6 +297,33 @@ TEST_F(TracesTest, BadLayersAndOrder) {
                "token 0 of sequence 3 comes after token 0");
 }
 
+TEST_F(TracesTest, BadPhases) {
+  const std::string h = kPhaseHeader;
+  expect_error("value.csv", h + phased_token(0, 0, "prefill") + phased(0, 1, 0, "Prefill"), 6,
+               "phase 'Prefill' is neither 'prefill' nor 'decode' (the phase column)");
+  expect_error("value_later_row.csv", h + phased(0, 0, 0, "decode") + phased(0, 0, 1, "x"), 3,
+               "phase 'x' is neither");
+  expect_error("mixed.csv", h + phased(0, 0, 0, "prefill") + phased(0, 0, 1, "prefill") + phased(0, 0, 2, "decode"), 4,
+               "token 0 of sequence 0 is decode at layer 2 but prefill at layer 0: all rows of a token have one phase");
+  expect_error("mixed_empty.csv", h + phased(2, 0, 0, "prefill") + phased(2, 0, 1, ""), 3,
+               "token 0 of sequence 2 is decode at layer 1 but prefill at layer 0");
+  // Prefill after decode within a sequence; another sequence's prompt may come after it.
+  expect_error("late.csv",
+               h + phased_token(0, 0, "prefill") + phased_token(0, 1, "decode") + phased_token(1, 0, "prefill") +
+                   phased_token(0, 2, "prefill"),
+               14, "prefill token 2 of sequence 0 comes after its decode token 1: a sequence's prefill tokens (its "
+                   "prompt) come before its first decode token");
+  expect_error("late_empty.csv", h + phased_token(5, 0, "") + phased_token(5, 1, "prefill"), 6,
+               "prefill token 1 of sequence 5 comes after its decode token 0");
+  // The column comes after the weights column only, and with its header.
+  expect_error("no_weights.csv", "seq,token,layer,experts,phase\n" + row(0, 0, 0), 1,
+               "must be exactly 'seq,token,layer,experts,weights'");
+  expect_error("extra_field.csv", std::string(kHeader) + "0,0,0,0;1,,prefill\n", 2,
+               "row has 6 fields but expected 5");
+  expect_error("missing_field.csv", h + row(0, 0, 0), 2,
+               "row has 5 fields but expected 6 (seq,token,layer,experts,weights,phase)");
+}
+
 TEST_F(TracesTest, LineNumbersPastTheReadBuffer) {
   // More than the reader's 1 MiB buffer before the error, so lines span buffer refills.
   std::string content = kHeader;
@@ -255,6 +343,33 @@ TEST(Traces, InvalidShapesAndParams) {
   EXPECT_THROW(generate_synthetic(kSmall, {10, 1, 0.5, -1}), std::invalid_argument);
   RoutingTrace trace(kSmall);
   EXPECT_THROW(trace.append({0, 0, {1, 2}, {}}), std::invalid_argument);
+}
+
+TEST(Traces, PhasesInMemory) {
+  // The first prefill token gives the trace its phases, the first token of all included.
+  RoutingTrace first(kSmall);
+  first.append({0, 0, std::vector<std::uint16_t>(8, 0), {}, Phase::Prefill});
+  ASSERT_TRUE(first.has_phases());
+  EXPECT_EQ(first.phase(0), Phase::Prefill);
+  first.append({0, 1, std::vector<std::uint16_t>(8, 0), {}});
+  EXPECT_EQ(first.phase(1), Phase::Decode);
+
+  RoutingTrace later(kSmall);
+  later.append({1, 0, std::vector<std::uint16_t>(8, 0), {}});
+  EXPECT_FALSE(later.has_phases());
+  later.append({0, 0, std::vector<std::uint16_t>(8, 0), {}, Phase::Prefill});
+  ASSERT_TRUE(later.has_phases());
+  EXPECT_EQ(later.phase(0), Phase::Decode);
+  EXPECT_EQ(later.phase(1), Phase::Prefill);
+  // Equal traces have equal phases; a trace without phases equals one whose tokens are all decode.
+  RoutingTrace same(kSmall);
+  same.append({1, 0, std::vector<std::uint16_t>(8, 0), {}});
+  same.append({0, 0, std::vector<std::uint16_t>(8, 0), {}, Phase::Decode});
+  EXPECT_FALSE(same == later);
+  RoutingTrace none(kSmall);
+  none.append({1, 0, std::vector<std::uint16_t>(8, 0), {}});
+  none.append({0, 0, std::vector<std::uint16_t>(8, 0), {}});
+  EXPECT_TRUE(same == none);
 }
 
 // ---- synthetic generator --------------------------------------------------------------------

@@ -10,17 +10,24 @@
 //   12     4     u32 layers    MoE layers
 //   16     4     u32 top_k     experts chosen per token-layer
 //   20     4     u32 experts   experts per layer (ids are below this)
-//   24     4     u32 flags     bit 0: the records carry weights; other bits are 0
+//   24     4     u32 flags     bit 0: the records carry weights; bit 1: the records carry phases;
+//                              other bits are 0
 //   28     8     u64 tokens    number of token records that follow
-//   36           token records, each R = 8 + 2n (+ 4n with weights) bytes, n = layers * top_k:
+//   36           token records, each R = 8 + 2n (+ 4n with weights) (+ 1 with phases) bytes,
+//                n = layers * top_k:
 //                  u32 seq, u32 index (position in its sequence),
 //                  u16 experts[n]   experts[layer * top_k + k], router rank order
 //                  f32 weights[n]   only with flag bit 0; a row (one layer) holds top_k finite
 //                                   weights, or top_k NaN when that CSV row had no weights
+//                  u8 phase         only with flag bit 1: 0 decode, 1 prefill
+//
+// Phases came after version 1's first files: a flag, not a new version, so that the files without
+// them (all decode) stay byte for byte what they were, and a build before phases refuses a file
+// with them as having an unknown flag rather than misreading it.
 //
 // The file ends right after the last record. Records obey the CSV's rules (traces/csv.cpp):
 // expert ids below `experts` and distinct within a row; tokens of a sequence in increasing index
-// order, sequences possibly interleaved.
+// order, sequences possibly interleaved, a sequence's prefill tokens before its first decode one.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,11 +43,11 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "config/errors.hpp"
 #include "posix/files.hpp"
 #include "traces/line_reader.hpp"
+#include "traces/reading.hpp"
 #include "traces/trace.hpp"
 
 namespace rmai::traces {
@@ -54,6 +61,7 @@ namespace {
 constexpr char kMagic[8] = {'R', 'M', 'A', 'I', 'T', 'R', 'C', '\0'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::uint32_t kHasWeights = 1;
+constexpr std::uint32_t kHasPhases = 2;
 constexpr std::size_t kHeaderSize = 36;
 constexpr std::size_t kBlock = std::size_t{1} << 20;  // read through ~1 MiB
 
@@ -102,14 +110,15 @@ std::string describe(const TraceShape& shape) {
          std::to_string(shape.experts) + " experts";
 }
 
-std::size_t record_size(const TraceShape& shape, bool weights) {
+std::size_t record_size(const TraceShape& shape, bool weights, bool phases) {
   const std::size_t n = std::size_t{shape.layers} * shape.top_k;
-  return 8 + n * sizeof(std::uint16_t) + (weights ? n * sizeof(float) : 0);
+  return 8 + n * sizeof(std::uint16_t) + (weights ? n * sizeof(float) : 0) + (phases ? 1 : 0);
 }
 
 struct Header {
   TraceShape shape;
   bool weights;
+  bool phases;
   std::uint64_t tokens;
 };
 
@@ -131,10 +140,13 @@ Header read_header(std::FILE* file, const std::string& name) {
   if (got < kHeaderSize)
     throw InputError(where, "truncated file: the header is " + std::to_string(got) + " of " +
                                 std::to_string(kHeaderSize) + " bytes");
-  Header header{{field(12), field(16), field(20)}, (field(24) & kHasWeights) != 0, 0};
-  if (field(24) & ~kHasWeights)
-    throw InputError(
-        where, "unknown flags " + std::to_string(field(24)) + " (version 1 knows bit 0 only)");
+  Header header{{field(12), field(16), field(20)},
+                (field(24) & kHasWeights) != 0,
+                (field(24) & kHasPhases) != 0,
+                0};
+  if (field(24) & ~(kHasWeights | kHasPhases))
+    throw InputError(where, "unknown flags " + std::to_string(field(24)) +
+                                " (version 1 knows bits 0 and 1 only)");
   try {
     validate(header.shape);
   } catch (const std::invalid_argument& error) {
@@ -142,7 +154,7 @@ Header read_header(std::FILE* file, const std::string& name) {
   }
   std::memcpy(&header.tokens, bytes + 28, sizeof header.tokens);
   // Bounds the token count so that byte offsets below cannot overflow.
-  const std::uint64_t record = record_size(header.shape, header.weights);
+  const std::uint64_t record = record_size(header.shape, header.weights, header.phases);
   if (header.tokens > (UINT64_MAX - kHeaderSize) / record)
     throw InputError(where,
                      "token count " + std::to_string(header.tokens) + " is impossibly large");
@@ -171,7 +183,7 @@ class BinarySource final : public TraceSource {
                                                " are expected (convert it with --model NAME)");
     row_ = shape.top_k;
     n_ = std::size_t{shape.layers} * shape.top_k;
-    record_ = record_size(shape, header_.weights);
+    record_ = record_size(shape, header_.weights, header_.phases);
     buffer_.resize(std::max(kBlock / record_, std::size_t{1}) * record_);
   }
 
@@ -196,7 +208,9 @@ class BinarySource final : public TraceSource {
     } else {
       token.weights.clear();
     }
-    check_order(token.seq, token.index);
+    token.phase = header_.phases ? phase(record[record_ - 1]) : Phase::Decode;
+    if (const std::string wrong = order_.next(token.seq, token.index, token.phase); !wrong.empty())
+      fail(wrong);
     begin_ += record_;
     ++read_;
     return true;
@@ -275,18 +289,11 @@ class BinarySource final : public TraceSource {
     return any;
   }
 
-  void check_order(std::uint32_t seq, std::uint32_t index) {
-    if (!last_ || seq != last_seq_) {  // map lookups only when the sequence changes
-      const auto [entry, first_of_seq] = last_index_.try_emplace(seq, index);
-      last_seq_ = seq;
-      last_ = &entry->second;  // stays valid: unordered_map never moves its elements
-      if (first_of_seq) return;
-    }
-    if (index <= *last_)
-      fail("token " + std::to_string(index) + " of sequence " + std::to_string(seq) +
-           " comes after token " + std::to_string(*last_) +
-           ": tokens of a sequence must be in increasing order");
-    *last_ = index;
+  Phase phase(char byte) const {
+    const auto value = static_cast<unsigned char>(byte);
+    if (value > 1)
+      fail("phase " + std::to_string(value) + " is neither 0 (decode) nor 1 (prefill)");
+    return static_cast<Phase>(value);
   }
 
   std::string name_;
@@ -299,9 +306,7 @@ class BinarySource final : public TraceSource {
   std::size_t begin_ = 0, end_ = 0;  // unread bytes of buffer_
   std::uint64_t read_ = 0;           // token records returned so far
   bool at_end_ = false;
-  std::unordered_map<std::uint32_t, std::uint32_t> last_index_;  // per sequence, last token index
-  std::uint32_t last_seq_ = 0;
-  std::uint32_t* last_ = nullptr;  // last_index_ of last_seq_
+  SequenceOrder order_;
 };
 
 bool parse_integer(std::string_view text, std::uint64_t& value) {
@@ -317,20 +322,13 @@ TraceShape probe_csv(const fs::path& path) {
   const auto fail = [&](const std::string& what) {
     throw InputError(name + ":" + std::to_string(line_number), what);
   };
-  std::size_t columns = 0;  // from the header: 5 with weights, 4 without
+  std::size_t columns = 0;  // from the header: 4 without weights, 5 with, 6 with phases too
   std::uint64_t max_layer = 0, max_expert = 0, top_k = 0;
   bool any_row = false;
   const auto row = [&](std::string_view line) {
     if (line_number == 1) {
-      if (line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);
-      if (line == "seq,token,layer,experts,weights")
-        columns = 5;
-      else if (line == "seq,token,layer,experts")
-        columns = 4;
-      else
-        fail(
-            "header must be exactly 'seq,token,layer,experts,weights' or "
-            "'seq,token,layer,experts'");
+      columns = csv_columns(line);
+      if (columns == 0) fail(std::string("header must be exactly ") + kCsvHeadersAccepted);
       return;
     }
     if (line.empty()) return;
@@ -375,7 +373,7 @@ TraceShape probe_csv(const fs::path& path) {
   }
   if (line_number == 0) {
     line_number = 1;
-    fail("empty file: expected the header line 'seq,token,layer,experts,weights'");
+    fail("empty file: expected the header line '" + std::string(kCsvHeader) + "'");
   }
   if (!any_row) throw InputError(name, "the trace has no rows to infer its shape from");
   const TraceShape shape{static_cast<std::uint32_t>(max_layer + 1),
@@ -396,26 +394,27 @@ void put(std::string& buffer, const T& value) {
 
 class BinaryWriter final : public TraceWriter {
  public:
-  BinaryWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights)
-      : TraceWriter(out, shape, tokens, weights), n_(std::size_t{shape.layers} * shape.top_k) {
+  BinaryWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights, bool phases)
+      : TraceWriter(out, shape, tokens, weights, phases), n_(std::size_t{shape.layers} * shape.top_k) {
     buffer_.append(kMagic, sizeof kMagic);
     put(buffer_, kVersion);
     put(buffer_, shape.layers);
     put(buffer_, shape.top_k);
     put(buffer_, shape.experts);
-    put(buffer_, weights ? kHasWeights : std::uint32_t{0});
+    put(buffer_, std::uint32_t{(weights ? kHasWeights : 0) | (phases ? kHasPhases : 0)});
     put(buffer_, tokens);
     if (weights) none_.assign(n_, kNoWeight);
   }
 
  private:
   void record(std::uint32_t seq, std::uint32_t index, const std::uint16_t* experts,
-              const float* weights) override {
+              const float* weights, Phase phase) override {
     put(buffer_, seq);
     put(buffer_, index);
     buffer_.append(reinterpret_cast<const char*>(experts), n_ * sizeof(std::uint16_t));
     if (weights_)
       buffer_.append(reinterpret_cast<const char*>(weights ? weights : none_.data()), n_ * sizeof(float));
+    if (phases_) put(buffer_, static_cast<std::uint8_t>(phase));
   }
 
   std::size_t n_;           // expert ids per token
@@ -442,12 +441,12 @@ TraceShape probe_shape(const fs::path& path) {
 }
 
 std::unique_ptr<TraceWriter> binary_writer(std::ostream& out, TraceShape shape, std::uint64_t tokens,
-                                           bool weights) {
-  return std::make_unique<BinaryWriter>(out, shape, tokens, weights);
+                                           bool weights, bool phases) {
+  return std::make_unique<BinaryWriter>(out, shape, tokens, weights, phases);
 }
 
 void write_binary(const RoutingTrace& trace, std::ostream& out) {
-  BinaryWriter writer(out, trace.shape(), trace.tokens(), trace.has_weights());
+  BinaryWriter writer(out, trace.shape(), trace.tokens(), trace.has_weights(), trace.has_phases());
   writer.write(trace);
   writer.finish();
 }
@@ -455,15 +454,15 @@ void write_binary(const RoutingTrace& trace, std::ostream& out) {
 namespace {
 
 // Writes a trace to `path` in the form its name says, with `fill` giving the writer its tokens.
-void save(const fs::path& path, TraceShape shape, std::uint64_t tokens, bool weights,
+void save(const fs::path& path, TraceShape shape, std::uint64_t tokens, bool weights, bool phases,
           const std::function<void(TraceWriter&)>& fill) {
   std::error_code error;
   if (fs::is_directory(path, error))
     throw InputError(path.string(), "is a directory, expected a trace file name");
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
   posix::write_file_atomic(path, [&](std::ostream& out) {
-    const auto writer = path.extension() == ".rmtrace" ? binary_writer(out, shape, tokens, weights)
-                                                       : csv_writer(out, shape, tokens, weights);
+    const auto writer = path.extension() == ".rmtrace" ? binary_writer(out, shape, tokens, weights, phases)
+                                                       : csv_writer(out, shape, tokens, weights, phases);
     fill(*writer);
     writer->finish();
   });
@@ -472,13 +471,13 @@ void save(const fs::path& path, TraceShape shape, std::uint64_t tokens, bool wei
 }  // namespace
 
 void save_trace(const fs::path& path, const RoutingTrace& trace) {
-  save(path, trace.shape(), trace.tokens(), trace.has_weights(),
+  save(path, trace.shape(), trace.tokens(), trace.has_weights(), trace.has_phases(),
        [&](TraceWriter& writer) { writer.write(trace); });
 }
 
 void save_trace(const fs::path& path, TraceSource& source, TraceShape shape, std::uint64_t tokens,
-                bool weights) {
-  save(path, shape, tokens, weights, [&](TraceWriter& writer) {
+                bool weights, bool phases) {
+  save(path, shape, tokens, weights, phases, [&](TraceWriter& writer) {
     Token token{};
     while (source.next(token)) writer.write(token);
   });

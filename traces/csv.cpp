@@ -8,17 +8,19 @@
 #include <ostream>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 
 #include "config/errors.hpp"
 #include "traces/line_reader.hpp"
+#include "traces/reading.hpp"
 #include "traces/trace.hpp"
 
 namespace rmai::traces {
 namespace {
 
-constexpr std::string_view kHeader = "seq,token,layer,experts,weights";
-constexpr std::string_view kHeaderNoWeights = "seq,token,layer,experts";
+// The header of a file with `columns` columns (4, 5 or 6).
+std::string_view header_of(std::size_t columns) {
+  return columns == 4 ? kCsvHeaderNoWeights : columns == 5 ? kCsvHeader : kCsvHeaderPhases;
+}
 
 std::string quoted(std::string_view text) {
   constexpr std::size_t kMax = 60;  // a binary file must not flood the message
@@ -53,16 +55,11 @@ class CsvSource final : public TraceSource {
     std::string_view header;
     if (!reader_.next(header))
       throw InputError(name_ + ":1", "empty file: expected the header line '" +
-                                         std::string(kHeader) + "' then one row per token-layer");
+                                         std::string(kCsvHeader) + "' then one row per token-layer");
     line_ = 1;
-    if (header.starts_with("\xEF\xBB\xBF")) header.remove_prefix(3);  // UTF-8 mark from editors
-    if (header == kHeader)
-      columns_ = 5;
-    else if (header == kHeaderNoWeights)
-      columns_ = 4;
-    else
-      fail("header is " + quoted(header) + " but must be exactly '" + std::string(kHeader) +
-           "' or '" + std::string(kHeaderNoWeights) + "'");
+    columns_ = csv_columns(header);
+    if (columns_ == 0)
+      fail("header is " + quoted(header) + " but must be exactly " + kCsvHeadersAccepted);
   }
 
   bool next(Token& token) override {
@@ -75,6 +72,7 @@ class CsvSource final : public TraceSource {
         std::swap(token.weights, current_.weights);
         token.seq = current_.seq;
         token.index = current_.index;
+        token.phase = current_.phase;
         current_.experts.resize(std::size_t{shape_.layers} * shape_.top_k);
         current_.weights.clear();
         return true;
@@ -162,13 +160,21 @@ class CsvSource final : public TraceSource {
     }
   }
 
+  // The phase field: empty is decode, like a file without the column.
+  Phase parse_phase(std::string_view field) const {
+    if (field.empty()) return Phase::Decode;
+    const auto phase = phase_named(field);
+    if (!phase) fail("phase " + quoted(field) + " is neither 'prefill' nor 'decode' (the phase column)");
+    return *phase;
+  }
+
   // Validates one row and stores it in current_; true when it completes the token.
   bool read_row(std::string_view line) {
-    std::string_view fields[5];
-    const std::size_t count = split(line, ',', fields, 5);
+    std::string_view fields[6];
+    const std::size_t count = split(line, ',', fields, 6);
     if (count != columns_)
       fail("row has " + std::to_string(count) + " fields but expected " + std::to_string(columns_) +
-           " (" + std::string(columns_ == 5 ? kHeader : kHeaderNoWeights) + ")");
+           " (" + std::string(header_of(columns_)) + ")");
     const std::uint32_t seq = integer(fields[0], "seq");
     const std::uint32_t index = integer(fields[1], "token");
     const std::uint32_t layer = integer(fields[2], "layer");
@@ -177,7 +183,8 @@ class CsvSource final : public TraceSource {
            std::to_string(shape_.layers) + " MoE layers (0.." + std::to_string(shape_.layers - 1) +
            ")");
     parse_experts(fields[3]);
-    if (columns_ == 5) parse_weights(fields[4], layer);
+    if (columns_ >= 5) parse_weights(fields[4], layer);
+    const Phase phase = columns_ == 6 ? parse_phase(fields[5]) : Phase::Decode;
 
     if (next_layer_ > 0) {  // inside a token
       if (seq != current_.seq || index != current_.index)
@@ -186,17 +193,18 @@ class CsvSource final : public TraceSource {
       if (layer != next_layer_)
         fail(token_name() + ": layer " + std::to_string(layer) + " follows layer " +
              std::to_string(next_layer_ - 1) + " but " + layer_order());
+      if (phase != current_.phase)
+        fail(token_name() + " is " + std::string(phase_name(phase)) + " at layer " +
+             std::to_string(layer) + " but " + std::string(phase_name(current_.phase)) +
+             " at layer 0: all rows of a token have one phase");
     } else {  // a new token
-      const auto [last, first_of_seq] = last_index_.try_emplace(seq, index);
-      if (!first_of_seq) {
-        if (index <= last->second)
-          fail("token " + std::to_string(index) + " of sequence " + std::to_string(seq) +
-               " comes after token " + std::to_string(last->second) +
-               ": tokens of a sequence must be in increasing order, each token's rows together");
-        last->second = index;
-      }
+      // Rows of a token apart look like its index repeating: the hint says why it is wrong.
+      if (const std::string wrong = order_.next(seq, index, phase, ", each token's rows together");
+          !wrong.empty())
+        fail(wrong);
       current_.seq = seq;
       current_.index = index;
+      current_.phase = phase;
       if (layer != 0)
         fail(token_name() + " starts at layer " + std::to_string(layer) + " but " + layer_order());
     }
@@ -211,11 +219,11 @@ class CsvSource final : public TraceSource {
   TraceShape shape_;
   LineReader reader_;
   std::size_t line_ = 0;          // 1-based number of the last line read
-  std::size_t columns_ = 5;       // 5 with the weights column, 4 without
+  std::size_t columns_ = 5;       // 4 without the weights column, 6 with the phase column
   Token current_{};               // the token being read
   std::uint32_t next_layer_ = 0;  // layers of current_ read so far; 0 between tokens
-  std::unordered_map<std::uint32_t, std::uint32_t> last_index_;  // per sequence, last token index
-  std::vector<std::uint16_t> row_;                               // experts of the row being read
+  SequenceOrder order_;
+  std::vector<std::uint16_t> row_;  // experts of the row being read
 };
 
 }  // namespace
@@ -232,9 +240,9 @@ namespace {
 
 class CsvWriter final : public TraceWriter {
  public:
-  CsvWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights)
-      : TraceWriter(out, shape, tokens, weights) {
-    buffer_.append(kHeader).push_back('\n');
+  CsvWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights, bool phases)
+      : TraceWriter(out, shape, tokens, weights, phases) {
+    buffer_.append(phases ? kCsvHeaderPhases : kCsvHeader).push_back('\n');
   }
 
  private:
@@ -247,7 +255,7 @@ class CsvWriter final : public TraceWriter {
   }
 
   void record(std::uint32_t seq, std::uint32_t index, const std::uint16_t* experts,
-              const float* weights) override {
+              const float* weights, Phase phase) override {
     const std::size_t k = shape_.top_k;
     for (std::uint32_t layer = 0; layer < shape_.layers; ++layer, experts += k) {
       put(seq, ',');
@@ -262,6 +270,10 @@ class CsvWriter final : public TraceWriter {
           buffer_.append(digits, result.ptr);
         }
       if (weights) weights += k;
+      if (phases_) {
+        buffer_.push_back(',');
+        buffer_.append(phase_name(phase));
+      }
       buffer_.push_back('\n');
     }
   }
@@ -270,12 +282,12 @@ class CsvWriter final : public TraceWriter {
 }  // namespace
 
 std::unique_ptr<TraceWriter> csv_writer(std::ostream& out, TraceShape shape, std::uint64_t tokens,
-                                        bool weights) {
-  return std::make_unique<CsvWriter>(out, shape, tokens, weights);
+                                        bool weights, bool phases) {
+  return std::make_unique<CsvWriter>(out, shape, tokens, weights, phases);
 }
 
 void write_csv(const RoutingTrace& trace, std::ostream& out) {
-  CsvWriter writer(out, trace.shape(), trace.tokens(), trace.has_weights());
+  CsvWriter writer(out, trace.shape(), trace.tokens(), trace.has_weights(), trace.has_phases());
   writer.write(trace);
   writer.finish();
 }

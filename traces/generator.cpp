@@ -300,12 +300,18 @@ namespace {
 // token, so memory does not grow with the length of the trace.
 class SyntheticSource final : public TraceSource {
  public:
-  SyntheticSource(const Generator& g, std::uint64_t tokens, std::uint64_t seed, std::uint32_t sequences)
-      : shape_(g.shape()), tokens_(tokens), sequences_(sequences), rng_(seed) {
+  SyntheticSource(const Generator& g, std::uint64_t tokens, std::uint64_t seed, std::uint32_t sequences,
+                  std::uint32_t prompt)
+      : shape_(g.shape()), tokens_(tokens), sequences_(sequences), prompt_(prompt), rng_(seed) {
     validate(g);
     if (sequences == 0) throw std::invalid_argument("synthetic trace: at least one sequence");
-    if (tokens > std::numeric_limits<std::uint32_t>::max())
+    constexpr std::uint64_t kMax = std::numeric_limits<std::uint32_t>::max();
+    // Checked in two steps so that the sum cannot overflow.
+    if (tokens > kMax || tokens + std::uint64_t{prompt} * sequences > kMax)
       throw std::invalid_argument("synthetic trace: more than 2^32 - 1 tokens");
+    // Every sequence gets its prompt, even one the decode tokens do not reach: the slots of the
+    // round-robin run on to the last sequence then.
+    slots_ = prompt > 0 ? std::max<std::uint64_t>(tokens, sequences) : tokens;
     transition_.resize(shape_.layers);  // per layer with affinity, per anchor
     for (std::uint32_t l = 0; l < shape_.layers; ++l) {
       const GeneratorLayer& layer = g.layers[l];
@@ -314,15 +320,36 @@ class SyntheticSource final : public TraceSource {
       if (layer.from)
         for (std::uint32_t e = 0; e < shape_.experts; ++e) transition_[l].emplace_back(layer.transition.row(e));
     }
-    // Sequences beyond the token count get no token, hence no previous token to hold.
-    last_.resize(std::min<std::uint64_t>(sequences, tokens) * shape_.layers * shape_.top_k);
+    // Sequences beyond the slots get no token, hence no previous token to hold.
+    last_.resize(std::min<std::uint64_t>(sequences, slots_) * shape_.layers * shape_.top_k);
   }
 
   bool next(Token& token) override {
-    if (t_ == tokens_) return false;
+    // Slot t is decode token t (when t < tokens), preceded, when it is its sequence's first (t <
+    // sequences), by the sequence's prompt.
+    while (t_ < slots_) {
+      const auto seq = static_cast<std::uint32_t>(t_ % sequences_);
+      if (t_ < sequences_ && prefilled_ < prompt_) {
+        draw(token, seq, prefilled_++, Phase::Prefill);
+        return true;
+      }
+      prefilled_ = 0;
+      const std::uint64_t t = t_++;
+      if (t < tokens_) {
+        draw(token, seq, static_cast<std::uint32_t>(prompt_ + t / sequences_), Phase::Decode);
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  // Draws the token at `index` of sequence `seq` from the RNG, after its previous token.
+  void draw(Token& token, std::uint32_t seq, std::uint32_t index, Phase phase) {
     const std::size_t k = shape_.top_k;
-    token.seq = static_cast<std::uint32_t>(t_ % sequences_);
-    token.index = static_cast<std::uint32_t>(t_ / sequences_);
+    token.seq = seq;
+    token.index = index;
+    token.phase = phase;
     token.experts.resize(shape_.layers * k);
     token.weights.clear();
     std::uint16_t* previous = last_.data() + std::size_t{token.seq} * shape_.layers * k;
@@ -345,11 +372,8 @@ class SyntheticSource final : public TraceSource {
       }
     }
     std::copy(token.experts.begin(), token.experts.end(), previous);
-    ++t_;
-    return true;
   }
 
- private:
   struct Layer {
     double reuse;
     std::optional<std::uint32_t> from;
@@ -357,8 +381,10 @@ class SyntheticSource final : public TraceSource {
   };
 
   TraceShape shape_;
-  std::uint64_t tokens_, t_ = 0;  // tokens to make, made
-  std::uint32_t sequences_;
+  std::uint64_t tokens_;  // decode tokens to make
+  std::uint32_t sequences_, prompt_;
+  std::uint64_t slots_ = 0, t_ = 0;  // round-robin slots to go through, gone through
+  std::uint32_t prefilled_ = 0;      // prompt tokens made of the sequence of slot t_
   std::mt19937_64 rng_;
   std::vector<Layer> layers_;
   std::vector<Sampler> popularity_;
@@ -369,13 +395,14 @@ class SyntheticSource final : public TraceSource {
 }  // namespace
 
 std::unique_ptr<TraceSource> synthetic_source(const Generator& generator, std::uint64_t tokens,
-                                              std::uint64_t seed, std::uint32_t sequences) {
-  return std::make_unique<SyntheticSource>(generator, tokens, seed, sequences);
+                                              std::uint64_t seed, std::uint32_t sequences,
+                                              std::uint32_t prompt) {
+  return std::make_unique<SyntheticSource>(generator, tokens, seed, sequences, prompt);
 }
 
 RoutingTrace generate(const Generator& generator, std::uint64_t tokens, std::uint64_t seed,
-                      std::uint32_t sequences) {
-  const auto source = synthetic_source(generator, tokens, seed, sequences);
+                      std::uint32_t sequences, std::uint32_t prompt) {
+  const auto source = synthetic_source(generator, tokens, seed, sequences, prompt);
   return RoutingTrace::load(*source, generator.shape());
 }
 

@@ -52,17 +52,24 @@ Generator load_generator(const std::filesystem::path& path, TraceShape shape, st
 // Writes a tabulated generator file that load_generator reads back.
 void write_generator(const Generator& generator, std::ostream& out);
 
-// `tokens` tokens of `sequences` independent sequences decoded as one batch: token t belongs to
-// sequence t mod sequences (its index t / sequences), so the sequences interleave round-robin.
-// Experts are in rank order: kept experts first, in the previous token's order, then new ones in
-// the order drawn. Deterministic for a seed on every platform (raw mt19937_64 bits, no standard
-// distributions). Streamed: the source holds the generator's laws and each sequence's previous
-// token (min(sequences, tokens) x layers x top_k x 2 bytes), whatever the length. Throws
-// std::invalid_argument for an invalid generator, no sequence or more than 2^32 - 1 tokens.
+// `tokens` decode tokens of `sequences` independent sequences decoded as one batch: decode token t
+// belongs to sequence t mod sequences (its index prompt + t / sequences), so the sequences
+// interleave round-robin. With a prompt, each sequence first has `prompt` prefill tokens (indices
+// 0..prompt-1, Phase::Prefill), drawn by the same process as its decode tokens (they are its
+// first tokens, so its locality carries into decode); they come right before the sequence's first
+// decode token, or at the end, in sequence order, for a sequence that gets no decode token (tokens
+// < sequences). The trace has tokens + prompt x sequences tokens; with prompt 0 it is the stream
+// of before prompts existed. Experts are in rank order: kept experts first, in the previous
+// token's order, then new ones in the order drawn. Deterministic for a seed on every platform (raw
+// mt19937_64 bits, no standard distributions). Streamed: the source holds the generator's laws and
+// each sequence's previous token (min(sequences, trace tokens) x layers x top_k x 2 bytes),
+// whatever the length. Throws std::invalid_argument for an invalid generator, no sequence or a
+// trace of more than 2^32 - 1 tokens.
 std::unique_ptr<TraceSource> synthetic_source(const Generator& generator, std::uint64_t tokens,
-                                              std::uint64_t seed, std::uint32_t sequences = 1);
+                                              std::uint64_t seed, std::uint32_t sequences = 1,
+                                              std::uint32_t prompt = 0);
 // The same tokens in memory.
 RoutingTrace generate(const Generator& generator, std::uint64_t tokens, std::uint64_t seed,
-                      std::uint32_t sequences = 1);
+                      std::uint32_t sequences = 1, std::uint32_t prompt = 0);
 
 }  // namespace rmai::traces

@@ -71,6 +71,7 @@ struct Record {
   std::uint32_t token;  // token_idx
   std::uint32_t layer;  // the log's layer id
   std::size_t line;
+  Phase phase;
 };
 
 class Importer {
@@ -211,6 +212,15 @@ class Importer {
     }
   }
 
+  // The optional phase: absent or null is decode.
+  Phase read_phase(const json& record) const {
+    const auto it = record.find("phase");
+    if (it == record.end() || it->is_null()) return Phase::Decode;
+    if (it->is_string())
+      if (const auto phase = phase_named(it->get_ref<const std::string&>())) return *phase;
+    fail("phase must be \"prefill\" or \"decode\", found " + describe(*it));
+  }
+
   void read_record(std::string_view text) {
     // nlohmann keeps the last of two equal keys; a record saying "layer" twice is ambiguous.
     keys_.clear();
@@ -251,10 +261,11 @@ class Importer {
     if (layer > UINT32_MAX)
       fail("layer " + std::to_string(layer) + " out of range (0.." + std::to_string(UINT32_MAX) +
            ")");
+    const Phase phase = read_phase(record);
     read_experts(record);
     read_weights(record);
     records_.push_back({seq, static_cast<std::uint32_t>(token), static_cast<std::uint32_t>(layer),
-                        line_});
+                        line_, phase});
   }
 
   ImportResult build() {
@@ -318,11 +329,17 @@ class Importer {
     ImportResult result{RoutingTrace(shape), {}};
     std::vector<std::uint32_t> final_seq(names_.size(), UINT32_MAX);
     Token token{};
+    const Record* decoded = nullptr;  // the last kept decode token of the sequence at hand
     for (std::size_t begin = 0, end = 0; begin < order.size(); begin = end) {
       const Record& first = records_[order[begin]];
       for (end = begin + 1; end < order.size(); ++end) {
         const Record& r = records_[order[end]];
         if (r.seq != first.seq || r.token != first.token) break;
+        if (r.phase != first.phase)
+          fail_at(r.line, "token " + std::to_string(r.token) + " of sequence " + names_[r.seq] + " is " +
+                              std::string(phase_name(r.phase)) + " here but " +
+                              std::string(phase_name(first.phase)) + " on line " + std::to_string(first.line) +
+                              ": all records of a token have one phase");
       }
       const std::size_t count = end - begin;
       if (count != layers) {
@@ -335,9 +352,19 @@ class Importer {
       if (final_seq[first.seq] == UINT32_MAX) {
         final_seq[first.seq] = static_cast<std::uint32_t>(report.sequences.size());
         report.sequences.push_back(names_[first.seq]);
+        decoded = nullptr;  // tokens are sorted by sequence: a new one starts here
       }
+      // Tokens are sorted by token_idx within a sequence: a prompt token after a decode one is
+      // out of place, as in the CSV.
+      if (first.phase == Phase::Prefill && decoded)
+        fail_at(first.line, "prefill token " + std::to_string(first.token) + " of sequence " + names_[first.seq] +
+                                " comes after its decode token " + std::to_string(decoded->token) + " (line " +
+                                std::to_string(decoded->line) +
+                                "): a sequence's prefill tokens (its prompt) come before its first decode token");
+      if (first.phase == Phase::Decode) decoded = &first;
       token.seq = final_seq[first.seq];
       token.index = first.token;
+      token.phase = first.phase;
       token.experts.clear();
       token.weights.clear();
       bool weighted = false;

@@ -1,8 +1,9 @@
 #pragma once
 // Import of vLLM-style routing logs (docs/interfaces.md, "Traces"): one JSON object per line with
 // `layer`, `experts`, `token_idx`, a sequence key (`problem_id`, `request_id` or `seq`, a string or
-// an integer) and optional `gating_probs`. Records may come in any order (layer-major,
-// token-major, sequences interleaved), so the whole log is collected before tokens are emitted.
+// an integer), optional `gating_probs` and an optional `phase` ("prefill" or "decode", the
+// default). Records may come in any order (layer-major, token-major, sequences interleaved), so the
+// whole log is collected before tokens are emitted.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -52,8 +53,10 @@ struct ImportResult {
 
 // Reads the log. Sequences are numbered 0, 1, ... in order of first appearance; the trace holds the
 // tokens of sequence 0 by increasing token_idx, then sequence 1, ...; experts keep the record's
-// order (rank order), gating_probs become the token weights. Errors in the file are rmai::InputError
-// located "file:line" (or "file" when no line is to blame).
+// order (rank order), gating_probs become the token weights, phase the token's phase (all records
+// of a token must agree, and a sequence's prefill tokens come before its first decode token by
+// token_idx, as in the CSV). Errors in the file are rmai::InputError located "file:line" (or
+// "file" when no line is to blame).
 ImportResult import_jsonl(const std::filesystem::path& path, const ImportOptions& options = {});
 
 // Ascending ids as short ranges, "0-31" or "1, 3-5, 9" (the first dozen ranges, then "...").

@@ -24,6 +24,14 @@ void validate(const TraceShape& shape) {
                                 std::to_string(kMaxTopK));
 }
 
+std::string_view phase_name(Phase phase) { return phase == Phase::Prefill ? "prefill" : "decode"; }
+
+std::optional<Phase> phase_named(std::string_view name) {
+  if (name == "decode") return Phase::Decode;
+  if (name == "prefill") return Phase::Prefill;
+  return std::nullopt;
+}
+
 RoutingTrace::RoutingTrace(TraceShape shape) : shape_(shape) { validate(shape); }
 
 void RoutingTrace::append(const Token& token) {
@@ -39,8 +47,12 @@ void RoutingTrace::append(const Token& token) {
                                 " weights for " + std::to_string(token.experts.size()) + " experts");
   if (!token.weights.empty() && weights_.empty())  // the first weights: earlier tokens had none
     weights_.assign(experts_.size(), kNoWeight);
-  if (token.phase != Phase::Decode && phases_.empty()) phases_.assign(seqs_.size(), Phase::Decode);
-  if (!phases_.empty()) phases_.push_back(token.phase);
+  if (token.phase != Phase::Decode || !phases_.empty()) {
+    // The first prefill token gives the earlier ones (decode) their phases; it may be the first
+    // token of all, so the test cannot be on phases_ being empty after that.
+    phases_.resize(seqs_.size(), Phase::Decode);
+    phases_.push_back(token.phase);
+  }
   seqs_.push_back(token.seq);
   indices_.push_back(token.index);
   experts_.insert(experts_.end(), token.experts.begin(), token.experts.end());
@@ -65,14 +77,15 @@ bool operator==(const RoutingTrace& a, const RoutingTrace& b) {
 // Large enough that the stream sees few, large writes; a token's records may overshoot it.
 constexpr std::size_t kBlock = std::size_t{1} << 20;
 
-TraceWriter::TraceWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights)
-    : shape_(shape), weights_(weights), out_(out), announced_(tokens) {
+TraceWriter::TraceWriter(std::ostream& out, TraceShape shape, std::uint64_t tokens, bool weights,
+                         bool phases)
+    : shape_(shape), weights_(weights), phases_(phases), out_(out), announced_(tokens) {
   validate(shape);
   buffer_.reserve(kBlock);
 }
 
 void TraceWriter::write(std::uint32_t seq, std::uint32_t index, std::span<const std::uint16_t> experts,
-                        std::span<const float> weights) {
+                        std::span<const float> weights, Phase phase) {
   const std::size_t n = std::size_t{shape_.layers} * shape_.top_k;
   if (experts.size() != n)
     throw std::logic_error("trace writer: a token of " + std::to_string(experts.size()) +
@@ -81,9 +94,11 @@ void TraceWriter::write(std::uint32_t seq, std::uint32_t index, std::span<const 
     throw std::logic_error(weights_ ? "trace writer: a token with " + std::to_string(weights.size()) +
                                           " weights for " + std::to_string(n) + " experts"
                                     : "trace writer: a token with weights, announced without");
+  if (phase != Phase::Decode && !phases_)
+    throw std::logic_error("trace writer: a prefill token, phases announced without");
   if (written_ == announced_)
     throw std::logic_error("trace writer: more tokens than the " + std::to_string(announced_) + " announced");
-  record(seq, index, experts.data(), weights.empty() ? nullptr : weights.data());
+  record(seq, index, experts.data(), weights.empty() ? nullptr : weights.data(), phase);
   ++written_;
   if (buffer_.size() >= kBlock) {
     out_.write(buffer_.data(), static_cast<std::streamsize>(buffer_.size()));
@@ -93,7 +108,8 @@ void TraceWriter::write(std::uint32_t seq, std::uint32_t index, std::span<const 
 
 void TraceWriter::write(const RoutingTrace& trace) {
   for (std::size_t token = 0; token < trace.tokens(); ++token)
-    write(trace.seq(token), trace.index(token), trace.experts(token), trace.weights(token));
+    write(trace.seq(token), trace.index(token), trace.experts(token), trace.weights(token),
+          trace.phase(token));
 }
 
 void TraceWriter::finish() {
