@@ -104,6 +104,18 @@ nlohmann::json stats_json(const traces::TraceStats& s) {
   out["working_set"] = nlohmann::json::array();
   for (const auto& w : s.working_set)
     out["working_set"].push_back({{"window_tokens", w.window}, {"experts_per_layer", w.experts_per_layer}});
+  // per_layer[l][i]: layer l at batch[i], parallel to `batch` like `mean`.
+  nlohmann::json batch = nlohmann::json::array(), mean = nlohmann::json::array(), per_layer = nlohmann::json::array();
+  for (const auto& u : s.batch_union) {
+    batch.push_back(u.batch);
+    mean.push_back(u.mean);
+  }
+  for (std::uint32_t l = 0; l < s.shape.layers; ++l) {
+    per_layer.push_back(nlohmann::json::array());
+    for (const auto& u : s.batch_union) per_layer.back().push_back(u.per_layer[l]);
+  }
+  out["batch_union"] = {
+      {"decode_tokens", s.decode_tokens}, {"batch", batch}, {"mean", mean}, {"per_layer", per_layer}};
   return out;
 }
 
@@ -126,6 +138,15 @@ void print_stats(const traces::TraceStats& s, std::ostream& out) {
   out << "\nworking set (distinct experts per layer in a window of consecutive tokens):\n";
   for (const auto& w : s.working_set)
     out << "  " << w.window << " tokens: " << fixed(w.experts_per_layer, 2) << " of " << s.shape.experts << "\n";
+  out << "\nexpected experts per layer in a batch of B";
+  if (s.decode_tokens == 0) {
+    out << ": none, the trace has no decode tokens\n";
+    return;
+  }
+  out << " (decode tokens drawn at random):";
+  for (std::size_t i = 0; i < s.batch_union.size(); ++i)
+    out << (i ? ", " : " ") << s.batch_union[i].batch << ": " << fixed(s.batch_union[i].mean, 2);
+  out << "\n";
 }
 
 std::vector<std::uint32_t> windows_option(const ToolArgs& args) {
@@ -283,9 +304,9 @@ void add_trace_tools(CLI::App& trace) {
   add_value(fit, "-o,--out", a->out, "the generator to write")->type_name("GEN.yaml")->required();
   set_action(*fit, [a, fit] { return trace_fit(*a, *fit); });
 
-  CLI::App* stats = add_command(trace, "stats",
-                                "Popularity, skew, reuse, cross-layer predictability and working sets of a trace",
-                                [a] { return trace_stats(*a); });
+  CLI::App* stats = add_command(
+      trace, "stats", "Popularity, skew, reuse, cross-layer predictability, working sets and batch unions of a trace",
+      [a] { return trace_stats(*a); });
   stats->add_option("TRACE", a->trace, "trace")->required();
   add(stats, "--model", a->model, model, "NAME");
   stats->add_flag("--json", a->json, "print JSON");

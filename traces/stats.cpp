@@ -11,6 +11,7 @@ namespace rmai::traces {
 RoutingCounts::RoutingCounts(TraceShape shape, std::vector<std::uint32_t> windows)
     : shape_(shape),
       assignments_(Eigen::MatrixXd::Zero(shape.layers, shape.experts)),
+      decode_assignments_(Eigen::MatrixXd::Zero(shape.layers, shape.experts)),
       reuse_sum_(Eigen::VectorXd::Zero(shape.layers)) {
   validate(shape);
   // Two dense experts x experts tables per pair of adjacent layers: fine for every real model (256
@@ -38,6 +39,9 @@ void RoutingCounts::add(const Token& token) {
   const auto row = [&](std::uint32_t l) { return token.experts.data() + l * k; };
   for (std::uint32_t l = 0; l < shape_.layers; ++l) {
     for (std::size_t i = 0; i < k; ++i) assignments_(l, row(l)[i]) += 1;
+    // Rows hold distinct experts (the readers check), so this counts tokens choosing each expert.
+    if (token.phase == Phase::Decode)
+      for (std::size_t i = 0; i < k; ++i) decode_assignments_(l, row(l)[i]) += 1;
     if (l + 1 < shape_.layers) {
       top1_pairs_[l](row(l)[0], row(l + 1)[0]) += 1;
       for (std::size_t i = 0; i < k; ++i) rank_pairs_[l](row(l)[i], row(l + 1)[i]) += 1;
@@ -75,6 +79,7 @@ void RoutingCounts::add(const Token& token) {
       set.current = 0;
     }
   }
+  decode_tokens_ += token.phase == Phase::Decode;
   ++tokens_;
 }
 
@@ -92,6 +97,7 @@ RoutingCounts RoutingCounts::of(const RoutingTrace& trace, std::vector<std::uint
   for (std::size_t t = 0; t < trace.tokens(); ++t) {
     token.seq = trace.seq(t);
     token.index = trace.index(t);
+    token.phase = trace.phase(t);
     for (std::uint32_t l = 0; l < shape.layers; ++l)
       std::copy_n(trace.experts(t, l).data(), shape.top_k, token.experts.data() + l * shape.top_k);
     counts.add(token);
@@ -135,7 +141,30 @@ double predictability(const Eigen::MatrixXd& pairs) {
   return total > 0 ? pairs.rowwise().maxCoeff().sum() / total : 0;
 }
 
-TraceStats summarize(const RoutingCounts& counts) {
+double expected_union(const Eigen::Ref<const Eigen::VectorXd>& chosen, std::uint64_t tokens, std::uint64_t batch) {
+  // A batch larger than the tokens can only take them all.
+  const std::uint64_t b = std::min(batch, tokens);
+  const double n = double(tokens);
+  double sum = 0;
+  for (const double c : chosen) {
+    if (c <= 0) continue;
+    // The batch misses expert e with probability C(n - c, b) / C(n, b) = prod_{i<b} (1 - c / (n - i)),
+    // 0 once c > n - b (some drawn token must choose e). Each factor is in [0, 1], so the product
+    // neither overflows nor cancels as the binomials themselves would; summing logs and taking
+    // -expm1 keeps the hit probability accurate when it is small (b = 1: c / n, to rounding). The
+    // cost is b steps per expert, nothing for the batch sizes of a decode step.
+    if (c > n - double(b)) {
+      sum += 1;
+      continue;
+    }
+    double log_miss = 0;
+    for (std::uint64_t i = 0; i < b; ++i) log_miss += std::log1p(-c / (n - double(i)));
+    sum += -std::expm1(log_miss);
+  }
+  return sum;
+}
+
+TraceStats summarize(const RoutingCounts& counts, const std::vector<std::uint32_t>& batches) {
   const TraceShape& shape = counts.shape();
   TraceStats s;
   s.shape = shape;
@@ -171,6 +200,16 @@ TraceStats summarize(const RoutingCounts& counts) {
   for (const auto& set : counts.working_sets())
     if (set.windows > 0)
       s.working_set.push_back({set.window, set.distinct_sum / double(set.windows) / shape.layers});
+  s.decode_tokens = counts.decode_tokens();
+  for (const std::uint32_t batch : batches) {
+    TraceStats::BatchUnion u{batch, 0, {}};
+    for (std::uint32_t l = 0; l < shape.layers; ++l) {
+      u.per_layer.push_back(expected_union(counts.decode_assignments().row(l).transpose(), s.decode_tokens, batch));
+      u.mean += u.per_layer.back();
+    }
+    u.mean /= shape.layers;
+    s.batch_union.push_back(std::move(u));
+  }
   return s;
 }
 

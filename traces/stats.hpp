@@ -1,6 +1,7 @@
 #pragma once
 // Routing statistics of a trace (docs/interfaces.md, `rmai trace stats`): per-layer popularity and skew,
-// adjacent-token reuse, cross-layer predictability and mutual information, working sets. Counting
+// adjacent-token reuse, cross-layer predictability and mutual information, working sets, the expected
+// union of experts a batch of decode tokens needs per layer. Counting
 // is one streaming pass (RoutingCounts); `fit` estimates generators from the same counts.
 #include <Eigen/Core>
 
@@ -34,6 +35,9 @@ class RoutingCounts {
   std::uint64_t adjacent_pairs() const { return adjacent_pairs_; }
   // assignments(l, e): how many tokens chose expert e at layer l.
   const Eigen::MatrixXd& assignments() const { return assignments_; }
+  // The same over decode tokens only (Token::phase): what a batched decode step draws its tokens from.
+  std::uint64_t decode_tokens() const { return decode_tokens_; }
+  const Eigen::MatrixXd& decode_assignments() const { return decode_assignments_; }
   // Sum over adjacent pairs of the overlap fraction at each layer.
   const Eigen::VectorXd& reuse_sum() const { return reuse_sum_; }
   // For l = 0..layers-2: (top-1 at l, top-1 at l+1) and (rank-i at l, rank-i at l+1) pair counts.
@@ -50,8 +54,10 @@ class RoutingCounts {
  private:
   TraceShape shape_;
   std::uint64_t tokens_ = 0;
+  std::uint64_t decode_tokens_ = 0;
   std::uint64_t adjacent_pairs_ = 0;
   Eigen::MatrixXd assignments_;
+  Eigen::MatrixXd decode_assignments_;
   Eigen::VectorXd reuse_sum_;
   std::vector<Eigen::MatrixXd> top1_pairs_;
   std::vector<Eigen::MatrixXd> rank_pairs_;
@@ -84,9 +90,28 @@ struct TraceStats {
     double experts_per_layer;  // mean distinct experts per layer in a window of `window` tokens
   };
   std::vector<WorkingSet> working_set;  // only windows the trace fills at least once
+  // Batched decode: the expected number of distinct experts per layer among `batch` decode tokens
+  // drawn at random without replacement (expected_union); all zero without decode tokens.
+  std::uint64_t decode_tokens = 0;
+  struct BatchUnion {
+    std::uint32_t batch;
+    double mean;                    // over layers
+    std::vector<double> per_layer;  // by layer
+  };
+  std::vector<BatchUnion> batch_union;  // one per batch size asked for, in that order
 };
 
-TraceStats summarize(const RoutingCounts& counts);
+// The batch sizes `rmai trace stats` reports the expected union for.
+inline const std::vector<std::uint32_t> kUnionBatches = {1, 4, 16, 64};
+
+TraceStats summarize(const RoutingCounts& counts, const std::vector<std::uint32_t>& batches = kUnionBatches);
+
+// Of one layer where `tokens` tokens were routed and chosen[e] of them chose expert e: the expected
+// number of distinct experts among `batch` of those tokens drawn without replacement,
+// sum_e (1 - C(tokens - chosen[e], batch) / C(tokens, batch)). A batch of at least `tokens` takes
+// them all (the experts chosen at all); batch 1 gives the mean experts per token (top_k); 0 without
+// tokens.
+double expected_union(const Eigen::Ref<const Eigen::VectorXd>& chosen, std::uint64_t tokens, std::uint64_t batch);
 
 // Gini coefficient of non-negative values (0 when all are equal or all are zero).
 double gini(const Eigen::Ref<const Eigen::VectorXd>& values);
