@@ -322,7 +322,7 @@ TEST_F(CalibrateQuick, EveryNumberIsFiniteWithinItsBoundsAndCommented) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 4 + 2 + 2 + 11);  // every parameter of the four components
+  EXPECT_EQ(checked, 4 + 2 + 3 + 11);  // every parameter of the four components
   const auto numbers = numbers_and_comments(text);
   EXPECT_EQ(numbers.size(), std::size_t(checked) + 2);  // and memory_servers, server_memory
   for (const auto& [line, comments] : numbers) {

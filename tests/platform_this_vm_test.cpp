@@ -77,7 +77,7 @@ TEST(PlatformThisVm, EveryNumberHasItsSourceAndIsTheFilesOwn) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 4 + 2 + 2 + 3 + 11);
+  EXPECT_EQ(checked, 4 + 2 + 3 + 3 + 11);
   // Each number sits under its comment: the probe, the fit (or none) and the repeats.
   std::istringstream in(text);
   std::string comments;

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "sim_support.hpp"
+#include "traces/stats.hpp"
 
 namespace rmai {
 namespace {
@@ -381,6 +382,48 @@ TEST(BatchedStep, ComputeIsTheRooflineOfTheStep) {
   EXPECT_NEAR(tokens.back(), m.moe_layers * layer, 1e-9 * tokens.back());
   // One token without context is the token-by-token roofline.
   EXPECT_EQ(sim::moe_layer_compute_time(e, {1, m.top_k, 0}), sim::moe_layer_compute_time(e));
+}
+
+TEST(BatchedStep, PrefillIsOneStepOfItsPrompt) {
+  // One request with a 64-token prompt: its prefill is one step whose every layer switches the
+  // prompt's union in (one at a time, each at the idle closed form) and computes 64 tokens with
+  // causal attention over the prompt (64 x 63 / 2 tokens of context); TTFT is that step.
+  const auto e = quickstart({"memory.tier=dram", "serving.prompt=64", "trace.tokens=4"});
+  const auto trace = synthetic_trace(e);
+  ASSERT_EQ(trace.tokens(), 68u);
+  double expected = 0;
+  for (std::uint32_t layer = 0; layer < e.model.moe_layers; ++layer) {
+    std::set<std::uint16_t> in_use;
+    for (std::size_t t = 0; t < trace.tokens(); ++t)
+      if (trace.phase(t) == traces::Phase::Prefill)
+        for (const auto x : trace.experts(t, layer)) in_use.insert(x);
+    expected += double(in_use.size()) * closed_form(e) +
+                sim::moe_layer_compute_time(e, {64, static_cast<std::uint32_t>(in_use.size()), 64.0 * 63 / 2});
+  }
+  const auto out = simulate_in_child(e, trace);
+  const auto summary = nlohmann::json::parse(out.summary);
+  EXPECT_EQ(summary["serving"]["prefill_steps"].get<std::uint64_t>(), 1u);
+  EXPECT_EQ(summary["serving"]["prefill_tokens"].get<std::uint64_t>(), 64u);
+  EXPECT_EQ(summary["tokens"].get<std::uint64_t>(), 4u);  // decode tokens only
+  EXPECT_NEAR(summary["ttft_s"]["mean"].get<double>(), expected, 1e-9 * expected);
+}
+
+TEST(BatchedStep, SwitchesPerStepFollowTheExpectedUnion) {
+  // Mixtral on its calibrated MMLU generator, 16 sequences decoded together behind a cache of 64
+  // slots: each step's union at every layer (about 7.9 experts) has left the cache since the last
+  // step, so the step switches in its union, and the switches per step follow the trace's expected
+  // union at B = 16 (traces/stats.hpp, checked on its own in trace_tools_test.cpp).
+  const auto e = quickstart({"memory.tier=dram", "trace.generator=mixtral-8x7b-mmlu", "trace.tokens=2048",
+                             "trace.sequences=16", "serving.batch=16"});
+  const auto trace = synthetic_trace(e);
+  const auto stats = traces::summarize(traces::RoutingCounts::of(trace), {16});
+  ASSERT_EQ(stats.batch_union.size(), 1u);
+  const double expected = stats.batch_union[0].mean * e.model.moe_layers;
+  const auto out = simulate_in_child(e, trace);
+  const auto summary = nlohmann::json::parse(out.summary);
+  const auto steps = summary["serving"]["decode_steps"].get<std::uint64_t>();
+  ASSERT_EQ(steps, 128u);
+  EXPECT_NEAR(double(out.switches.size()) / double(steps), expected, 0.01 * expected);
 }
 
 }  // namespace

@@ -9,7 +9,8 @@ Generator experiment_generator(const spec::Experiment& e) {
 }
 
 RoutingTrace experiment_trace(const spec::Experiment& e) {
-  if (!e.trace.file) return generate(experiment_generator(e), e.trace.tokens, e.trace.seed, e.trace.sequences);
+  if (!e.trace.file)
+    return generate(experiment_generator(e), e.trace.tokens, e.trace.seed, e.trace.sequences, e.serving.prompt);
   const TraceShape shape = shape_of(e.model);
   auto source = open_trace(*e.trace.file, shape);
   auto trace = RoutingTrace::load(*source, shape);

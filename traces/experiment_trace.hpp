@@ -11,8 +11,8 @@ inline TraceShape shape_of(const spec::MoeModel& model) { return {model.moe_laye
 // The experiment's generator, checked against the model (InputError naming the generator file).
 Generator experiment_generator(const spec::Experiment& e);
 
-// Loads and validates the trace file, or generates `trace.tokens` tokens of `trace.sequences`
-// sequences with `trace.seed`.
+// Loads and validates the trace file, or generates `trace.tokens` decode tokens of
+// `trace.sequences` sequences with `trace.seed`, each sequence led by `serving.prompt` prefill tokens.
 // A trace without tokens is an InputError.
 RoutingTrace experiment_trace(const spec::Experiment& e);
 

@@ -1,4 +1,4 @@
-"""Figure 8 (batch): per model, decode throughput (tokens/s, one node) and time per output token
+"""Figure 8a (batch): per model, decode throughput (tokens/s, one node) and time per output token
 against the decode batch, one line per tier."""
 import common as c  # first: it finds a python3 with matplotlib
 
@@ -29,4 +29,4 @@ for j, model in enumerate(models):
 handles, labels = axes[0][0].get_legend_handles_labels()
 fig.tight_layout()
 fig.legend(handles, labels, ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
-c.save(fig, figdir, "fig8_batch")
+c.save(fig, figdir, "fig8a_batch")

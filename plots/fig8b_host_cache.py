@@ -1,4 +1,4 @@
-"""Figure 9 (host-cache): decode throughput and the share of GPU misses served by the host cache
+"""Figure 8b (host-cache): decode throughput and the share of GPU misses served by the host cache
 against its size, per tier (colour) and host policy (line style)."""
 import common as c  # first: it finds a python3 with matplotlib
 
@@ -34,4 +34,4 @@ handles += [Line([], [], color="dimgrey", linestyle=STYLES[k % len(STYLES)], lab
             for k, p in enumerate(policies)]
 fig.tight_layout()
 fig.legend(handles=handles, ncol=len(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
-c.save(fig, figdir, "fig9_host_cache")
+c.save(fig, figdir, "fig8b_host_cache")

@@ -1,4 +1,4 @@
-"""Figure 10 (ttft): time to first token (mean over requests) and time per output token per tier,
+"""Figure 8c (ttft): time to first token (mean over requests) and time per output token per tier,
 one group of bars per model."""
 import common as c  # first: it finds a python3 with matplotlib
 
@@ -29,4 +29,4 @@ axes[1].set_title("decode after it, one request at a time")
 handles, labels = axes[0].get_legend_handles_labels()
 fig.tight_layout()
 fig.legend(handles, labels, ncol=len(labels), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)
-c.save(fig, figdir, "fig10_ttft")
+c.save(fig, figdir, "fig8c_ttft")
