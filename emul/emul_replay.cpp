@@ -1,7 +1,11 @@
 #include "emul/emul_replay.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <memory>
+#include <thread>
+#include <vector>
 
 #include "config/errors.hpp"
 #include "cache/expert_cache.hpp"
@@ -12,12 +16,14 @@ namespace rmai::emul {
 namespace {
 
 // The emulator's executor of the shared replay loop (cache/replay.hpp): a switch loads the expert
-// through the store on the wall clock; the GPU's compute is not emulated.
+// through the store on the wall clock; the GPU's compute is not emulated. With concurrency C, the
+// misses of a layer are loaded by C threads at once (faulting threads over the same regions), each
+// into a device buffer of its own.
 class StoreExecutor final : public cache::ReplayExecutor {
  public:
-  StoreExecutor(const Catalog& catalog, ExpertStore& store, std::uint32_t experts, std::span<std::byte> device,
-                std::vector<metrics::SwitchRecord>& switches)
-      : catalog_(catalog), store_(store), experts_(experts), device_(device), switches_(switches) {}
+  StoreExecutor(const Catalog& catalog, ExpertStore& store, std::uint32_t experts,
+                std::span<const std::span<std::byte>> devices, std::vector<metrics::SwitchRecord>& switches)
+      : catalog_(catalog), store_(store), experts_(experts), devices_(devices), switches_(switches) {}
 
   double now() override { return seconds_since(start_); }
   void compute(double /*seconds*/) override {}
@@ -28,16 +34,46 @@ class StoreExecutor final : public cache::ReplayExecutor {
     const std::uint32_t object = *catalog_.find(a.layer, a.expert);
     const auto faults_before = store_.faults();
     const double start = now();
-    store_.load(object, device_);
+    store_.load(object, devices_[0]);
     switches_.push_back({0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()),
                          store_.faults() - faults_before});
+  }
+  // The faults of concurrent loads cannot be told apart: each switch of the layer gets an equal
+  // share of what they took together (summary.json's page_faults is the store's exact count).
+  void switch_in_all(std::span<const cache::Access> misses, std::uint32_t concurrency) override {
+    const auto faults_before = store_.faults();
+    const std::size_t first = switches_.size();
+    switches_.resize(first + misses.size());
+    std::atomic<std::size_t> next{0};
+    std::vector<std::exception_ptr> failures(std::min<std::size_t>(concurrency, misses.size()));
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < failures.size(); ++t)
+      threads.emplace_back([&, t] {
+        try {
+          for (std::size_t i; (i = next++) < misses.size();) {
+            const auto& a = misses[i];
+            const double start = now();
+            store_.load(*catalog_.find(a.layer, a.expert), devices_[t]);
+            switches_[first + i] = {0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()), 0};
+          }
+        } catch (...) {
+          failures[t] = std::current_exception();
+          next = misses.size();  // the others stop after their current load
+        }
+      });
+    for (auto& thread : threads) thread.join();
+    for (const auto& failure : failures)
+      if (failure) std::rethrow_exception(failure);
+    const std::uint64_t faults = store_.faults() - faults_before;
+    for (std::size_t i = 0; i < misses.size(); ++i)
+      switches_[first + i].faults = faults / misses.size() + (i < faults % misses.size() ? 1 : 0);
   }
 
  private:
   const Catalog& catalog_;
   ExpertStore& store_;
   std::uint32_t experts_;
-  std::span<std::byte> device_;
+  std::span<const std::span<std::byte>> devices_;  // one per loading thread
   std::vector<metrics::SwitchRecord>& switches_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
@@ -49,8 +85,9 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   const auto& model = e.model;
   if (e.cache.prefetch != cache::kNoPrefetch)
     throw InputError(e.values.child("cache").where("prefetch"), "the emulator has no prefetcher yet: use 'none' with mode: emul");
-  if (e.serving.concurrency != 1)
-    throw InputError(e.tier_params.where("concurrency"), "the emulator runs one faulting thread yet: use 1 with mode: emul");
+  if (e.serving.concurrency != 1 && !store.concurrent_loads())
+    throw InputError(e.tier_params.where("concurrency"), "the emulator's " + e.tier + " store loads one expert at a time: "
+                                                         "use 1 with mode: emul (rmai, page4k and dram take more)");
   if (e.cache.host_experts != 0)
     throw InputError(e.values.child("cache").where("host_experts"), "the emulator has no host cache yet: use 0 with mode: emul");
   if (e.nodes != 1)
@@ -58,9 +95,15 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
                               "against one memd (emul.server)");
   cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
                            cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
-  // The stand-in for the GPU's HBM slot the expert is copied into, reused by every switch since
-  // nothing reads it afterwards; touched when made, since an HBM slot takes no page faults.
-  const PageBuffer device = touched_page_buffer(catalog.object_bytes());
+  // The stand-ins for the GPU's HBM slot the expert is copied into, one per loading thread, reused
+  // by every switch since nothing reads them afterwards; touched when made, since an HBM slot takes
+  // no page faults.
+  std::vector<PageBuffer> buffers;
+  std::vector<std::span<std::byte>> devices;
+  for (std::uint32_t t = 0; t < e.serving.concurrency; ++t) {
+    buffers.push_back(touched_page_buffer(catalog.object_bytes()));
+    devices.emplace_back(buffers.back().get(), catalog.object_bytes());
+  }
 
   metrics::RunResult r;
   r.mode = "emul";
@@ -72,7 +115,7 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.gpu_experts = e.cache.gpu_experts;
   r.pool_bytes = double(catalog.total_bytes());
   r.serving = cache::serving_settings(e);
-  StoreExecutor exec(catalog, store, model.experts, {device.get(), catalog.object_bytes()}, r.switches);
+  StoreExecutor exec(catalog, store, model.experts, devices, r.switches);
   const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   cache::ReplayPlan plan = cache::replay_plan(e, 0);
   plan.order = &order;

@@ -45,6 +45,9 @@ class ExpertStore {
   virtual std::string granularity() const { return ""; }
   // The transport the store reads through (the remote-pool tiers); nullptr for local stores.
   virtual const class RemoteSource* remote() const { return nullptr; }
+  // Whether load() may run on several threads at once for different objects (memory.<tier>.
+  // concurrency > 1: faulting threads over the same regions); evict() is never concurrent with it.
+  virtual bool concurrent_loads() const { return false; }
 };
 
 // Everything a store is built from.

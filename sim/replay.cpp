@@ -511,6 +511,9 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
     throw InputError("SimGrid options", error.what());
   }
 
+  if (trace.has_phases() && e.cache.prefetch != cache::kNoPrefetch)
+    throw InputError(e.values.child("cache").where("prefetch"),
+                     "the prefetchers predict for decode tokens: a trace with prompt tokens takes cache.prefetch: none");
   Cluster cluster(e.platform, e.nodes);
   const TierContext context{e, cluster};
   const auto tier = TierRegistry::instance().make(e.tier, context);

@@ -278,8 +278,14 @@ void check_serving(const Experiment& e) {
     throw InputError(cache.where("gpu_experts"), "a prefill step of serving.prompt = " + std::to_string(e.serving.prompt) +
                                                      " tokens may need " + std::to_string(union_bound(e.serving.prompt)) +
                                                      " experts of one layer at once: at least that many slots");
+  // The prefetchers predict for one decode token and fetch past the host cache.
   if (e.serving.batch > 1 && e.cache.prefetch != "none")
     throw InputError(serving.where("batch"), "the prefetchers predict for one token: batch > 1 takes cache.prefetch: none");
+  if (e.serving.prompt > 0 && e.cache.prefetch != "none")
+    throw InputError(serving.where("prompt"), "the prefetchers predict for decode tokens: a prompt takes cache.prefetch: none");
+  if (e.cache.host_experts > 0 && e.cache.prefetch != "none")
+    throw InputError(cache.where("host_experts"), "the prefetchers fetch from the tier, not through a host cache: "
+                                                  "host_experts > 0 takes cache.prefetch: none");
   if (e.serving.concurrency > 1 && e.cache.prefetch != "none")
     throw InputError(e.tier_params.where("concurrency"), "the prefetchers run beside one faulting thread: concurrency > 1 "
                                                          "takes cache.prefetch: none");

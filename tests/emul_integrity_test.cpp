@@ -6,14 +6,20 @@
 
 #include <atomic>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include "emul/emul_replay.hpp"
+#include "emul/emulation.hpp"
 #include "emul/fabric.hpp"
 #include "emul/huge_pages.hpp"
 #include "emul/memd.hpp"
 #include "emul/region.hpp"
 #include "emul/remote.hpp"
+#include "emul/store.hpp"
+#include "spec/experiment.hpp"
+#include "traces/experiment_trace.hpp"
 
 namespace rmai::emul {
 namespace {
@@ -122,6 +128,75 @@ std::vector<Case> cases() {
 
 INSTANTIATE_TEST_SUITE_P(, Integrity, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return name_of(info.param); });
+
+// A store that checks every byte each load brings against the generator's.
+class VerifyingStore final : public ExpertStore {
+ public:
+  VerifyingStore(ExpertStore& inner, const Catalog& catalog) : inner_(inner), catalog_(catalog) {}
+  void load(std::uint32_t object, std::span<std::byte> device) override {
+    inner_.load(object, device);
+    ++loads;
+    if (first_mismatch(catalog_.object(object), 0, device)) ++bad;
+  }
+  void evict(std::uint32_t object) override { inner_.evict(object); }
+  Counters counters() const override { return inner_.counters(); }
+  std::uint64_t faults() const override { return inner_.faults(); }
+  std::string describe() const override { return inner_.describe(); }
+  bool concurrent_loads() const override { return inner_.concurrent_loads(); }
+  std::atomic<int> loads{0}, bad{0};
+
+ private:
+  ExpertStore& inner_;
+  const Catalog& catalog_;
+};
+
+// The emulator's replay of batched steps with two faulting threads over the same regions: every byte
+// checked, the same switches as one thread takes, and the loads of a layer overlapping in time.
+TEST(Integrity, BatchedStepsWithConcurrentFaultingThreads) {
+  if (const auto why = userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+  const auto run = [](std::uint32_t concurrency) {
+    const auto e = spec::load_experiment(std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml",
+                                         {"mode=emul", "emul.scale=0.005", "emul.layers=0-1", "cache.gpu_experts=8",
+                                          "trace.tokens=32", "trace.sequences=4", "serving.batch=4",
+                                          "memory.rmai.concurrency=" + std::to_string(concurrency)});
+    const Catalog catalog = catalog_of(e);
+    std::ostringstream log;
+    MemoryServerOptions so;
+    so.secret = kSecret;
+    so.log = &log;
+    MemoryServer server(catalog, so);
+    RemoteOptions remote;
+    remote.server = server.address();
+    remote.secret = kSecret;
+    remote.timeout_s = 10;
+    const auto store = StoreRegistry::instance().make("rmai", {e, catalog, &remote, ""});
+    VerifyingStore verifying(*store, catalog);
+    auto r = replay(e, traces::experiment_trace(e), catalog, verifying);
+    EXPECT_EQ(verifying.bad.load(), 0) << "concurrency " << concurrency;
+    EXPECT_EQ(std::size_t(verifying.loads.load()), r.switches.size());
+    EXPECT_EQ(r.serving.decode_steps, 8u);
+    return r;
+  };
+  const auto one = run(1), two = run(2);
+  ASSERT_GT(one.switches.size(), 16u);
+  const auto keys = [](const metrics::RunResult& r) {
+    std::multiset<std::pair<std::uint32_t, std::uint32_t>> out;
+    for (const auto& s : r.switches) out.insert({s.layer, s.expert});
+    return out;
+  };
+  EXPECT_EQ(keys(one), keys(two));
+  EXPECT_EQ(one.page_faults, two.page_faults);
+  std::uint64_t faults = 0;
+  bool overlapped = false;
+  for (std::size_t i = 0; i < two.switches.size(); ++i) {
+    faults += two.switches[i].faults;
+    for (std::size_t j = i + 1; j < two.switches.size(); ++j)
+      overlapped = overlapped || (two.switches[i].start_s < two.switches[j].end_s &&
+                                  two.switches[j].start_s < two.switches[i].end_s);
+  }
+  EXPECT_TRUE(overlapped) << "two threads loaded, one after the other";
+  EXPECT_EQ(faults, two.page_faults);  // the switches' shares add up to the store's count
+}
 
 }  // namespace
 }  // namespace rmai::emul

@@ -31,6 +31,7 @@ class DramStore final : public ExpertStore {
   void evict(std::uint32_t /*object*/) override {}
   Counters counters() const override { return {}; }
   std::string describe() const override { return "dram copy"; }
+  bool concurrent_loads() const override { return true; }  // reads of memory nothing writes
 
  private:
   std::byte* at(std::uint32_t object) const {

@@ -116,6 +116,8 @@ class RegionStore final : public ExpertStore {
   std::string describe() const override { return describe_; }
   std::string granularity() const override { return name_of(region_->options().granularity); }
   const RemoteSource* remote() const override { return source_.get(); }
+  // The region serves faults of any number of threads (tests/emul_integrity_test.cpp, four threads).
+  bool concurrent_loads() const override { return true; }
 
  private:
   std::unique_ptr<RemoteSource> source_;            // outlives the region, which reads through it
