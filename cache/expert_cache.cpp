@@ -56,7 +56,8 @@ ExpertCache::Access ExpertCache::access(ExpertKey key, std::span<const ExpertKey
 }
 
 bool is_protected(std::span<const ExpertKey> protect, ExpertKey key) {
-  // protect is one layer's top-k (a handful of keys): a linear scan beats any set.
+  // protect is one layer's union: top-k keys one token at a time, a few hundred at most for a batch
+  // (a layer's experts); a linear scan of that beats building a set for every lookup.
   return std::find(protect.begin(), protect.end(), key) != protect.end();
 }
 

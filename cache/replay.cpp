@@ -5,7 +5,6 @@
 #include <string>
 #include <unordered_map>
 
-#include "config/errors.hpp"
 
 namespace rmai::cache {
 
@@ -63,7 +62,7 @@ class Replay {
   // A request: one sequence's run of the stream, [next, end) still to decode.
   struct Request {
     std::size_t next = 0, end = 0;
-    double admitted = 0, first_token = 0;  // when it joined the batch; when its first token was out
+    double admitted = 0, first_out = 0;  // when it joined the batch; when its prefill ended (or it joined)
     std::uint64_t decoded = 0;
     bool active = false;
   };
@@ -77,16 +76,19 @@ class Replay {
   // Fills the free slots with the stream's next requests, each prefilled as it joins; false once
   // nothing is left to decode.
   bool admit() {
+    // A request joins when its slot is free: now, for all of this pass, so that a request's TTFT
+    // includes the prefills of those that joined before it.
+    const double free_since = exec_.now();
     bool any = false;
     for (auto& r : slots_) {
-      while (!r.active && stream_ < tokens_) start_request(r);
+      while (!r.active && stream_ < tokens_) start_request(r, free_since);
       any = any || r.active;
     }
     return any;
   }
 
   // The next request of the stream: the run of one sequence's tokens, up to the wrap of the stream.
-  void start_request(Request& r) {
+  void start_request(Request& r, double admitted) {
     const std::size_t begin = stream_;
     const std::uint32_t seq = trace_.seq(token_at(begin));
     const std::size_t wrap = tokens_ - plan_.first_token % tokens_;  // stream position of trace token 0
@@ -95,13 +97,11 @@ class Replay {
     stream_ = end;
     std::size_t prefill_end = begin;
     while (prefill_end < end && trace_.phase(token_at(prefill_end)) == traces::Phase::Prefill) ++prefill_end;
-    r = {prefill_end, end, exec_.now(), 0, 0, true};
+    r = {prefill_end, end, admitted, admitted, 0, true};
     if (prefill_end > begin) {  // its prompt is prefilled as it joins, before the batch goes on
       prefill_step(begin, prefill_end);
-      r.first_token = exec_.now();
-      tally_.ttft.push_back(r.first_token - r.admitted);
-    } else {
-      r.first_token = r.admitted;
+      r.first_out = exec_.now();
+      tally_.ttft.push_back(r.first_out - r.admitted);
     }
     if (r.next == r.end) r.active = false;  // a prompt without decode tokens
   }
@@ -134,7 +134,7 @@ class Replay {
       ++r.decoded;
       if (++r.next < r.end) continue;
       r.active = false;
-      tally_.tpot.push_back((exec_.now() - r.first_token) / double(r.decoded));
+      tally_.tpot.push_back((exec_.now() - r.first_out) / double(r.decoded));
     }
     progress();
   }
@@ -168,10 +168,11 @@ class Replay {
         seen_[expert] = stamp_;
         layer_keys_[size++] = expert_key(layer, expert, plan_.experts);
       }
-    if (size > cache_.slots())  // only a trace file's prompt can ask this: load_experiment checks the rest
-      throw InputError("cache.gpu_experts", "a step of " + std::to_string(step_tokens_.size()) + " tokens needs " +
-                                                std::to_string(size) + " experts of MoE layer " + std::to_string(layer) +
-                                                " at once, more than the " + std::to_string(cache_.slots()) + " slots");
+    // load_experiment and experiment_trace check the prompts and the batch against the slots.
+    if (size > cache_.slots())
+      throw std::logic_error("replay: a step needs " + std::to_string(size) + " experts of MoE layer " +
+                             std::to_string(layer) + " at once, more than the " + std::to_string(cache_.slots()) +
+                             " slots");
     return {layer_keys_.data(), size};
   }
 
@@ -193,7 +194,10 @@ class Replay {
           if (host_) {
             // The host cache keeps what this layer is still bringing in (concurrent switches); a
             // prefill step may bring more than it holds: those in hand go first.
-            if (misses_.size() >= host_->slots()) switch_misses(stall);
+            if (misses_.size() >= host_->slots()) {
+              double inside_this_wait = 0;  // this lookup's window below counts it once
+              switch_misses(inside_this_wait);
+            }
             host_protect_.clear();
             for (const auto& m : misses_) host_protect_.push_back(m.key);
             const auto in_host = host_->access(key, host_protect_);

@@ -274,14 +274,14 @@ void add_trace_tools(CLI::App& trace) {
   CLI::App* gen = add_command(trace, "gen",
                               "A synthetic trace from a generator (models/synthetic or a fitted GEN.yaml)", {});
   gen->footer(
-      "B sequences (--sequences) are decoded as one batch, interleaved round-robin. With --prompt P each "
+      "B independent sequences (--sequences), interleaved round-robin. With --prompt P each "
       "sequence first has P prefill tokens (its prompt), right before its first decode token; --tokens counts "
       "decode tokens.");
   add(gen, "--model", a->model, model, "NAME");
   add(gen, "--shape", a->shape, "the shape without a model", "LAYERS,TOP_K,EXPERTS");
   add(gen, "--generator", a->generator, "a generator in models/synthetic, or a GEN.yaml (default: default)", "NAME|FILE");
   add(gen, "--tokens", a->tokens, "tokens to generate", "N");
-  add(gen, "--sequences", a->sequences, "sequences decoded as one batch (default 1)", "B");
+  add(gen, "--sequences", a->sequences, "independent sequences, interleaved (default 1)", "B");
   add(gen, "--prompt", a->prompt, "prefill tokens per sequence before its decode tokens (default 0)", "P");
   add(gen, "--seed", a->seed, "default 1", "S");
   add_value(gen, "-o,--out", a->out, "the trace to write (.csv, or .rmtrace for the binary form)")

@@ -46,9 +46,10 @@ class StoreExecutor final : public cache::ReplayExecutor {
     switches_.resize(first + misses.size());
     std::atomic<std::size_t> next{0};
     std::vector<std::exception_ptr> failures(std::min<std::size_t>(concurrency, misses.size()));
-    std::vector<std::thread> threads;
-    for (std::size_t t = 0; t < failures.size(); ++t)
-      threads.emplace_back([&, t] {
+    {
+      std::vector<std::jthread> threads;  // joined when this block ends, also when creating one throws
+      for (std::size_t t = 0; t < failures.size(); ++t)
+        threads.emplace_back([&, t] {
         try {
           for (std::size_t i; (i = next++) < misses.size();) {
             const auto& a = misses[i];
@@ -61,7 +62,7 @@ class StoreExecutor final : public cache::ReplayExecutor {
           next = misses.size();  // the others stop after their current load
         }
       });
-    for (auto& thread : threads) thread.join();
+    }
     for (const auto& failure : failures)
       if (failure) std::rethrow_exception(failure);
     const std::uint64_t faults = store_.faults() - faults_before;

@@ -78,7 +78,7 @@ std::string summary_json(const RunResult& r) {
   // What the hit rate does not show: the time a token waits for its experts, prefetched or not.
   j["stall_s_per_token"] = r.tokens ? r.stall_s / double(r.tokens) : 0.0;
   const auto& s = r.serving;
-  j["tokens_per_s_per_node"] = r.nodes ? r.tokens_per_s() / r.nodes : 0.0;
+  j["tokens_per_s_per_node"] = r.tokens_per_s_per_node();
   j["serving"] = {{"batch", s.batch},
                   {"prompt", s.prompt},
                   {"context", s.context},
@@ -91,9 +91,11 @@ std::string summary_json(const RunResult& r) {
                   {"prefill_tokens", s.prefill_tokens},
                   {"host_hits", s.host_hits},
                   {"prefill_stall_s", s.prefill_stall_s}};
+  // With its count: no requests with a prompt is 0 TTFTs, not an instant first token.
   const auto distribution = [](const std::vector<double>& values) {
     const auto d = summarize(values);
-    return nlohmann::ordered_json{{"mean", d.mean}, {"p50", d.p50}, {"p95", d.p95}, {"p99", d.p99}, {"max", d.max}};
+    return nlohmann::ordered_json{{"count", values.size()}, {"mean", d.mean}, {"p50", d.p50},
+                                  {"p95", d.p95},           {"p99", d.p99},   {"max", d.max}};
   };
   j["step_latency_s"] = distribution(s.step_latencies);
   j["ttft_s"] = distribution(s.ttft);

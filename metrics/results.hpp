@@ -125,6 +125,7 @@ struct RunResult {
   std::vector<SwitchRecord> switches;
   // Tokens of all nodes per simulated second.
   double tokens_per_s() const { return simulated_time_s > 0 ? double(tokens) / simulated_time_s : 0.0; }
+  double tokens_per_s_per_node() const { return nodes ? tokens_per_s() / nodes : 0.0; }
 };
 
 // Writes the three result files into `dir` (created if needed). Each is written under a temporary

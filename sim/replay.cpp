@@ -174,21 +174,30 @@ class NodeExecutor : public cache::ReplayExecutor {
   void switch_in(const cache::Access& a) override { run_switch(exec_, a); }
   // Up to `concurrency` switch actors on the node take the misses in turn, each like a faulting
   // thread of its own: their transfers share the node's links and the servers' NICs. The replay
-  // waits for all of them. (Actors run one at a time, so the shared index needs no lock.)
+  // waits for all of them. (Actors run one at a time, so the shared index needs no lock.) An
+  // exception in an actor would abort inside SimGrid: each keeps its own, rethrown once all joined.
   void switch_in_all(std::span<const cache::Access> misses, std::uint32_t concurrency) override {
     exec_.flush();  // they start now
     std::size_t next = 0;
+    std::vector<std::exception_ptr> failures(std::min<std::size_t>(concurrency, misses.size()));
     std::vector<sg4::ActorPtr> actors;
-    for (std::size_t i = 0; i < std::min<std::size_t>(concurrency, misses.size()); ++i)
+    for (std::size_t i = 0; i < failures.size(); ++i)
       actors.push_back(sg4::Actor::create("switch-" + std::to_string(node_) + "-" + std::to_string(i),
-                                          sg4::this_actor::get_host(), [this, misses, &next] {
-                                            Executor exec;
-                                            while (next < misses.size()) {
-                                              run_switch(exec, misses[next++]);
-                                              exec.flush();
+                                          sg4::this_actor::get_host(), [this, misses, &next, &failure = failures[i]] {
+                                            try {
+                                              Executor exec;
+                                              while (next < misses.size()) {
+                                                run_switch(exec, misses[next++]);
+                                                exec.flush();
+                                              }
+                                            } catch (...) {
+                                              failure = std::current_exception();
+                                              next = misses.size();
                                             }
                                           }));
     for (const auto& actor : actors) actor->join();
+    for (const auto& failure : failures)
+      if (failure) std::rethrow_exception(failure);
   }
   // The node's last token ended: sleep what is pending, note the date.
   void replay_ends() override {
@@ -197,7 +206,8 @@ class NodeExecutor : public cache::ReplayExecutor {
   }
 
  protected:
-  // One switch on `exec`. From the host cache it is the copy to the GPU alone. With a host cache,
+  // One switch on `exec`. From the host cache it is the copy to the GPU alone, as from the dram
+  // tier. With a host cache,
   // a switch from the tier leaves the expert mapped (or cached) in host memory, so the tier's
   // teardown (plan.cpu_end) is paid when the host cache evicts an expert instead, by the switch
   // that evicts it.
@@ -205,7 +215,7 @@ class NodeExecutor : public cache::ReplayExecutor {
     SwitchPlan plan;
     spec::BytesFrom medium = e_.tier_definition->medium_info().bytes;
     if (a.from_host) {
-      plan = host_copy();
+      plan = copy_plan(hosts_.host, hosts_.gpu, e_.model.expert_bytes(), e_.platform.gpu.copy_launch);
       medium = spec::BytesFrom::None;
     } else {
       plan = tier_.plan(node_, a.key);
@@ -215,16 +225,6 @@ class NodeExecutor : public cache::ReplayExecutor {
     exec.run(plan);
     out_.add_switch(plan, {node_, a.token, a.layer, a.expert, start, exec.now(), e_.model.expert_bytes(), plan.faults},
                     medium);
-  }
-
-  // The copy of an expert the host cache holds: one copy launch and the copy over PCIe.
-  SwitchPlan host_copy() const {
-    SwitchPlan plan;
-    Chunk chunk;
-    chunk.cpu_before = e_.platform.gpu.copy_launch;
-    chunk.copy = copy_to_gpu(hosts_, e_.model.expert_bytes());
-    plan.chunks.push_back(chunk);
-    return plan;
   }
 
   std::uint32_t node_;
@@ -511,9 +511,6 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
     throw InputError("SimGrid options", error.what());
   }
 
-  if (trace.has_phases() && e.cache.prefetch != cache::kNoPrefetch)
-    throw InputError(e.values.child("cache").where("prefetch"),
-                     "the prefetchers predict for decode tokens: a trace with prompt tokens takes cache.prefetch: none");
   Cluster cluster(e.platform, e.nodes);
   const TierContext context{e, cluster};
   const auto tier = TierRegistry::instance().make(e.tier, context);
@@ -558,7 +555,7 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
     r.switches.insert(r.switches.end(), o.switches.begin(), o.switches.end());
   }
   r.prefetch_wasted_bytes = double(r.prefetches - r.prefetch_hits) * e.model.expert_bytes();
-  r.cost = capital_cost(e, r.tokens_per_s() / e.nodes);
+  r.cost = capital_cost(e, r.tokens_per_s_per_node());
   return r;
 }
 

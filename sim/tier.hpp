@@ -72,6 +72,16 @@ using TierRegistry = Registry<Tier, const TierContext&>;
 
 // Helpers shared by the paging paths.
 inline Transfer copy_to_gpu(const NodeHosts& hosts, double bytes) { return Transfer::copy(hosts.host, hosts.gpu, bytes); }
+// A switch that is one copy launch and one copy straight to the GPU: the dram and cxl tiers, and a
+// host-cache hit of any tier.
+inline SwitchPlan copy_plan(sg4::Host* from, sg4::Host* gpu, double bytes, double copy_launch) {
+  SwitchPlan plan;
+  Chunk chunk;
+  chunk.cpu_before = copy_launch;
+  chunk.copy = Transfer::copy(from, gpu, bytes);
+  plan.chunks.push_back(chunk);
+  return plan;
+}
 // The memory server holding an expert: experts are spread over the servers round robin.
 inline sg4::Host* server_of(const Cluster& cluster, std::uint32_t expert_key) {
   return cluster.server(expert_key % cluster.servers());

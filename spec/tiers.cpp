@@ -157,6 +157,10 @@ TierDefinition definition_of(const fs::path& path, std::uint64_t& order, std::st
     for (const auto& kv : params)
       d.schema.params.push_back(param_of(config::key_of(kv.first, file, where + ".parameters"), kv.second, file, where + ".parameters"));
   }
+  // The replay reads it for every tier (docs/adding-a-tier.md).
+  if (std::none_of(d.schema.params.begin(), d.schema.params.end(), [](const auto& p) { return p.name == "concurrency"; }))
+    throw InputError(config::location(file, block, where + ".parameters"),
+                     "every tier declares concurrency (switches a node runs at once), with its limit as max");
   return d;
 }
 

@@ -32,6 +32,15 @@ std::string token_rows(int t, int layers, Experts experts) {
 }
 
 const auto kFine = [](int) { return std::string("3;4"); };
+
+// Token `t` of sequence 0 in a trace with the phase column, experts 3 and 4, weights empty.
+std::string phase_rows(int t, int layers, const std::string& phase) {
+  std::string rows;
+  for (int layer = 0; layer < layers; ++layer)
+    rows += "0," + std::to_string(t) + "," + std::to_string(layer) + ",3;4,," + phase + "\n";
+  return rows;
+}
+const std::string kPhaseHeader = "seq,token,layer,experts,weights,phase\n";
 const std::string kHeader = "seq,token,layer,experts,weights\n";
 
 struct File {
@@ -174,6 +183,23 @@ std::vector<Case> cases() {
        {"{file}:4: serving.prompt:", "phase"}, {{"t.csv", kHeader + token_rows(0, kMixtralMoeLayers, kFine)}}},
       {"unknown_host_policy", kValid, {"--set", "cache.host_policy=mru"},
        {"--set: cache.host_policy:", "unknown cache policy"}},
+      {"prompt_with_a_prefetcher", "model: mixtral-8x7b\ncache: {gpu_experts: 64, prefetch: oracle}\nserving: {prompt: 8}\n", {},
+       {"{file}:3: serving.prompt:", "prefetch"}},
+      {"host_cache_with_a_prefetcher", "model: mixtral-8x7b\ncache: {gpu_experts: 64, prefetch: oracle, host_experts: 64}\n",
+       {}, {"{file}:2: cache.host_experts:", "prefetch"}},
+      {"concurrency_with_a_prefetcher", kValid, {"--set", "cache.prefetch=oracle", "--set", "memory.rmai.concurrency=2"},
+       {"--set: memory.rmai.concurrency:", "prefetch"}},
+      {"trace_prompt_with_a_prefetcher", trace_yaml + "t.csv}\n", {"--set", "cache.prefetch=oracle"},
+       {"cache.prefetch:", "t.csv has prompt tokens"},
+       {{"t.csv", kPhaseHeader + phase_rows(0, kMixtralMoeLayers, "prefill") + phase_rows(1, kMixtralMoeLayers, "decode")}}},
+      {"trace_prompt_beyond_the_gpu_cache", "model: mixtral-8x7b\ncache: {gpu_experts: 2}\ntrace: {file: t.csv}\n", {},
+       {"{file}:2: cache.gpu_experts:", "sequence 0 of", "prompt of 4 tokens", "8 experts"},
+       {{"t.csv", kPhaseHeader + phase_rows(0, kMixtralMoeLayers, "prefill") + phase_rows(1, kMixtralMoeLayers, "prefill") +
+                      phase_rows(2, kMixtralMoeLayers, "prefill") + phase_rows(3, kMixtralMoeLayers, "prefill") +
+                      phase_rows(4, kMixtralMoeLayers, "decode")}}},
+      {"emulated_disk_tier_with_concurrency", kValid,
+       {"--mode", "emul", "--set", "memory.tier=disk-read", "--set", "memory.disk-read.concurrency=2"},
+       {"--set: memory.disk-read.concurrency:", "one expert at a time"}},
   };
   return c;
 }

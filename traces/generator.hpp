@@ -52,7 +52,7 @@ Generator load_generator(const std::filesystem::path& path, TraceShape shape, st
 // Writes a tabulated generator file that load_generator reads back.
 void write_generator(const Generator& generator, std::ostream& out);
 
-// `tokens` decode tokens of `sequences` independent sequences decoded as one batch: decode token t
+// `tokens` decode tokens of `sequences` independent sequences, interleaved: decode token t
 // belongs to sequence t mod sequences (its index prompt + t / sequences), so the sequences
 // interleave round-robin. With a prompt, each sequence first has `prompt` prefill tokens (indices
 // 0..prompt-1, Phase::Prefill), drawn by the same process as its decode tokens (they are its

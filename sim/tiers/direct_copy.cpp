@@ -13,13 +13,8 @@ class DirectCopyTier final : public Tier {
 
   SwitchPlan plan(std::uint32_t node, std::uint32_t /*expert_key*/) const override {
     const auto& hosts = context_.cluster.node(node);
-    const double bytes = context_.experiment.model.expert_bytes();
-    SwitchPlan plan;
-    Chunk chunk;
-    chunk.cpu_before = context_.experiment.platform.gpu.copy_launch;
-    chunk.copy = Transfer::copy(from_cxl_ ? hosts.cxl : hosts.host, hosts.gpu, bytes);
-    plan.chunks.push_back(chunk);
-    return plan;
+    const auto& e = context_.experiment;
+    return copy_plan(from_cxl_ ? hosts.cxl : hosts.host, hosts.gpu, e.model.expert_bytes(), e.platform.gpu.copy_launch);
   }
 
  private:
