@@ -157,7 +157,7 @@ class VerifyingStore final : public ExpertStore {
 // The emulator's replay of batched steps with two faulting threads over the same regions: every byte
 // checked, the same switches as one thread takes, and loads in flight at once (a layer's misses
 // take about a millisecond each, the second thread starts within microseconds).
-TEST(Integrity, BatchedStepsWithConcurrentFaultingThreads) {
+TEST(ReplayIntegrity, BatchedStepsWithConcurrentFaultingThreads) {
   if (const auto why = userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
   const auto run = [](std::uint32_t concurrency) {
     const auto e = spec::load_experiment(std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml",

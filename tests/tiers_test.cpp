@@ -62,17 +62,22 @@ class BadDefinition : public ::testing::Test {
   static constexpr const char* kGood =
       "tier:\n  order: 1\n  label: A\n  colour: red\n  medium: host-dram\n  default: true\n  path: p\n"
       "  no_emulation: none here\n";
+  // The one parameter every tier declares (spec/tiers.cpp).
+  static constexpr const char* kConcurrency = "    concurrency: {kind: count, max: 64, description: d}\n";
   fs::path dir_;
 };
 
 TEST_F(BadDefinition, AGoodOneLoads) {
-  write("a", std::string(kGood) + "  parameters:\n    x: {kind: size, description: d, keyword: all}\nx: 1KiB\n");
+  write("a", std::string(kGood) + "  parameters:\n    x: {kind: size, description: d, keyword: all}\n" + kConcurrency +
+                 "x: 1KiB\nconcurrency: 1\n");
   const auto tiers = spec::load_tiers(dir_);
   ASSERT_EQ(tiers.size(), 1u);
   ASSERT_NE(tiers[0].schema.find("x"), nullptr);
   EXPECT_EQ(tiers[0].schema.find("x")->kind, config::Kind::Bytes);
   EXPECT_EQ(tiers[0].schema.find("x")->keyword, "all");
   EXPECT_NE(tiers[0].schema.find("description"), nullptr);
+  ASSERT_NE(tiers[0].schema.find("concurrency"), nullptr);
+  EXPECT_EQ(tiers[0].schema.find("concurrency")->max, 64);
 }
 
 TEST_F(BadDefinition, ErrorsNameFileLineAndField) {
@@ -94,6 +99,9 @@ TEST_F(BadDefinition, ErrorsNameFileLineAndField) {
             "tier.parameters.x.bound"},
            {"tier:\n  order: 1\n  label: A\n  colour: c\n  medium: nvme\n  path: p\n  default: maybe\n",
             "a.yaml:7: tier.default: expected true or false"},
+           {kGood, "a.yaml:2: tier.parameters: every tier declares concurrency"},
+           {std::string(kGood) + "  parameters:\n    concurrency: {kind: count, max: lots, description: d}\n",
+            "a.yaml:10: tier.parameters.concurrency.max: expected a positive number"},
        }) {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
@@ -104,13 +112,15 @@ TEST_F(BadDefinition, ErrorsNameFileLineAndField) {
 }
 
 TEST_F(BadDefinition, OneDefaultAndDistinctOrders) {
-  write("a", kGood);
-  write("b", kGood);
+  const std::string good = std::string(kGood) + "  parameters:\n" + kConcurrency;
+  write("a", good);
+  write("b", good);
   // Both places named with their lines: b's order, then a's.
   EXPECT_NE(error().find("b.yaml:2: tier.order: the same order as " + (dir_ / "a.yaml").string() + ":2"),
             std::string::npos)
       << error();
-  write("b", "tier:\n  order: 2\n  label: B\n  colour: c\n  medium: nvme\n  path: p\n  default: true\n");
+  write("b", "tier:\n  order: 2\n  label: B\n  colour: c\n  medium: nvme\n  path: p\n  default: true\n  parameters:\n" +
+                 std::string(kConcurrency));
   EXPECT_NE(error().find("exactly one tier definition must say default: true"), std::string::npos) << error();
 }
 
