@@ -22,6 +22,13 @@ using testing::synthetic_trace;
 
 double ceil_div(double a, double b) { return std::ceil(a / b); }
 
+// A test name from a tier's name (gtest names take no '-').
+std::string tier_test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
 // The copy of one expert from host memory to the GPU on an idle platform (what a host-cache hit
 // costs), with `concurrent` such copies of the node sharing its links.
 double host_copy(const spec::Experiment& e, double concurrent = 1) {
@@ -106,11 +113,7 @@ TEST_P(IdleSwitch, EqualsClosedForm) {
 
 // Every registered tier: a new tier without a closed form above fails here.
 INSTANTIATE_TEST_SUITE_P(EveryTier, IdleSwitch, ::testing::ValuesIn(spec::tier_names()),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         tier_test_name);
 
 TEST(IdleSwitch, HoldsOnOtherPresets) {
   // The closed form is not tied to the default numbers: 100 Gb/s NIC, deeper disk queues, fault-around.
@@ -271,11 +274,7 @@ TEST_P(ConcurrentStep, EqualsClosedFormOfItsWaves) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryTier, ConcurrentStep, ::testing::ValuesIn(spec::tier_names()),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         tier_test_name);
 
 TEST(ConcurrentStep, OneAtATimeIsTheSequentialReplay) {
   // Concurrency 1: the 8 misses of a layer go one after another, each at the idle closed form.
@@ -318,11 +317,7 @@ TEST_P(HostCache, AHitCostsExactlyThePcieCopy) {
 }
 
 INSTANTIATE_TEST_SUITE_P(FetchingTiers, HostCache, ::testing::Values("rmai", "page4k", "disk-read", "disk-mmap"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         tier_test_name);
 
 TEST(HostCache, AnEvictionPaysTheTeardownInsideTheSwitchThatCausesIt) {
   // A host cache of 2 slots (one layer's top-2) behind a GPU cache of 64: a switch from the tier
