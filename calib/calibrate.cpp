@@ -176,7 +176,7 @@ std::string calibrate(const Options& o, const std::function<void(const std::stri
   dram_capacity.value = double(mem_total_bytes());
   dram_capacity.probe = "MemTotal in /proc/meminfo";
   dram.push_back({"capacity", Unit::Bytes, dram_capacity});
-  p.components.push_back({"dram", "this machine's memory as one thread sees it", dram, "", ""});
+  p.components.push_back({"dram", "this machine's memory, as the emulator's threads see it", dram, "", ""});
   p.components.push_back({"cxl", "", {}, "cxl-expander-x8",
                           "not measured: the emulator has no CXL tier; a preset, so that the schema is complete"});
   if (disk)

@@ -5,8 +5,9 @@
 // per-size medians (calib/fit.hpp). Every Measurement says how it was found, for the comment the
 // preset carries beside it.
 //
-// The probes are one thread each (what one emulator thread sees) and allocate a fixed amount of
-// memory, at most about 1.2 GiB at once (the DRAM pool, calib/memory.cpp).
+// The probes are one thread each (what one emulator thread sees), but for the dram and pcie
+// bandwidths, measured also with every core at once (what concurrent loads share), and allocate a
+// fixed amount of memory, at most about 1.2 GiB at once (the DRAM pool, calib/memory.cpp).
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -25,8 +26,9 @@ struct Settings {
   std::function<void(const std::string&)> note = [](const std::string&) {};  // a progress line
 };
 
-// dram (one-thread read bandwidth, pointer-chase latency) and pcie (memcpy into a device buffer:
-// the emulator's stand-in for the copy to HBM), from one pool larger than the last-level cache.
+// dram (read bandwidth of all cores and of one thread, pointer-chase latency) and pcie (memcpy
+// into a device buffer, the emulator's stand-in for the copy to HBM, by all cores and by one), from
+// one pool larger than the last-level cache.
 struct MemoryResults {
   Entries dram, pcie;
 };

@@ -1,6 +1,8 @@
 #include "sim/cluster.hpp"
 
+#include <initializer_list>
 #include <string>
+#include <vector>
 
 namespace rmai::sim {
 namespace {
@@ -13,9 +15,25 @@ sg4::Link* make_link(sg4::NetZone* zone, const std::string& name, double bandwid
   return zone->create_link(name, bandwidth)->set_latency(latency)->seal();
 }
 
-void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to, const std::vector<sg4::Link*>& links) {
+// A link of the node whose preset may cap what one transfer gets (spec::Link::flow_bandwidth):
+// then a FATPIPE link of that rate rides beside it on every route. A fatpipe gives each flow its
+// whole bandwidth, so a flow through both gets min(cap, its fair share of the shared link): one
+// thread's copy is bound by its core, several share the memory. (SimGrid 3.32 has no per-comm rate
+// cap for host-to-host comms: see sim/tier.hpp.)
+std::vector<sg4::Link*> make_links(sg4::NetZone* zone, const std::string& name, const spec::Link& link) {
+  std::vector<sg4::Link*> links{make_link(zone, name, link.bandwidth, link.latency)};
+  if (link.flow_bandwidth > 0)
+    links.push_back(zone->create_link(name + "/flow", link.flow_bandwidth)
+                        ->set_sharing_policy(sg4::Link::SharingPolicy::FATPIPE)
+                        ->seal());
+  return links;
+}
+
+void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to,
+               std::initializer_list<std::vector<sg4::Link*>> parts) {
   std::vector<sg4::LinkInRoute> route;
-  for (auto* link : links) route.emplace_back(link);
+  for (const auto& links : parts)
+    for (auto* link : links) route.emplace_back(link);
   zone->add_route(from->get_netpoint(), to->get_netpoint(), nullptr, nullptr, route, true);
 }
 
@@ -40,19 +58,20 @@ Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
     const std::string name = "node-" + std::to_string(i);
     NodeHosts h{zone->create_host(name, kUnusedHostSpeed), zone->create_host(name + "/gpu", kUnusedHostSpeed),
                 zone->create_host(name + "/cxl", kUnusedHostSpeed), zone->create_host(name + "/nvme", kUnusedHostSpeed)};
-    auto* dram = make_link(zone, name + "/dram", p.dram.bandwidth, p.dram.latency);
-    auto* pcie = make_link(zone, name + "/pcie", p.pcie.bandwidth, p.pcie.latency);
+    const auto dram = make_links(zone, name + "/dram", p.dram);
+    const auto pcie = make_links(zone, name + "/pcie", p.pcie);
     auto* cxl = make_link(zone, name + "/cxl", p.cxl.bandwidth, p.cxl.latency);
     auto* nvme = make_link(zone, name + "/nvme", p.nvme.bandwidth, 0);  // per-read latency: see tiers
     auto* nic = make_link(zone, name + "/nic", p.nic.bandwidth, p.nic.latency / 2);
     add_route(zone, h.host, h.gpu, {dram, pcie});
-    add_route(zone, h.cxl, h.gpu, {cxl, pcie});
-    add_route(zone, h.nvme, h.host, {nvme, dram});
-    for (std::uint32_t s = 0; s < p.memory_servers; ++s) add_route(zone, servers_[s], h.host, {server_nics[s], nic, dram});
+    add_route(zone, h.cxl, h.gpu, {{cxl}, pcie});
+    add_route(zone, h.nvme, h.host, {{nvme}, dram});
+    for (std::uint32_t s = 0; s < p.memory_servers; ++s)
+      add_route(zone, servers_[s], h.host, {{server_nics[s], nic}, dram});
     // The node's own switch port to the pool: as fast as a pool port, its latency counted once.
     auto* pool_port = make_link(zone, name + "/cxl-pool", p.cxl_pool.bandwidth, 0);
     for (std::uint32_t port = 0; port < p.cxl_pool.ports; ++port)
-      add_route(zone, pool_ports_[port], h.gpu, {pool_links[port], pool_port, pcie});
+      add_route(zone, pool_ports_[port], h.gpu, {{pool_links[port], pool_port}, pcie});
     nodes_.push_back(h);
   }
   zone->seal();

@@ -73,10 +73,11 @@ Platform platform_of(const config::Values& v) {
   const auto& nic = v.child("nic");
   p.nic = {nic.number("bandwidth"), nic.number("latency"), nic.number("op_overhead"), nic.number("wakeup")};
   const auto& pcie = v.child("pcie");
-  p.pcie = {pcie.number("bandwidth"), pcie.number("latency")};
+  p.pcie = {pcie.number("bandwidth"), pcie.number("latency"), pcie.number("flow_bandwidth")};
   const auto& dram = v.child("dram");
   p.dram.bandwidth = dram.number("bandwidth");
   p.dram.latency = dram.number("latency");
+  p.dram.flow_bandwidth = dram.number("flow_bandwidth");
   p.dram.capacity = dram.number("capacity");
   const auto& gpu = v.child("gpu");
   p.gpu = {gpu.number("hbm_capacity"),      gpu.number("hbm_bandwidth"),      gpu.number("flops"),

@@ -48,8 +48,9 @@ struct MoeModel {
 MoeModel load_model(const std::string& name, const std::string& where);
 
 struct Link {
-  double bandwidth = 0;  // bytes/s
-  double latency = 0;    // s
+  double bandwidth = 0;       // bytes/s, shared by the transfers on it
+  double latency = 0;         // s
+  double flow_bandwidth = 0;  // bytes/s one transfer gets at most; 0: no cap
 };
 
 struct HostDram : Link {

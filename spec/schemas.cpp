@@ -49,6 +49,15 @@ Param component(std::string name, const Schema& schema, std::string preset_dir, 
   return p;
 }
 
+// What one transfer gets of a link at most, where something other than the link bounds it: on the
+// emulator's platform a copy or a load stream is one CPU thread's, so `bandwidth` is what all the
+// cores move together and `flow_bandwidth` what one moves (rmai calibrate measures both).
+Param flow_bandwidth() {
+  return optional("flow_bandwidth", Kind::Bandwidth,
+                  "the most one transfer gets of the bandwidth (one thread's copy or load stream); 0: no cap, one "
+                  "transfer can take it all", "0GBps", Bound::NonNegative);
+}
+
 Param at_most(Param p, double max) {
   p.max = max;
   return p;
@@ -77,6 +86,7 @@ const Schema& pcie() {
   static const Schema s{"pcie", "host-to-GPU PCIe link (models/hardware/pcie)", {
       text("description", "what this preset is"),
       required("bandwidth", Kind::Bandwidth, "achieved host-to-device copy bandwidth"),
+      flow_bandwidth(),
       required("latency", Kind::Time, "one-way DMA latency", Bound::NonNegative),
   }};
   return s;
@@ -99,6 +109,7 @@ const Schema& dram() {
   static const Schema s{"dram", "host DRAM of an inference node (models/hardware/dram)", {
       text("description", "what this preset is"),
       required("bandwidth", Kind::Bandwidth, "sustained bandwidth of the host memory"),
+      flow_bandwidth(),
       required("latency", Kind::Time, "load latency", Bound::NonNegative),
       required("capacity", Kind::Bytes, "host memory of one inference node (bounds cache.host_experts)"),
   }};

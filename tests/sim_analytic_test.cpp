@@ -290,6 +290,39 @@ TEST(ConcurrentStep, OneAtATimeIsTheSequentialReplay) {
   }
 }
 
+TEST(ConcurrentStep, APerFlowCapBoundsEachCopyNotTheLink) {
+  // pcie.flow_bandwidth (one thread's copy on the emulator's platform) caps each flow: a wave of n
+  // copies moves at min(cap, bottleneck / n) each. With the cap at 0.4 of the bottleneck, the waves
+  // of 3 take their fair share (1/3), the wave of 2 and a lone copy the cap.
+  const auto plain = quickstart({"memory.tier=dram"});
+  const double bottleneck = std::min(plain.platform.dram.bandwidth, plain.platform.pcie.bandwidth);
+  const double cap = 0.4 * bottleneck;
+  const std::string flow = "platform.pcie.flow_bandwidth=" + std::to_string(std::llround(cap)) + "Bps";
+  const auto e = quickstart({"memory.tier=dram", "serving.batch=4", "memory.dram.concurrency=3", flow});
+  const auto& p = e.platform;
+  ASSERT_NEAR(p.pcie.flow_bandwidth, cap, 1);
+  const auto copy = [&](double n) {
+    return p.gpu.copy_launch + p.dram.latency + p.pcie.latency +
+           e.model.expert_bytes() / std::min(p.pcie.flow_bandwidth, bottleneck / n);
+  };
+  const auto out = simulate_in_child(e, disjoint_pairs(e));
+  ASSERT_EQ(out.switches.size(), e.model.moe_layers * 8u);
+  std::vector<metrics::SwitchRecord> first_layer;
+  for (const auto& s : out.switches)
+    if (s.layer == 0) first_layer.push_back(s);
+  std::sort(first_layer.begin(), first_layer.end(), [](const auto& a, const auto& b) { return a.start_s < b.start_s; });
+  ASSERT_EQ(first_layer.size(), 8u);
+  for (std::size_t i = 0; i < 8; ++i) {
+    const double expected = copy(i < 6 ? 3 : 2);
+    EXPECT_NEAR(first_layer[i].end_s - first_layer[i].start_s, expected, 1e-9 * expected) << "switch " << i;
+  }
+  EXPECT_GT(copy(2), host_copy(plain, 2)) << "the cap binds the wave of 2";
+  // Alone, a copy is capped too: the sequential replay of the same platform.
+  const auto alone = simulate_in_child(quickstart({"memory.tier=dram", "trace.tokens=1", flow}),
+                                       synthetic_trace(quickstart({"memory.tier=dram", "trace.tokens=1"})));
+  for (const auto& s : alone.switches) EXPECT_NEAR(s.end_s - s.start_s, copy(1), 1e-9 * copy(1));
+}
+
 class HostCache : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(HostCache, AHitCostsExactlyThePcieCopy) {
