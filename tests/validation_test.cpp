@@ -2,7 +2,8 @@
 // version of experiments/validate.yaml (every emulator run paired with a platform measured right
 // before it and a simulation on that platform; medians of 3). Switch, fault and transition counts
 // must be identical in both halves for dram, rmai, page4k and disk-read, and switch p50 and replay
-// time within 15% (issue 13's goal) for dram, rmai and page4k. This VM's host moves the emulator's
+// time within 15% (issue 13's goal) for dram, rmai and page4k; and the same for dram, rmai and
+// page4k with four sequences decoded as one batch, two switches at a time (issue 14). This VM's host moves the emulator's
 // rates by 10-40% between runs seconds apart (experiments/validate.md): a tier that misses is
 // validated again, at most kAttempts times in all, and fails when it misses every time. A model error
 // beyond 15% misses every attempt; one noisy minute does not fail the suite. disk-read's times are
@@ -53,60 +54,78 @@ std::map<std::string, std::vector<std::string>> rows_of(const fs::path& csv) {
   return rows;
 }
 
-class Validation : public TempDirTest {};
-
 constexpr double kBound = 0.15;  // issue 13: switch p50 and replay time within 15%
 // Six: on 2026-12-02 two of three fresh-clone runs had one tier (rmai, then page4k) miss four
 // attempts in a row, its calibrations minutes apart all off the same way; both passed in the other runs.
 constexpr int kAttempts = 6;
 
-TEST_F(Validation, CalibratedSimulatorMeetsTheBoundsOnThisMachine) {
-  if (sanitized()) GTEST_SKIP() << "timings of a sanitized build are not this machine's";
-  if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
-  {
+class Validation : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    if (sanitized()) GTEST_SKIP() << "timings of a sanitized build are not this machine's";
+    if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
     emul::HugePageReservation huge(20);  // calibrate reserves 20; the rmai tier maps 2 MiB pages (validate.yaml)
     if (!huge.ok()) GTEST_SKIP() << "no 2 MiB huge pages here (root raises vm.nr_hugepages)";
   }
-  std::vector<std::string> missing{"dram", "rmai", "page4k", "disk-read"};
-  std::map<std::string, std::string> misses;  // tier -> what missed, every attempt
-  for (int attempt = 1; attempt <= kAttempts && !missing.empty(); ++attempt) {
-    const fs::path out = dir_ / ("attempt" + std::to_string(attempt));
-    std::string tiers;
-    for (const auto& t : missing) tiers += (tiers.empty() ? "" : ",") + t;
-    const auto validated = run({"validate", (kSourceDir / "experiments" / "validate.yaml").string(), "--out",
-                                out.string(), "--tiers", tiers, "--repeats", "3", "--calibrate", "quick", "--set",
-                                "trace.tokens=24"});
-    ASSERT_EQ(validated.exit_code, 0) << validated.err;
-    auto rows = rows_of(out / "validation.csv");
-    std::vector<std::string> still;
-    for (const auto& tier : missing) {
-      // Counts do not depend on the minute: identical in every attempt.
-      for (const char* metric : {"expert_switches", "page_faults", "user_kernel_transitions"}) {
-        const auto& r = rows[tier + "/" + metric];
-        ASSERT_GE(r.size(), 5u) << tier << " " << metric;
-        EXPECT_EQ(r[2], r[3]) << tier << " " << metric << ": emul " << r[2] << ", sim " << r[3];
-      }
-      const bool bounded = tier != "disk-read";
-      bool within = true;
-      for (const char* metric : {"switch_p50_s", "replay_s"}) {
-        const auto& r = rows[tier + "/" + metric];
-        ASSERT_GE(r.size(), 8u) << tier << " " << metric;
-        EXPECT_EQ(r[7], "3") << tier << " " << metric << ": the emulator's repeats";
-        const double error = std::stod(r[4]);
-        std::cout << "attempt " << attempt << ": " << tier << " " << metric << ": emul median " << r[2] << " s [" << r[5]
-                  << ", " << r[6] << "], sim " << r[3] << " s, error " << r[4] << "\n";
-        if (bounded && !(std::abs(error) <= kBound)) {
-          within = false;
-          misses[tier] += "  attempt " + std::to_string(attempt) + ": " + metric + " " + r[4] + "\n";
+
+  // `rmai validate --calibrate quick` of the tiers on validate.yaml at 24 tokens and `sets`, again
+  // for the tiers that missed, until every tier is within the bound or kAttempts are spent.
+  void validate_until_within(std::vector<std::string> missing, const std::vector<std::string>& sets) {
+    std::map<std::string, std::string> misses;  // tier -> what missed, every attempt
+    for (int attempt = 1; attempt <= kAttempts && !missing.empty(); ++attempt) {
+      const fs::path out = dir_ / ("attempt" + std::to_string(attempt));
+      std::string tiers;
+      for (const auto& t : missing) tiers += (tiers.empty() ? "" : ",") + t;
+      std::vector<std::string> args{"validate", (kSourceDir / "experiments" / "validate.yaml").string(), "--out",
+                                    out.string(), "--tiers", tiers, "--repeats", "3", "--calibrate", "quick", "--set",
+                                    "trace.tokens=24"};
+      for (const auto& set : sets) args.insert(args.end(), {"--set", set});
+      const auto validated = run(args);
+      ASSERT_EQ(validated.exit_code, 0) << validated.err;
+      auto rows = rows_of(out / "validation.csv");
+      std::vector<std::string> still;
+      for (const auto& tier : missing) {
+        // Counts do not depend on the minute: identical in every attempt.
+        for (const char* metric : {"expert_switches", "page_faults", "user_kernel_transitions"}) {
+          const auto& r = rows[tier + "/" + metric];
+          ASSERT_GE(r.size(), 5u) << tier << " " << metric;
+          EXPECT_EQ(r[2], r[3]) << tier << " " << metric << ": emul " << r[2] << ", sim " << r[3];
         }
+        const bool bounded = tier != "disk-read";
+        bool within = true;
+        for (const char* metric : {"switch_p50_s", "replay_s"}) {
+          const auto& r = rows[tier + "/" + metric];
+          ASSERT_GE(r.size(), 8u) << tier << " " << metric;
+          EXPECT_EQ(r[7], "3") << tier << " " << metric << ": the emulator's repeats";
+          const double error = std::stod(r[4]);
+          std::cout << "attempt " << attempt << ": " << tier << " " << metric << ": emul median " << r[2] << " s ["
+                    << r[5] << ", " << r[6] << "], sim " << r[3] << " s, error " << r[4] << "\n";
+          if (bounded && !(std::abs(error) <= kBound)) {
+            within = false;
+            misses[tier] += "  attempt " + std::to_string(attempt) + ": " + metric + " " + r[4] + "\n";
+          }
+        }
+        if (!within) still.push_back(tier);
       }
-      if (!within) still.push_back(tier);
+      missing = still;
     }
-    missing = still;
+    for (const auto& tier : missing)
+      ADD_FAILURE() << tier << ": switch p50 or replay time missed +-" << kBound * 100 << "% in all " << kAttempts
+                    << " attempts (rel. error, sim against the emulator's median):\n" << misses[tier];
   }
-  for (const auto& tier : missing)
-    ADD_FAILURE() << tier << ": switch p50 or replay time missed +-" << kBound * 100 << "% in all " << kAttempts
-                  << " attempts (rel. error, sim against the emulator's median):\n" << misses[tier];
+};
+
+TEST_F(Validation, CalibratedSimulatorMeetsTheBoundsOnThisMachine) {
+  validate_until_within({"dram", "rmai", "page4k", "disk-read"}, {});
+}
+
+// Issue 14: four sequences decoded as one batch, two switches at a time (two faulting threads over
+// the same regions in the emulator, two switch actors sharing the node's links in the simulator).
+TEST_F(Validation, BatchedStepsWithConcurrentSwitchesMeetTheBounds) {
+  validate_until_within({"dram", "rmai", "page4k"},
+                        {"trace.sequences=4", "serving.batch=4", "memory.dram.concurrency=2",
+                         "memory.rmai.concurrency=2", "memory.page4k.concurrency=2"});
 }
 
 }  // namespace
