@@ -6,6 +6,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -70,16 +71,19 @@ class Loaders {
 // into a device buffer of its own.
 class StoreExecutor final : public cache::ReplayExecutor {
  public:
-  StoreExecutor(const Catalog& catalog, ExpertStore& store, std::uint32_t experts,
+  StoreExecutor(const Catalog& catalog, ExpertStore& store, std::uint32_t experts, bool host_cache,
                 std::span<const std::span<std::byte>> devices, std::vector<metrics::SwitchRecord>& switches)
-      : catalog_(catalog), store_(store), experts_(experts), devices_(devices), switches_(switches),
-        loaders_(static_cast<std::uint32_t>(devices.size())) {}
+      : catalog_(catalog), store_(store), experts_(experts), host_cache_(host_cache), devices_(devices),
+        switches_(switches), loaders_(static_cast<std::uint32_t>(devices.size())) {}
 
   double now() override { return seconds_since(start_); }
   void compute(double /*seconds*/) override {}
+  // With a host cache the store is it (ExpertStore::holds_until_evicted): an expert leaving the GPU
+  // stays in host memory until the host cache evicts it.
   void evicted(cache::ExpertKey key) override {
-    store_.evict(*catalog_.find(cache::layer_of(key, experts_), cache::expert_of(key, experts_)));
+    if (!host_cache_) release(key);
   }
+  void host_evicted(cache::ExpertKey key) override { release(key); }
   void switch_in(const cache::Access& a) override {
     const std::uint32_t object = *catalog_.find(a.layer, a.expert);
     const auto faults_before = store_.faults();
@@ -119,9 +123,14 @@ class StoreExecutor final : public cache::ReplayExecutor {
   }
 
  private:
+  void release(cache::ExpertKey key) {
+    store_.evict(*catalog_.find(cache::layer_of(key, experts_), cache::expert_of(key, experts_)));
+  }
+
   const Catalog& catalog_;
   ExpertStore& store_;
   std::uint32_t experts_;
+  bool host_cache_;
   std::span<const std::span<std::byte>> devices_;  // one per loading thread
   std::vector<metrics::SwitchRecord>& switches_;
   Loaders loaders_;
@@ -138,13 +147,17 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   if (e.serving.concurrency != 1 && !store.concurrent_loads())
     throw InputError(e.tier_params.where("concurrency"), "the emulator's " + e.tier + " store loads one expert at a time: "
                                                          "use 1 with mode: emul (rmai, page4k and dram take more)");
-  if (e.cache.host_experts != 0)
-    throw InputError(e.values.child("cache").where("host_experts"), "the emulator has no host cache yet: use 0 with mode: emul");
+  if (e.cache.host_experts != 0 && !store.holds_until_evicted())
+    throw InputError(e.values.child("cache").where("host_experts"), "the emulator's " + e.tier + " store has no host cache "
+                     "(the stores that keep what they load, rmai, page4k and disk-mmap, do): use 0 with mode: emul");
   if (e.nodes != 1)
     throw InputError(e.values.where("nodes"), "the emulator runs one node per process: for sharing, run several 'rmai run --mode emul' "
                               "against one memd (emul.server)");
-  cache::ExpertCache cache(e.cache.gpu_experts, model.routed_experts_total(),
-                           cache::PolicyRegistry::instance().make(e.cache.policy, model.routed_experts_total()));
+  const std::size_t keys = model.routed_experts_total();
+  cache::ExpertCache cache(e.cache.gpu_experts, keys, cache::PolicyRegistry::instance().make(e.cache.policy, keys));
+  std::optional<cache::ExpertCache> host;
+  if (e.cache.host_experts > 0)
+    host.emplace(e.cache.host_experts, keys, cache::PolicyRegistry::instance().make(e.cache.host_policy, keys));
   // The stand-ins for the GPU's HBM slot the expert is copied into, one per loading thread, reused
   // by every switch since nothing reads them afterwards; touched when made, since an HBM slot takes
   // no page faults.
@@ -163,14 +176,15 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.prefetch = e.cache.prefetch;
   r.nodes = 1;
   r.gpu_experts = e.cache.gpu_experts;
-  r.pool_bytes = double(catalog.total_bytes());
+  // The tier's objects, and the host memory the host cache holds them in (as the simulator counts it).
+  r.pool_bytes = double(catalog.total_bytes()) + double(e.cache.host_experts) * double(catalog.object_bytes());
   r.serving = cache::serving_settings(e);
-  StoreExecutor exec(catalog, store, model.experts, devices, r.switches);
+  StoreExecutor exec(catalog, store, model.experts, host.has_value(), devices, r.switches);
   const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   cache::ReplayPlan plan = cache::replay_plan(e, 0);
   plan.order = &order;
   plan.progress = progress;
-  cache::add_tally(cache::replay(trace, plan, cache, exec), r);
+  cache::add_tally(cache::replay(trace, plan, cache, exec, host ? &*host : nullptr), r);
   r.simulated_time_s = exec.now();  // measured, not simulated: the replay's wall time
   const Counters c = store.counters();
   r.page_faults = c.faults;

@@ -48,6 +48,10 @@ class ExpertStore {
   // Whether load() may run on several threads at once for different objects (memory.<tier>.
   // concurrency > 1: faulting threads over the same regions); evict() is never concurrent with it.
   virtual bool concurrent_loads() const { return false; }
+  // Whether what load() brings stays in host memory until evict() (a region's mapped pages, the page
+  // cache), so that the store is the node's host cache itself (cache.host_experts): then evict()
+  // follows the host cache's evictions, and a load of an object still held only copies it.
+  virtual bool holds_until_evicted() const { return false; }
 };
 
 // Everything a store is built from.

@@ -200,6 +200,9 @@ std::vector<Case> cases() {
       {"emulated_disk_tier_with_concurrency", kValid,
        {"--mode", "emul", "--set", "memory.tier=disk-read", "--set", "memory.disk-read.concurrency=2"},
        {"--set: memory.disk-read.concurrency:", "one expert at a time"}},
+      {"emulated_disk_read_with_a_host_cache", kValid,
+       {"--mode", "emul", "--set", "memory.tier=disk-read", "--set", "cache.host_experts=64"},
+       {"--set: cache.host_experts:", "disk-read store has no host cache"}},
   };
   return c;
 }

@@ -147,6 +147,7 @@ class VerifyingStore final : public ExpertStore {
   std::uint64_t faults() const override { return inner_.faults(); }
   std::string describe() const override { return inner_.describe(); }
   bool concurrent_loads() const override { return inner_.concurrent_loads(); }
+  bool holds_until_evicted() const override { return inner_.holds_until_evicted(); }
   std::atomic<int> loads{0}, bad{0}, in_flight{0}, most_in_flight{0};
 
  private:
@@ -157,30 +158,48 @@ class VerifyingStore final : public ExpertStore {
 // The emulator's replay of batched steps with two faulting threads over the same regions: every byte
 // checked, the same switches as one thread takes, and loads in flight at once (a layer's misses
 // take about a millisecond each, the second thread starts within microseconds).
+// The emulator's replay of `e` through an rmai store over a memd of its own, every byte checked.
+struct VerifiedReplay {
+  metrics::RunResult result;
+  int loads = 0, bad = 0, most_in_flight = 0;
+};
+VerifiedReplay verified_replay(const spec::Experiment& e) {
+  const Catalog catalog = catalog_of(e);
+  std::ostringstream log;
+  MemoryServerOptions so;
+  so.secret = kSecret;
+  so.log = &log;
+  MemoryServer server(catalog, so);
+  RemoteOptions remote;
+  remote.server = server.address();
+  remote.secret = kSecret;
+  remote.timeout_s = 10;
+  const auto store = StoreRegistry::instance().make("rmai", {e, catalog, &remote, ""});
+  VerifyingStore verifying(*store, catalog);
+  VerifiedReplay out;
+  out.result = replay(e, traces::experiment_trace(e), catalog, verifying);
+  out.loads = verifying.loads;
+  out.bad = verifying.bad;
+  out.most_in_flight = verifying.most_in_flight;
+  return out;
+}
+
+spec::Experiment small_batched(const std::vector<std::string>& sets) {
+  std::vector<std::string> all{"mode=emul", "emul.scale=0.005", "emul.layers=0-1", "cache.gpu_experts=8",
+                               "trace.tokens=32", "trace.sequences=4", "serving.batch=4"};
+  all.insert(all.end(), sets.begin(), sets.end());
+  return spec::load_experiment(std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml", all);
+}
+
 TEST(ReplayIntegrity, BatchedStepsWithConcurrentFaultingThreads) {
   if (const auto why = userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
   const auto run = [](std::uint32_t concurrency) {
-    const auto e = spec::load_experiment(std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml",
-                                         {"mode=emul", "emul.scale=0.005", "emul.layers=0-1", "cache.gpu_experts=8",
-                                          "trace.tokens=32", "trace.sequences=4", "serving.batch=4",
-                                          "memory.rmai.concurrency=" + std::to_string(concurrency)});
-    const Catalog catalog = catalog_of(e);
-    std::ostringstream log;
-    MemoryServerOptions so;
-    so.secret = kSecret;
-    so.log = &log;
-    MemoryServer server(catalog, so);
-    RemoteOptions remote;
-    remote.server = server.address();
-    remote.secret = kSecret;
-    remote.timeout_s = 10;
-    const auto store = StoreRegistry::instance().make("rmai", {e, catalog, &remote, ""});
-    VerifyingStore verifying(*store, catalog);
-    auto r = replay(e, traces::experiment_trace(e), catalog, verifying);
-    EXPECT_EQ(verifying.bad.load(), 0) << "concurrency " << concurrency;
-    EXPECT_EQ(std::size_t(verifying.loads.load()), r.switches.size());
+    const auto v = verified_replay(small_batched({"memory.rmai.concurrency=" + std::to_string(concurrency)}));
+    const auto& r = v.result;
+    EXPECT_EQ(v.bad, 0) << "concurrency " << concurrency;
+    EXPECT_EQ(std::size_t(v.loads), r.switches.size());
     EXPECT_EQ(r.serving.decode_steps, 8u);
-    EXPECT_EQ(verifying.most_in_flight.load() > 1, concurrency > 1) << "loads at once: " << verifying.most_in_flight;
+    EXPECT_EQ(v.most_in_flight > 1, concurrency > 1) << "loads at once: " << v.most_in_flight;
     return r;
   };
   const auto one = run(1), two = run(2);
@@ -195,6 +214,26 @@ TEST(ReplayIntegrity, BatchedStepsWithConcurrentFaultingThreads) {
   std::uint64_t faults = 0;
   for (const auto& s : two.switches) faults += s.faults;
   EXPECT_EQ(faults, two.page_faults);  // the switches' shares add up to the store's count
+}
+
+// A host cache in the emulator is the set of mapped regions: a GPU eviction leaves the region
+// mapped, a host-cache eviction unmaps it. A GPU miss the host cache holds copies the mapped bytes
+// and takes no fault; every byte is still checked, also with two faulting threads.
+TEST(ReplayIntegrity, AHostCacheOfMappedRegions) {
+  if (const auto why = userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
+  const auto plain = verified_replay(small_batched({}));
+  const auto hosted = verified_replay(small_batched({"cache.host_experts=12"}));
+  for (const auto* v : {&plain, &hosted}) EXPECT_EQ(v->bad, 0);
+  const auto& r = hosted.result;
+  EXPECT_EQ(r.switches.size(), plain.result.switches.size());  // the GPU cache misses the same
+  ASSERT_GT(r.serving.host_hits, 0u);
+  std::uint64_t without_fault = 0;
+  for (const auto& s : r.switches) without_fault += s.faults == 0;
+  EXPECT_EQ(without_fault, r.serving.host_hits);
+  EXPECT_EQ(r.page_faults, plain.result.page_faults - r.serving.host_hits * (plain.result.page_faults / plain.result.switches.size()));
+  const auto two = verified_replay(small_batched({"cache.host_experts=12", "memory.rmai.concurrency=2"}));
+  EXPECT_EQ(two.bad, 0);
+  EXPECT_EQ(two.result.page_faults, r.page_faults);
 }
 
 }  // namespace

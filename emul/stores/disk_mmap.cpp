@@ -163,6 +163,9 @@ class DiskMmapStore final : public ExpertStore {
     counters_.pages_mapped += mapped_after > mapped_before ? mapped_after - mapped_before : 0;
   }
 
+  // The pages stay mapped and cached until evicted: the page cache is disk-mmap's host cache.
+  bool holds_until_evicted() const override { return true; }
+
   void evict(std::uint32_t object) override {
     const std::uint64_t offset = file_->offset(object);
     const std::uint64_t bytes = catalog_.object(object).bytes;

@@ -80,8 +80,9 @@ class RegionStore final : public ExpertStore {
     remote.queue_depth = path.queue_depth;
     source_ = std::make_unique<RemoteSource>(c.catalog, remote);
     RegionOptions o = options_of(e, path);
-    // map_page 2MiB: twin on huge pages for the resident experts (the cache, plus the one being
-    // switched in), reserved for the run (root) and then given back. Otherwise 4 KiB pages, where
+    // map_page 2MiB: twin on huge pages for the resident experts (the GPU cache, or with a host
+    // cache the host cache, whose evictions unmap; plus the one being switched in), reserved for the
+    // run (root) and then given back. Otherwise 4 KiB pages, where
     // "auto" takes copy: measured here, copy beats twin on 4 KiB shmem pages (bench/emul_bench.cpp).
     if (path.huge_pages) {
       const std::string where = e.tier_params.where("map_page");
@@ -91,7 +92,8 @@ class RegionStore final : public ExpertStore {
         throw InputError(where, "2 MiB pages need whole regions: emul.granularity region or auto, and a region_chunk "
                                 "that is 'expert' or a multiple of 2 MiB");
       const std::uint64_t per_object = (c.catalog.object_bytes() + kHugePageSize - 1) / kHugePageSize;
-      reservation_.emplace(per_object * (e.cache.gpu_experts + e.model.top_k));
+      const std::uint64_t mapped = e.cache.host_experts > 0 ? e.cache.host_experts : e.cache.gpu_experts;
+      reservation_.emplace(per_object * (mapped + e.model.top_k));
       if (!reservation_->ok())
         throw InputError(where, "2 MiB pages could not be reserved here (root raises vm.nr_hugepages; otherwise "
                                 "they must be free already); set memory.rmai.map_page=4KiB");
@@ -118,6 +120,8 @@ class RegionStore final : public ExpertStore {
   const RemoteSource* remote() const override { return source_.get(); }
   // The region serves faults of any number of threads (tests/emul_integrity_test.cpp, four threads).
   bool concurrent_loads() const override { return true; }
+  // A region stays mapped until evicted: RMAI's host cache is its set of mapped regions.
+  bool holds_until_evicted() const override { return true; }
 
  private:
   std::unique_ptr<RemoteSource> source_;            // outlives the region, which reads through it
