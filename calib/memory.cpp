@@ -2,6 +2,7 @@
 // and all cores together (bandwidth), as `concurrency` threads load experts at once. Both come from
 // one pool larger than the last-level cache, so that the loads and copies measured reach DRAM.
 #include <algorithm>
+#include <barrier>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -91,15 +92,17 @@ const std::byte* chase(const std::byte* p, std::size_t loads) {
 // that each thread's share of the smallest pool (256 MiB) holds two of the copies below.
 unsigned cores() { return std::clamp(std::thread::hardware_concurrency(), 1u, 64u); }
 
-// Seconds that `threads` threads take together, thread t running work(t) once, all started at once.
+// Seconds that `threads` threads take together, thread t running work(t, round) once, all started at
+// once; `round` is a barrier of the threads, for work that goes in lockstep.
 template <class Work>
 double together(unsigned threads, const Work& work) {
   std::latch ready(threads + 1);
+  std::barrier<> round(threads);
   std::vector<std::jthread> running;
   for (unsigned t = 0; t < threads; ++t)
     running.emplace_back([&, t] {
       ready.arrive_and_wait();
-      work(t);
+      work(t, round);
     });
   ready.arrive_and_wait();
   const double start = now_s();
@@ -162,7 +165,7 @@ MemoryResults probe_memory(const Settings& s) {
   for (unsigned r = 0; threads > 1 && r < s.repeats; ++r) {
     std::vector<std::uint64_t> sums(threads);
     const std::size_t share = bytes / threads / kLine * kLine;
-    read_speedups.push_back(speedup(threads, [&](unsigned t) {
+    read_speedups.push_back(speedup(threads, [&](unsigned t, std::barrier<>&) {
       for (int p = 0; p < passes; ++p) sums[t] += read_all(pool.data() + t * share, share);
     }));
     for (const auto sum : sums) keep += sum;
@@ -241,9 +244,11 @@ MemoryResults probe_memory(const Settings& s) {
     // Four times the sweep's bytes: in a run of a few milliseconds the threads' start would weigh.
     const std::size_t copies = 4 * budget / copy_size;
     for (unsigned r = 0; r < s.repeats; ++r)
-      copy_speedups.push_back(speedup(threads, [&](unsigned t) {
-        for (std::size_t c = 0; c < copies; ++c)
+      copy_speedups.push_back(speedup(threads, [&](unsigned t, std::barrier<>& round) {
+        for (std::size_t c = 0; c < copies; ++c) {
           std::memcpy(devices.data() + t * copy_size, pool.data() + t * share + c * copy_size % share, copy_size);
+          round.arrive_and_wait();  // as the loading threads meet per layer
+        }
       }));
     keep += static_cast<std::uint64_t>(devices.data()[copy_size - 1]);
   }
