@@ -256,7 +256,7 @@ MemoryResults probe_memory(const Settings& s) {
                  "one thread, then " + std::to_string(threads) + " (the cores) at once, copying " +
                      human(4.0 * double(budget), Unit::Bytes) + " each in " + human(double(copy_size), Unit::Bytes) +
                      " pieces taken in turn from its share of the " + pool_text +
-                     " into a buffer of its own, per repeat; the speedup is " + std::to_string(threads) +
+                     " into a buffer of its own, in lockstep (a barrier after each piece), per repeat; the speedup is " + std::to_string(threads) +
                      " x the one's time over the all's");
   Measurement latency_m = from_fit(
       sweep, [dram_latency](const LineFit& f) { return std::max(0.0, f.intercept - dram_latency); }, copy_probe,
