@@ -1,7 +1,10 @@
 // dram and pcie: what the emulator's threads see of this machine's memory, one alone (flow_bandwidth)
 // and all cores together (bandwidth), as `concurrency` threads load experts at once. Both come from
 // one pool larger than the last-level cache, so that the loads and copies measured reach DRAM.
+#include <sched.h>
+
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstring>
@@ -88,9 +91,15 @@ const std::byte* chase(const std::byte* p, std::size_t loads) {
   return p;
 }
 
-// The threads the machine runs at once: the most that concurrent loads can share. At most 64, so
-// that each thread's share of the smallest pool (256 MiB) holds two of the copies below.
-unsigned cores() { return std::clamp(std::thread::hardware_concurrency(), 1u, 64u); }
+// The CPUs this process may run on at once (its affinity: a container's cpuset, taskset), the most
+// that concurrent loads can share. At most 32, so that each thread's share of the smallest pool
+// (256 MiB) holds two of the copies below.
+unsigned cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return static_cast<unsigned>(std::clamp(cpus, 1, 32));
+}
 
 // Seconds that `threads` threads take together, thread t running work(t, round) once, all started at
 // once; `round` is a barrier of the threads, for work that goes in lockstep.
@@ -98,40 +107,54 @@ template <class Work>
 double together(unsigned threads, const Work& work) {
   std::latch ready(threads + 1);
   std::barrier<> round(threads);
+  std::atomic<bool> abandoned{false};
   std::vector<std::jthread> running;
-  for (unsigned t = 0; t < threads; ++t)
-    running.emplace_back([&, t] {
-      ready.arrive_and_wait();
-      work(t, round);
-    });
+  try {
+    for (unsigned t = 0; t < threads; ++t)
+      running.emplace_back([&, t] {
+        ready.arrive_and_wait();
+        if (!abandoned) work(t, round);
+      });
+  } catch (...) {  // a thread could not be made: release those that were, which then do nothing
+    abandoned = true;
+    ready.count_down(static_cast<std::ptrdiff_t>(threads - running.size() + 1));
+    throw;
+  }
   ready.arrive_and_wait();
   const double start = now_s();
   for (auto& thread : running) thread.join();
   return now_s() - start;
 }
 
-// How many times more every core moves together than one thread alone, the same work each: one
-// thread then all, back to back, so that both see the same moment of a shared machine (its rates
-// move by 2x from second to second here, more than the two differ).
+// How many times faster every core does the work of all than one thread alone: one thread doing
+// every thread's share in turn (so that it streams the whole pool as they do, not one share the
+// caches may hold), then all at once, back to back, so that both see the same moment of a shared
+// machine (its rates move by 2x from second to second here, more than the two differ).
 template <class Work>
 double speedup(unsigned threads, const Work& work) {
-  const double one = together(1, work);
-  return threads * one / together(threads, work);
+  const double one = together(1, [&](unsigned, std::barrier<>& alone) {
+    for (unsigned t = 0; t < threads; ++t) work(t, alone);
+  });
+  return one / together(threads, work);
 }
 
 // A link measured alone and by every core at once: flow_bandwidth what one thread moves
 // (one_thread), bandwidth that times the median speedup of all cores (at least 1: the total is
 // never less than what one transfer gets alone), so that concurrent switches in the simulator
-// share the second and each gets at most the first. On one core (no speedups): no cap.
-void add_bandwidths(Entries& entries, Measurement one_thread, const std::vector<double>& speedups,
-                    const std::string& speedup_probe) {
+// share the second and each gets at most the first. On one core (no speedups): no cap. `work` says
+// what the threads do, for the probe's comment.
+void add_bandwidths(Entries& entries, Measurement one_thread, const std::vector<double>& speedups, unsigned threads,
+                    const std::string& work) {
   if (speedups.empty()) {
     entries.push_back({"bandwidth", Unit::Bandwidth, std::move(one_thread)});
     return;
   }
   std::vector<double> per_repeat;
   for (const double x : speedups) per_repeat.push_back(one_thread.value * std::max(1.0, x));
-  Measurement shared = from_repeats(per_repeat, speedup_probe);
+  const std::string n = std::to_string(threads);
+  Measurement shared = from_repeats(per_repeat, n + " threads (the cores) at once " + work + ", against one thread doing the " +
+                                                    n + " shares in turn right before, per repeat; the speedup is the one's "
+                                                    "time over the all's");
   const double median_speedup = shared.value / one_thread.value;
   shared.derivation = "flow_bandwidth " + human(one_thread.value, Unit::Bandwidth) + " x the speedup of all cores, " +
                       std::to_string(std::lround(median_speedup * 100)) + "% of one (median; each repeat's at least 100%)";
@@ -173,10 +196,9 @@ MemoryResults probe_memory(const Settings& s) {
   add_bandwidths(out.dram,
                  from_repeats(bandwidth, "one thread streaming 8-byte loads (vectorised) over a " + pool_text + ", " +
                                              std::to_string(passes) + " passes per repeat"),
-                 read_speedups,
-                 "one thread, then " + std::to_string(threads) + " (the cores) at once, streaming 8-byte loads " +
-                     std::to_string(passes) + " times over 1/" + std::to_string(threads) + " each of the " + pool_text +
-                     ", per repeat; the speedup is " + std::to_string(threads) + " x the one's time over the all's");
+                 read_speedups, threads,
+                 "streaming 8-byte loads " + std::to_string(passes) + " times over 1/" + std::to_string(threads) +
+                     " each of the " + pool_text);
   s.note("dram: bandwidth " + human(out.dram.front().m.value, Unit::Bandwidth));
 
   // Load latency: a pointer chase through a random cycle over every line of the pool.
@@ -231,12 +253,13 @@ MemoryResults probe_memory(const Settings& s) {
   }
   const std::string copy_probe = "memcpy of " + sizes_text(sweep.sizes) + " taken in turn from the " + pool_text +
                                  " into one fixed buffer (as the emulator copies an expert to its device buffer), " +
-                                 human(double(budget), Unit::Bytes) + " per size and repeat; fit t(size) = a + size / bandwidth";
+                                 human(double(budget), Unit::Bytes) + " per size and repeat; fit t(size) = a + size / "
+                                 "(one thread's bandwidth)";
   Measurement one_copy = from_fit(sweep, [](const LineFit& f) { return 1 / f.slope; }, copy_probe);
   const LineFit copy_fit = *one_copy.fit;
   // Every core copying at once, each from its share of the pool into a device buffer of its own (as
   // the emulator's loading threads do), at the sweep's middle size, against one thread alone.
-  const std::size_t copy_size = sweep.sizes.size() > 1 ? 4 * kMiB : kMiB;
+  const std::size_t copy_size = 4 * kMiB;
   std::vector<double> copy_speedups;
   if (threads > 1) {
     const Mapping devices = Mapping::anonymous(copy_size * threads, "the device buffers");
@@ -252,12 +275,10 @@ MemoryResults probe_memory(const Settings& s) {
       }));
     keep += static_cast<std::uint64_t>(devices.data()[copy_size - 1]);
   }
-  add_bandwidths(out.pcie, std::move(one_copy), copy_speedups,
-                 "one thread, then " + std::to_string(threads) + " (the cores) at once, copying " +
-                     human(4.0 * double(budget), Unit::Bytes) + " each in " + human(double(copy_size), Unit::Bytes) +
+  add_bandwidths(out.pcie, std::move(one_copy), copy_speedups, threads,
+                 "copying " + human(4.0 * double(budget), Unit::Bytes) + " each in " + human(double(copy_size), Unit::Bytes) +
                      " pieces taken in turn from its share of the " + pool_text +
-                     " into a buffer of its own, in lockstep (a barrier after each piece), per repeat; the speedup is " + std::to_string(threads) +
-                     " x the one's time over the all's");
+                     " into a buffer of its own, in lockstep (a barrier after each piece)");
   Measurement latency_m = from_fit(
       sweep, [dram_latency](const LineFit& f) { return std::max(0.0, f.intercept - dram_latency); }, copy_probe,
       "the fit's a = " + human(copy_fit.intercept, Unit::Time) + " minus the DRAM latency (" + human(dram_latency, Unit::Time) +

@@ -7,7 +7,7 @@
 //
 // The probes are one thread each (what one emulator thread sees), but for the dram and pcie
 // bandwidths, measured also with every core at once (what concurrent loads share), and allocate a
-// fixed amount of memory, at most about 1.2 GiB at once (the DRAM pool, calib/memory.cpp).
+// fixed amount of memory, at most about 1.3 GiB at once (the DRAM pool, calib/memory.cpp).
 #include <cstdint>
 #include <filesystem>
 #include <functional>

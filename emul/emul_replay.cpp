@@ -35,10 +35,10 @@ class Loaders {
             done_.arrive_and_wait();
           }
         });
-    } catch (...) {  // a thread could not be made: release those that were, for the ones that were not
-      for (std::size_t t = threads_.size() + 1; t < threads; ++t) start_.arrive_and_drop();
-      stop();
-      throw;
+    } catch (...) {  // a thread could not be made: release those that were, arriving for the rest
+      stopping_ = true;
+      start_.wait(start_.arrive(static_cast<std::ptrdiff_t>(threads - threads_.size())));
+      throw;  // the made ones see stopping_ and end; the jthreads join
     }
   }
   ~Loaders() { stop(); }

@@ -4,6 +4,7 @@
 // every number finite and positive (or zero where the schema allows it); bad input exits 2 naming
 // the option and writes nothing; SIGTERM or SIGINT mid-run leave no preset, no temporary and no memd.
 // The end-to-end tests skip, saying why, without userfaultfd or huge pages.
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -18,7 +19,6 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
-#include <thread>
 
 #include "calib/fit.hpp"
 #include "calib/measurement.hpp"
@@ -325,7 +325,9 @@ TEST_F(CalibrateQuick, EveryNumberIsFiniteWithinItsBoundsAndCommented) {
   }
   // Every parameter of the four components; on more than one core, pcie and dram say what one
   // thread moves (flow_bandwidth) besides what all move, which is never less.
-  const bool cores = std::thread::hardware_concurrency() > 1;
+  cpu_set_t affinity;
+  CPU_ZERO(&affinity);
+  const bool cores = sched_getaffinity(0, sizeof affinity, &affinity) == 0 && CPU_COUNT(&affinity) > 1;
   EXPECT_EQ(checked, 4 + 2 + 3 + 11 + (cores ? 2 : 0));
   for (const char* component : {"pcie", "dram"}) {
     EXPECT_EQ(bool(yaml[component]["flow_bandwidth"]), cores) << component;

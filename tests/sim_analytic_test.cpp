@@ -320,6 +320,7 @@ TEST(ConcurrentStep, APerFlowCapBoundsEachCopyNotTheLink) {
   // Alone, a copy is capped too: the sequential replay of the same platform.
   const auto alone = simulate_in_child(quickstart({"memory.tier=dram", "trace.tokens=1", flow}),
                                        synthetic_trace(quickstart({"memory.tier=dram", "trace.tokens=1"})));
+  ASSERT_FALSE(alone.switches.empty());
   for (const auto& s : alone.switches) EXPECT_NEAR(s.end_s - s.start_s, copy(1), 1e-9 * copy(1));
 }
 

@@ -93,7 +93,8 @@ class RegionStore final : public ExpertStore {
                                 "that is 'expert' or a multiple of 2 MiB");
       const std::uint64_t per_object = (c.catalog.object_bytes() + kHugePageSize - 1) / kHugePageSize;
       const std::uint64_t mapped = e.cache.host_experts > 0 ? e.cache.host_experts : e.cache.gpu_experts;
-      reservation_.emplace(per_object * (mapped + e.model.top_k));
+      // No more than the catalog holds: emul.layers may serve far fewer experts than the caches count.
+      reservation_.emplace(per_object * std::min<std::uint64_t>(mapped + e.model.top_k, c.catalog.objects().size()));
       if (!reservation_->ok())
         throw InputError(where, "2 MiB pages could not be reserved here (root raises vm.nr_hugepages; otherwise "
                                 "they must be free already); set memory.rmai.map_page=4KiB");
