@@ -3,8 +3,8 @@
 // before it and a simulation on that platform; medians of 3). Switch, fault and transition counts
 // must be identical in both halves for dram, rmai, page4k and disk-read, and switch p50 and replay
 // time within 15% (issue 13's goal) for dram, rmai and page4k; and the same for rmai and page4k
-// with four sequences decoded as one batch, two switches at a time (issue 14). This VM's host moves the emulator's
-// rates by 10-40% between runs seconds apart (experiments/validate.md): a tier that misses is
+// with four sequences decoded as one batch, two switches at a time (issue 14). This VM's host moves
+// the emulator's rates by 10-40% between runs seconds apart (experiments/validate.md): a tier that misses is
 // validated again, at most kAttempts times in all, and fails when it misses every time. A model error
 // beyond 15% misses every attempt; one noisy minute does not fail the suite. disk-read's times are
 // printed, not bounded: this VM's disk (a file of the host, through its page cache) moved between

@@ -82,8 +82,8 @@ class RegionStore final : public ExpertStore {
     RegionOptions o = options_of(e, path);
     // map_page 2MiB: twin on huge pages for the resident experts (the GPU cache, or with a host
     // cache the host cache, whose evictions unmap; plus the one being switched in), reserved for the
-    // run (root) and then given back. Otherwise 4 KiB pages, where
-    // "auto" takes copy: measured here, copy beats twin on 4 KiB shmem pages (bench/emul_bench.cpp).
+    // run (root) and then given back. Otherwise 4 KiB pages, where "auto" takes copy: measured here,
+    // copy beats twin on 4 KiB shmem pages (bench/emul_bench.cpp).
     if (path.huge_pages) {
       const std::string where = e.tier_params.where("map_page");
       if (o.layout != Layout::Twin)
