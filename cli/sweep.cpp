@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -108,6 +109,18 @@ std::string shell_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
+}
+
+// The value of an #SBATCH line. sbatch splits these lines at whitespace, takes the rest of a line
+// after an unquoted '#' as a comment and reads a backslash as an escape: the value goes in double
+// quotes, with '"' and backslashes escaped.
+std::string sbatch_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
 }
 
 std::string csv_field(const std::string& s) {
@@ -556,10 +569,22 @@ Unkept run_points(const fs::path& experiment, const fs::path& dir, const std::ve
   return unkept;
 }
 
+// The sweep directory as the job array's tasks see it (absolute), refused when Slurm cannot name
+// the task logs inside it: Slurm takes a backslash in --output as "no %A_%a patterns" (every task
+// would write one file), and a line break would end the #SBATCH line.
+fs::path slurm_dir(const fs::path& dir) {
+  const fs::path abs_dir = fs::absolute(dir).lexically_normal();
+  if (abs_dir.string().find_first_of("\\\n\r") != std::string::npos)
+    throw InputError("--out", shell_quote(abs_dir.string()) +
+                                  ": a Slurm job array cannot write its task logs under a path with a backslash or a "
+                                  "line break; use another --out");
+  return abs_dir;
+}
+
 int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::string& name, const Options& o,
                std::size_t count) {
   const fs::path rmai = fs::read_symlink("/proc/self/exe");
-  const fs::path abs_dir = fs::absolute(dir).lexically_normal();
+  const fs::path abs_dir = slurm_dir(dir);
   std::string command = shell_quote(rmai.string()) + " sweep " + shell_quote(experiment.string()) + " --out " +
                         shell_quote(abs_dir.string());
   if (o.quick) command += " --quick";
@@ -567,15 +592,20 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   for (const auto& sweep : o.sweeps) command += " --sweep " + shell_quote(sweep);
   if (!o.max_points_text.empty()) command += " --max-points " + shell_quote(o.max_points_text);
   command += " --point \"$SLURM_ARRAY_TASK_ID\"";
+  // A job name of safe characters only: sbatch would cut it at a space or '#', or read quotes in it.
   std::string job = "rmai-" + name;
   for (char& c : job)
-    if (std::isspace(static_cast<unsigned char>(c))) c = '_';
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  // Slurm expands %A and %a in the log's name, and reads a literal '%' as "%%".
+  std::string log = abs_dir.string();
+  for (std::size_t at = log.find('%'); at != std::string::npos; at = log.find('%', at + 2)) log.insert(at, "%");
+  log += "/slurm-%A_%a.out";
   const fs::path script = abs_dir / "sweep.slurm";
   posix::write_file_atomic(script, "#!/bin/bash\n"
                        "# One array task per point of the sweep (written by rmai sweep --emit slurm).\n"
                        "#SBATCH --job-name=" + job + "\n"
                        "#SBATCH --array=0-" + std::to_string(count - 1) + "\n"
-                       "#SBATCH --output=" + abs_dir.string() + "/slurm-%A_%a.out\n"
+                       "#SBATCH --output=" + sbatch_quote(log) + "\n"
                        "#SBATCH --ntasks=1\n"
                        "exec " + command + "\n");
   std::cout << "wrote " << script.string() << " (" << count << " points)\n"
@@ -622,6 +652,7 @@ int sweep(Options& o) {
   if (name.empty()) name = experiment.stem().string();
   const fs::path dir = o.out.empty() ? fs::path("results") / name : fs::path(o.out);
   metrics::check_results_dir(dir, "--out");
+  if (!o.emit.empty()) slurm_dir(dir);  // refused before anything is written
   claim(dir, sweep_doc(experiment, o.quick, common, points));
   if (o.collect) return collect(dir);
   if (!o.emit.empty()) return emit_slurm(dir, experiment, name, o, points.size());

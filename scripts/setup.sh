@@ -6,6 +6,8 @@
 #   scripts/setup.sh softroce   the host side of scripts/softroce/run.sh instead: QEMU (TCG, no KVM
 #                               needed), debootstrap and the initramfs tools; optional, only that
 #                               script asks for it
+#   scripts/setup.sh slurm      Slurm and MUNGE for tests/slurm/run.sh's one-node cluster instead;
+#                               optional, only that test asks for it (and skips without them)
 set -euo pipefail
 
 packages=(
@@ -31,6 +33,15 @@ if [ "${1:-}" = softroce ]; then
     debootstrap             # the guest root, from the mirror of this machine's apt sources
     cpio gzip               # the guest root packed as an initramfs
     debian-archive-keyring  # debootstrap checks the archive's signatures
+  )
+fi
+
+if [ "${1:-}" = slurm ]; then
+  packages=(
+    slurmctld     # the controller: queues the job array, hands its tasks to the node
+    slurmd        # the node's daemon: runs each task (slurmstepd); slurmd -C reports the node's CPUs and memory
+    slurm-client  # sbatch, squeue, sinfo, scontrol
+    munge         # munged and mungekey: the credentials Slurm's daemons and clients sign their messages with
   )
 fi
 

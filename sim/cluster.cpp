@@ -1,5 +1,6 @@
 #include "sim/cluster.hpp"
 
+#include <algorithm>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -29,15 +30,30 @@ std::vector<sg4::Link*> make_links(sg4::NetZone* zone, const std::string& name, 
   return links;
 }
 
-void add_route(sg4::NetZone* zone, sg4::Host* from, sg4::Host* to,
-               std::initializer_list<std::vector<sg4::Link*>> parts) {
-  std::vector<sg4::LinkInRoute> route;
-  for (const auto& links : parts)
-    for (auto* link : links) route.emplace_back(link);
-  zone->add_route(from->get_netpoint(), to->get_netpoint(), nullptr, nullptr, route, true);
+// The links of a route, in order.
+std::vector<sg4::Link*> join(std::initializer_list<std::vector<sg4::Link*>> parts) {
+  std::vector<sg4::Link*> links;
+  for (const auto& part : parts) links.insert(links.end(), part.begin(), part.end());
+  return links;
 }
 
 }  // namespace
+
+void Cluster::add_route(sg4::NetZone* zone, std::uint32_t node, sg4::Host* from, sg4::Host* to,
+                        std::vector<sg4::Link*> links) {
+  std::vector<sg4::LinkInRoute> route;
+  Route closed_form{0, links.front()->get_bandwidth(), false};
+  for (auto* link : links) {
+    route.emplace_back(link);
+    closed_form.latency += link->get_latency();
+    closed_form.bandwidth = std::min(closed_form.bandwidth, link->get_bandwidth());
+    auto& users = link_nodes_[link];
+    if (std::find(users.begin(), users.end(), node) == users.end()) users.push_back(node);
+  }
+  zone->add_route(from->get_netpoint(), to->get_netpoint(), nullptr, nullptr, route, true);
+  routes_[{from, to}] = routes_[{to, from}] = closed_form;
+  route_links_[{from, to}] = route_links_[{to, from}] = links;
+}
 
 Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
   auto* zone = sg4::create_full_zone("cluster");
@@ -63,18 +79,26 @@ Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
     auto* cxl = make_link(zone, name + "/cxl", p.cxl.bandwidth, p.cxl.latency);
     auto* nvme = make_link(zone, name + "/nvme", p.nvme.bandwidth, 0);  // per-read latency: see tiers
     auto* nic = make_link(zone, name + "/nic", p.nic.bandwidth, p.nic.latency / 2);
-    add_route(zone, h.host, h.gpu, {dram, pcie});
-    add_route(zone, h.cxl, h.gpu, {{cxl}, pcie});
-    add_route(zone, h.nvme, h.host, {{nvme}, dram});
+    add_route(zone, i, h.host, h.gpu, join({dram, pcie}));
+    add_route(zone, i, h.cxl, h.gpu, join({{cxl}, pcie}));
+    add_route(zone, i, h.nvme, h.host, join({{nvme}, dram}));
     for (std::uint32_t s = 0; s < p.memory_servers; ++s)
-      add_route(zone, servers_[s], h.host, {{server_nics[s], nic}, dram});
+      add_route(zone, i, servers_[s], h.host, join({{server_nics[s], nic}, dram}));
     // The node's own switch port to the pool: as fast as a pool port, its latency counted once.
     auto* pool_port = make_link(zone, name + "/cxl-pool", p.cxl_pool.bandwidth, 0);
     for (std::uint32_t port = 0; port < p.cxl_pool.ports; ++port)
-      add_route(zone, pool_ports_[port], h.gpu, {{pool_links[port], pool_port}, pcie});
+      add_route(zone, i, pool_ports_[port], h.gpu, join({{pool_links[port], pool_port}, pcie}));
     nodes_.push_back(h);
   }
   zone->seal();
+  // A route is shared when one of its links is on the routes of several nodes: the servers' NICs and
+  // the pool's ports, once there are two nodes.
+  for (auto& [hosts, route] : routes_)
+    for (const auto* link : route_links_.at(hosts))
+      route.shared = route.shared || link_nodes_.at(link).size() > 1;
+  route_links_.clear();
+  link_nodes_.clear();
+
 }
 
 }  // namespace rmai::sim

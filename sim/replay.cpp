@@ -44,42 +44,104 @@ double attention_flops(const spec::Experiment& e, double context_tokens) {
 }
 
 // Runs switch plans for one node's actor. CPU time is accumulated and slept in one piece just
-// before the next transfer starts, which keeps the number of simulated activities small without
-// changing any date.
+// before the next SimGrid transfer starts, which keeps the number of simulated activities small
+// without changing any date.
+//
+// The fast path (sim.fast_path): when this executor is the only one moving data over its node's
+// links (one actor per node: concurrency 1, no prefetcher), a transfer on a route no other node
+// shares is alone on its links, so it takes latency + bytes / bandwidth exactly, as SimGrid would
+// time it: no comm is started. A plan whose fetch overlaps the previous chunk's copy (region chunks)
+// puts two of its own transfers on the node's DRAM at once: all of its transfers then go through
+// SimGrid, where they share it.
+//
+// The fast path keeps `clock_`, the date SimGrid's clock would show on the plain path, and moves it
+// with the very additions SimGrid makes (a sleep ends at now + duration, a comm at now + latency,
+// then + bytes / rate), so that both paths compute the same dates to the last bit, or nearly: a
+// fluid model under contention amplifies a difference in the last bit of one date into visible
+// ones (docs/architecture.md, "The fast path"). Before a SimGrid activity the actor sleeps until
+// clock_.
 class Executor {
  public:
+  // `cluster`: the routes, when the fast path applies to this executor; null: every transfer is a comm.
+  explicit Executor(const Cluster* cluster = nullptr) : cluster_(cluster) {}
+
   void compute(double seconds) { pending_ += seconds; }
-  double now() const { return sg4::Engine::get_clock() + pending_; }
+  double now() const { return clock() + pending_; }
 
   void run(const SwitchPlan& plan) {
-    sg4::CommPtr copy_in_flight;
+    const Cluster* closed_form = fetch_overlaps_copy(plan) ? nullptr : cluster_;
+    InFlight copy;
     for (const auto& chunk : plan.chunks) {
       pending_ += chunk.cpu_before;
-      if (chunk.has_fetch) start(chunk.fetch)->wait();
+      if (chunk.has_fetch) wait(start(chunk.fetch, closed_form));
       pending_ += chunk.cpu_after;
-      if (copy_in_flight) {  // the CPU work above overlaps the previous copy
-        flush();
-        copy_in_flight->wait();
-      }
-      copy_in_flight = start(chunk.copy);
+      wait(std::move(copy));  // the CPU work above overlaps the previous copy
+      copy = start(chunk.copy, closed_form);
     }
-    if (copy_in_flight) copy_in_flight->wait();
+    wait(std::move(copy));
     pending_ += plan.cpu_end;
   }
 
+  // Sleeps what is pending: the simulated clock reaches now().
   void flush() {
-    if (pending_ > 0) sg4::this_actor::sleep_for(pending_);
-    pending_ = 0;
+    if (!cluster_) {
+      if (pending_ > 0) sg4::this_actor::sleep_for(pending_);
+      pending_ = 0;
+      return;
+    }
+    pass_pending();
+    if (const double behind = clock_ - sg4::Engine::get_clock(); behind > 0) sg4::this_actor::sleep_for(behind);
+    sync();
   }
 
  private:
-  sg4::CommPtr start(const Transfer& t) {
-    pending_ += t.fixed_time;  // the per-operation rounds, then the data at its share of the route
-    flush();
-    return sg4::Comm::sendto_async(t.from, t.to, static_cast<std::uint64_t>(t.bytes));
+  // A transfer under way: a SimGrid comm, or one timed in closed form that ends at `ends`.
+  struct InFlight {
+    sg4::CommPtr comm;
+    double ends = -1;
+  };
+
+  static bool fetch_overlaps_copy(const SwitchPlan& plan) {
+    for (std::size_t i = 1; i < plan.chunks.size(); ++i)
+      if (plan.chunks[i].has_fetch) return true;
+    return false;
   }
 
-  double pending_ = 0;
+  double clock() const { return cluster_ ? clock_ : sg4::Engine::get_clock(); }
+  void sync() { clock_ = sg4::Engine::get_clock(); }
+  // Where the plain path sleeps what is pending: clock_ moves as a sleep would move SimGrid's clock.
+  void pass_pending() {
+    if (pending_ > 0) clock_ = clock() + pending_;
+    pending_ = 0;
+  }
+
+  InFlight start(const Transfer& t, const Cluster* closed_form) {
+    pending_ += t.fixed_time;  // the per-operation rounds, then the data at its share of the route
+    const auto bytes = static_cast<std::uint64_t>(t.bytes);
+    if (closed_form) {
+      if (const Route& route = closed_form->route(t.from, t.to); !route.shared) {
+        pass_pending();
+        return {nullptr, (clock_ + route.latency) + double(bytes) / route.bandwidth};
+      }
+    }
+    flush();
+    return {sg4::Comm::sendto_async(t.from, t.to, bytes), -1};
+  }
+
+  void wait(InFlight t) {
+    if (t.comm) {
+      flush();
+      t.comm->wait();
+      sync();
+    } else if (t.ends >= 0) {  // the plain path sleeps what is pending, then waits for the comm
+      pass_pending();
+      clock_ = std::max(clock_, t.ends);
+    }
+  }
+
+  const Cluster* cluster_;
+  double clock_ = 0;    // the fast path's simulated clock (see above)
+  double pending_ = 0;  // CPU time not slept yet
 };
 
 struct NodeOutcome {
@@ -165,9 +227,10 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
 // SimGrid activities, compute is slept, the clock is SimGrid's.
 class NodeExecutor : public cache::ReplayExecutor {
  public:
+  // `closed_form`: the cluster, when the fast path applies to the node (see Executor); else null.
   NodeExecutor(std::uint32_t node, const spec::Experiment& e, const Tier& tier, const NodeHosts& hosts,
-               NodeOutcome& out)
-      : node_(node), e_(e), tier_(tier), hosts_(hosts), out_(out) {}
+               NodeOutcome& out, const Cluster* closed_form = nullptr)
+      : node_(node), e_(e), tier_(tier), hosts_(hosts), out_(out), exec_(closed_form) {}
 
   double now() override { return exec_.now(); }
   void compute(double seconds) override { exec_.compute(seconds); }
@@ -327,9 +390,18 @@ class PrefetchingExecutor final : public NodeExecutor {
   std::vector<cache::ExpertKey> predicted_;
 };
 
+// Whether the fast path applies (see Executor): asked for, one actor per node moving data, and
+// SimGrid's network model as default_simgrid_options() sets it (a --cfg= option may change how it
+// times a transfer).
+bool fast_path_applies(const spec::Experiment& e, const std::vector<std::string>& simgrid_args) {
+  const bool model_changed = std::any_of(simgrid_args.begin(), simgrid_args.end(),
+                                         [](const std::string& a) { return a.starts_with("--cfg="); });
+  return e.fast_path && !model_changed && e.serving.concurrency == 1 && e.cache.prefetch == cache::kNoPrefetch;
+}
+
 void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
                  const std::vector<std::uint32_t>& order, const Tier& tier, const NodeHosts& hosts,
-                 const cache::ReplayProgress& progress, NodeOutcome& out) {
+                 const cache::ReplayProgress& progress, const Cluster* closed_form, NodeOutcome& out) {
   const auto& model = e.model;
   const std::size_t keys = model.routed_experts_total();
   cache::ExpertCache cache(e.cache.gpu_experts, keys, cache::PolicyRegistry::instance().make(e.cache.policy, keys));
@@ -343,7 +415,7 @@ void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::Ro
   if (node == 0) plan.progress = progress;  // the nodes replay as many tokens each
   std::unique_ptr<NodeExecutor> exec;
   if (e.cache.prefetch == cache::kNoPrefetch)
-    exec = std::make_unique<NodeExecutor>(node, e, tier, hosts, out);
+    exec = std::make_unique<NodeExecutor>(node, e, tier, hosts, out, closed_form);
   else
     exec = std::make_unique<PrefetchingExecutor>(node, e, trace, tier, hosts, cache, out);
   out.tally = cache::replay(trace, plan, cache, *exec, host ? &*host : nullptr);
@@ -519,10 +591,11 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
   // others finish, and the first one is thrown once the engine is done.
   std::vector<std::exception_ptr> failures(e.nodes);
+  const Cluster* closed_form = fast_path_applies(e, simgrid_args) ? &cluster : nullptr;
   for (std::uint32_t i = 0; i < e.nodes; ++i)
     sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host, [&, i] {
       try {
-        replay_node(i, e, trace, order, *tier, cluster.node(i), progress, outcomes[i]);
+        replay_node(i, e, trace, order, *tier, cluster.node(i), progress, closed_form, outcomes[i]);
       } catch (...) {
         failures[i] = std::current_exception();
       }

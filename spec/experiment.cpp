@@ -226,6 +226,7 @@ Experiment load_experiment(const fs::path& file, const std::vector<std::string>&
   if (emul.has("secret_file")) e.emul.secret_file = emul.text("secret_file");
   e.emul.timeout_s = emul.number("timeout");
   e.emul.scratch_dir = emul.has("scratch_dir") ? emul.text("scratch_dir") : "/var/tmp";
+  e.fast_path = v.child("sim").text("fast_path") == "true";
   e.simulate_emulated = v.text("experts") == "emulated";
   if (e.simulate_emulated && e.mode == "sim") e.model.expert_scale = e.emul.scale;  // emul scales its own objects
   if (e.simulate_emulated && !e.emul.layer_list.empty() && cache.text("prefetch") != "none")

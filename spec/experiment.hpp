@@ -157,6 +157,7 @@ struct Experiment {
   TraceSpec trace;
   ServingSpec serving;
   EmulSpec emul;
+  bool fast_path = true;  // sim.fast_path: transfers no other actor can share are timed in closed form
   // `experts: emulated`: the simulator replays the experts the emulator serves (emul.scale,
   // emul.layers), so that rmai validate compares like with like.
   bool simulate_emulated = false;

@@ -282,6 +282,16 @@ const Schema& serving() {
   return s;
 }
 
+const Schema& sim() {
+  static const Schema s{"sim", "the simulator (mode: sim)", {
+      choice("fast_path",
+             "time transfers no other actor can share in closed form instead of as SimGrid comms (same results to "
+             "1e-9; false: every transfer is a SimGrid comm)",
+             {"true", "false"}, "true"),
+  }};
+  return s;
+}
+
 const Schema& emul() {
   static const Schema s{"emul", "the emulator (mode: emul): the real region code on this machine", {
       optional("scale", Kind::Number,
@@ -314,6 +324,7 @@ const Schema& experiment() {
       component("cache", cache(), ""),
       component("trace", trace(), ""),
       component("serving", serving(), ""),
+      component("sim", sim(), ""),
       component("emul", emul(), ""),
       choice("experts", "experts the simulator replays: full, or emulated (scaled and restricted as emul.scale and "
              "emul.layers say, as rmai validate compares)", {"full", "emulated"}, "full"),
@@ -322,7 +333,7 @@ const Schema& experiment() {
 }
 
 std::vector<const Schema*> all() {
-  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &serving(), &emul(),
+  std::vector<const Schema*> out{&experiment(), &memory(), &cache(), &trace(), &serving(), &sim(), &emul(),
                                  &platform(), &nic(), &pcie(), &gpu(), &dram(), &cxl(), &cxl_pool(), &nvme(), &os(),
                                  &prices(), &moe_model()};
   for (const auto& t : tiers()) out.push_back(&t.schema);

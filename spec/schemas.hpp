@@ -36,6 +36,7 @@ const config::Schema& prices();
 const config::Schema& moe_model();
 const config::Schema& emul();
 const config::Schema& serving();
+const config::Schema& sim();
 // Every schema, for `rmai list`.
 std::vector<const config::Schema*> all();
 }  // namespace schema

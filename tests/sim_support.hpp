@@ -56,7 +56,8 @@ bool receive_vector(int fd, std::vector<T>& v) {
 }
 }  // namespace detail
 
-inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::RoutingTrace& trace) {
+inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::RoutingTrace& trace,
+                                    const std::vector<std::string>& simgrid_args = {}) {
   int fds[2];
   if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
   const pid_t pid = ::fork();
@@ -64,7 +65,7 @@ inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::Rou
     ::close(fds[0]);
     metrics::RunResult r;
     try {
-      r = sim::simulate(e, trace, {});
+      r = sim::simulate(e, trace, simgrid_args);
     } catch (...) {
       _exit(2);
     }

@@ -449,6 +449,27 @@ TEST_F(SweepTest, SlurmJobArrayCollectsLikeALocalSweep) {
   }
 }
 
+// sbatch splits an #SBATCH line at whitespace and Slurm expands '%' in --output: the log's path goes
+// in double quotes with '%' doubled. A backslash would turn Slurm's %A_%a off (every task writing
+// one file): such a directory is refused before anything is written. tests/slurm/run.sh submits
+// such a script to a real Slurm.
+TEST_F(SweepTest, TheSlurmScriptQuotesItsLogPathAndRefusesABackslash) {
+  const fs::path out = dir_ / "my sweeps 100%" / "a#b";
+  Result r = sweep_quickstart(out.lexically_relative(dir_).string(), {"--emit", "slurm"});
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  const std::string script = slurp(out / "sweep.slurm");
+  EXPECT_NE(script.find("#SBATCH --output=\"" + (dir_ / "my sweeps 100%%" / "a#b").string() + "/slurm-%A_%a.out\"\n"),
+            std::string::npos)
+      << script;
+
+  r = sweep_quickstart("back\\slash", {"--emit", "slurm"});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find("--out: '" + (dir_ / "back\\slash").string() + "': a Slurm job array cannot write"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "back\\slash"));
+}
+
 // Beside a swept parameter with a unit, its value in SI base units as rmai parses it (the plots read
 // these); parameters without a unit get no such column.
 TEST_F(SweepTest, ParametersWithAUnitAlsoGoInSiUnits) {

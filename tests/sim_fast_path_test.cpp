@@ -1,0 +1,147 @@
+// The fast path (sim.fast_path, sim/replay.cpp's Executor) against the plain SimGrid path: on
+// randomized small platforms (nodes, servers, pool ports, tiers, region chunks, batch, host cache,
+// platform presets) every switch, every token latency and every count must be the same to 1e-9
+// relative. The golden set checks the same on its cases (CTest golden_plain_path).
+//
+// Where several nodes contend, SimGrid's own two ways of updating the fluid model (network/optim
+// Lazy, our default, and Full) already give dates that differ beyond 1e-9, and the contention
+// amplifies any difference in the last bit of a date (docs/architecture.md, "The fast path"). There
+// the counts must still be equal and the run's simulated time and mean switch no farther from the
+// plain path's than Full's are.
+#include <gtest/gtest.h>
+
+#include <iostream>
+#include <random>
+
+#include "config/errors.hpp"
+#include "sim_support.hpp"
+
+namespace rmai {
+namespace {
+
+using testing::quickstart;
+using testing::simulate_in_child;
+using testing::synthetic_trace;
+
+constexpr double kTolerance = 1e-9;
+// Under contention: how many times SimGrid's own spread (below) the fast path may differ by.
+constexpr double kSpreads = 2;
+
+bool close(double a, double b) { return std::abs(a - b) <= kTolerance * std::max(std::abs(a), std::abs(b)); }
+
+// One random experiment: what the fast path decides on (nodes, routes shared or not, plans with
+// overlapping chunks, host-cache hits) varied, small enough for a test.
+std::vector<std::string> random_sets(std::mt19937& random) {
+  auto pick = [&](std::vector<std::string> options) {
+    return options[std::uniform_int_distribution<std::size_t>(0, options.size() - 1)(random)];
+  };
+  std::vector<std::string> sets{
+      "memory.tier=" + pick(spec::tier_names()),
+      "nodes=" + pick({"1", "2", "3", "5"}),
+      "platform.memory_servers=" + pick({"1", "2", "3"}),
+      "platform.cxl_pool.ports=" + pick({"1", "2"}),
+      "platform.nic=" + pick({"connectx-5-100g", "connectx-7-400g"}),
+      "model=" + pick({"mixtral-8x7b", "olmoe-1b-7b"}),
+      "trace.tokens=" + pick({"6", "12"}),
+      "trace.sequences=" + pick({"1", "4"}),
+      "serving.batch=" + pick({"1", "2", "4"}),
+      "seed=" + std::to_string(random() % 1000),
+  };
+  sets.push_back(sets[5] == "model=mixtral-8x7b" ? "cache.gpu_experts=" + pick({"16", "64"})
+                                                  : "cache.gpu_experts=" + pick({"64", "256"}));
+  if (sets[0] == "memory.tier=rmai") sets.push_back("memory.rmai.region_chunk=" + pick({"0", "32MiB"}));
+  const bool fetches = sets[0] != "memory.tier=cxl" && sets[0] != "memory.tier=cxl-pool" && sets[0] != "memory.tier=dram";
+  if (fetches && random() % 3 == 0) sets.push_back("cache.host_experts=" + pick({"96", "300"}));
+  return sets;
+}
+
+double mean_switch(const testing::SimOutcome& out) {
+  double sum = 0;
+  for (const auto& s : out.switches) sum += s.end_s - s.start_s;
+  return out.switches.empty() ? 0 : sum / double(out.switches.size());
+}
+
+std::string joined(const std::vector<std::string>& sets) {
+  std::string out;
+  for (const auto& s : sets) out += s + " ";
+  return out;
+}
+
+TEST(FastPath, EqualsThePlainSimGridPathOnRandomPlatforms) {
+  std::mt19937 random(20261202);
+  int compared = 0, chaotic = 0;
+  for (int i = 0; i < 40; ++i) {
+    const auto sets = random_sets(random);
+    spec::Experiment fast_e, plain_e;
+    try {
+      fast_e = quickstart(sets);
+    } catch (const InputError&) {  // a random combination the schema refuses (e.g. host cache too big)
+      continue;
+    }
+    auto plain_sets = sets;
+    plain_sets.push_back("sim.fast_path=false");
+    plain_e = quickstart(plain_sets);
+    ASSERT_TRUE(fast_e.fast_path);
+    ASSERT_FALSE(plain_e.fast_path);
+    const auto trace = synthetic_trace(fast_e);
+    const auto fast = simulate_in_child(fast_e, trace);
+    const auto plain = simulate_in_child(plain_e, trace);
+    SCOPED_TRACE(joined(sets));
+    ++compared;
+    EXPECT_EQ(fast.accesses, plain.accesses);
+    EXPECT_EQ(fast.faults, plain.faults);
+    EXPECT_EQ(fast.transitions, plain.transitions);
+    ASSERT_EQ(fast.switches.size(), plain.switches.size());
+    if (!close(fast.simulated_time, plain.simulated_time)) {
+      // How far SimGrid's own numerically equivalent settings move the plain path: the other update
+      // mode, and the timing precision (default 1e-9 s) ten times finer and coarser.
+      double time_spread = 0, switch_spread = 0;
+      for (const char* variant : {"--cfg=network/optim:Full", "--cfg=surf/precision:1e-10", "--cfg=surf/precision:1e-8"}) {
+        const auto other = simulate_in_child(plain_e, trace, {variant});
+        time_spread = std::max(time_spread, std::abs(other.simulated_time - plain.simulated_time));
+        switch_spread = std::max(switch_spread, std::abs(mean_switch(other) - mean_switch(plain)));
+      }
+      ASSERT_FALSE(close(plain.simulated_time + time_spread, plain.simulated_time))
+          << "the fast path differs where SimGrid's own settings agree: " << fast.simulated_time << " vs "
+          << plain.simulated_time;
+      ++chaotic;
+      EXPECT_LE(std::abs(fast.simulated_time - plain.simulated_time), kSpreads * time_spread);
+      EXPECT_LE(std::abs(mean_switch(fast) - mean_switch(plain)), kSpreads * switch_spread);
+      std::cout << "under contention: simulated time " << fast.simulated_time << " vs " << plain.simulated_time
+                << " (SimGrid's settings: +-" << time_spread << ")" << std::endl;
+      continue;
+    }
+    for (std::size_t s = 0; s < fast.switches.size(); ++s) {
+      const auto &a = fast.switches[s], &b = plain.switches[s];
+      ASSERT_EQ(a.node, b.node);
+      ASSERT_EQ(a.token, b.token);
+      ASSERT_EQ(a.layer, b.layer);
+      ASSERT_EQ(a.expert, b.expert);
+      ASSERT_TRUE(close(a.start_s, b.start_s)) << "switch " << s << " starts " << a.start_s << " vs " << b.start_s;
+      ASSERT_TRUE(close(a.end_s, b.end_s)) << "switch " << s << " ends " << a.end_s << " vs " << b.end_s;
+    }
+    ASSERT_EQ(fast.token_latencies.size(), plain.token_latencies.size());
+    for (std::size_t t = 0; t < fast.token_latencies.size(); ++t)
+      ASSERT_TRUE(close(fast.token_latencies[t], plain.token_latencies[t])) << "token " << t;
+  }
+  std::cout << compared << " random experiments compared, " << chaotic << " of them under contention beyond 1e-9" << std::endl;
+  EXPECT_GE(compared, 24) << "too many random experiments were refused to compare enough";
+  EXPECT_LE(chaotic, compared / 4) << "the fast path should be exact in most runs";
+}
+
+// The fast path takes fewer SimGrid activities, which is the point; a run that needs the fluid
+// model (concurrent switches on one node) must not take it.
+TEST(FastPath, OnlyOneActorPerNodeTakesIt) {
+  EXPECT_TRUE(quickstart({}).fast_path);
+  const auto concurrent = quickstart({"memory.rmai.concurrency=2", "trace.sequences=4", "serving.batch=4"});
+  const auto trace = synthetic_trace(concurrent);
+  auto plain_sets = std::vector<std::string>{"memory.rmai.concurrency=2", "trace.sequences=4", "serving.batch=4",
+                                             "sim.fast_path=false"};
+  const auto a = simulate_in_child(concurrent, trace);
+  const auto b = simulate_in_child(quickstart(plain_sets), trace);
+  ASSERT_EQ(a.switches.size(), b.switches.size());
+  for (std::size_t s = 0; s < a.switches.size(); ++s) EXPECT_EQ(a.switches[s].end_s, b.switches[s].end_s) << s;
+}
+
+}  // namespace
+}  // namespace rmai
