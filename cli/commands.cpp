@@ -28,6 +28,7 @@ struct RunArgs {
   ExperimentArgs experiment;
   std::vector<std::string> simgrid;  // --cfg= and --log=, passed to SimGrid unchanged
   std::string out;
+  std::string switches = "all";  // --switches: all | sample:N | none
   StartBarrier barrier;  // --ready-fd, --start-fd (rmai validate --sharing's clients)
 };
 
@@ -78,6 +79,9 @@ int run(const RunArgs& o) {
   const auto trace = traces::experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   metrics::check_results_dir(out, "--out");  // before the run, not after it
+  const auto selection = metrics::parse_switch_selection(o.switches, "--switches");
+  if (e.mode == "emul" && selection.kind != metrics::SwitchSelection::Kind::All)
+    throw InputError("--switches", "only all with mode emul (its few switches are kept in memory)");
   const auto wall_start = std::chrono::steady_clock::now();
   // Progress only for a run that lasts: nothing for the first 10 s.
   Progress progress("rmai run " + e.name);
@@ -86,8 +90,15 @@ int run(const RunArgs& o) {
   };
   const auto barrier = start_barrier(o.barrier);
   if (barrier && e.mode != "emul") throw InputError("--start-fd", "only with --mode emul");
-  auto result = e.mode == "emul" ? emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report, barrier})
-                                 : sim::simulate(e, trace, o.simgrid, report);
+  metrics::RunResult result;
+  if (e.mode == "emul") {
+    result = emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report, barrier});
+  } else {
+    metrics::SwitchLog switches;  // streamed as the run goes: memory does not grow with the trace
+    fs::create_directories(out);
+    switches.stream_to(out, e.tier, selection);
+    result = sim::simulate(e, trace, o.simgrid, report, std::move(switches));
+  }
   progress.end();
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   const std::string summary = metrics::write_results(out, result, resolved_config(e));
@@ -108,6 +119,9 @@ void add_run_commands(CLI::App& root) {
                                   [r] { return run(*r); });
   add_experiment_args(run_app, r->experiment);
   add_value(run_app, "--out", r->out, "results directory (default results/<name>)")->type_name("DIR");
+  add_value(run_app, "--switches", r->switches,
+            "rows of switches.csv: all (default), sample:N (every N-th switch), none; summary.json counts every switch")
+      ->type_name("all|sample:N|none");
   for (const std::string name : {"--cfg", "--log"})
     add_each(run_app, name, [r, name](const std::string& v) { r->simgrid.push_back(name + "=" + v); },
              "passed to SimGrid unchanged as " + name + "=VALUE (repeatable)")

@@ -72,7 +72,7 @@ class Loaders {
 class StoreExecutor final : public cache::ReplayExecutor {
  public:
   StoreExecutor(const Catalog& catalog, ExpertStore& store, std::uint32_t experts, bool host_cache,
-                std::span<const std::span<std::byte>> devices, std::vector<metrics::SwitchRecord>& switches)
+                std::span<const std::span<std::byte>> devices, metrics::SwitchLog& switches)
       : catalog_(catalog), store_(store), experts_(experts), host_cache_(host_cache), devices_(devices),
         switches_(switches), loaders_(static_cast<std::uint32_t>(devices.size())) {}
 
@@ -89,15 +89,14 @@ class StoreExecutor final : public cache::ReplayExecutor {
     const auto faults_before = store_.faults();
     const double start = now();
     store_.load(object, devices_[0]);
-    switches_.push_back({0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()),
-                         store_.faults() - faults_before});
+    switches_.add({0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()),
+                   store_.faults() - faults_before});
   }
   // The faults of concurrent loads cannot be told apart: each switch of the layer gets an equal
   // share of what they took together (summary.json's page_faults is the store's exact count).
   void switch_in_all(std::span<const cache::Access> misses, std::uint32_t concurrency) override {
     const auto faults_before = store_.faults();
-    const std::size_t first = switches_.size();
-    switches_.resize(first + misses.size());
+    std::vector<metrics::SwitchRecord> loaded(misses.size());
     std::atomic<std::size_t> next{0};
     std::vector<std::exception_ptr> failures(devices_.size());
     const std::size_t threads = std::min<std::size_t>(concurrency, devices_.size());
@@ -108,7 +107,7 @@ class StoreExecutor final : public cache::ReplayExecutor {
           const auto& a = misses[i];
           const double start = now();
           store_.load(*catalog_.find(a.layer, a.expert), devices_[t]);
-          switches_[first + i] = {0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()), 0};
+          loaded[i] = {0, a.token, a.layer, a.expert, start, now(), double(catalog_.object_bytes()), 0};
         }
       } catch (...) {
         failures[t] = std::current_exception();
@@ -118,8 +117,10 @@ class StoreExecutor final : public cache::ReplayExecutor {
     for (const auto& failure : failures)
       if (failure) std::rethrow_exception(failure);
     const std::uint64_t faults = store_.faults() - faults_before;
-    for (std::size_t i = 0; i < misses.size(); ++i)
-      switches_[first + i].faults = faults / misses.size() + (i < faults % misses.size() ? 1 : 0);
+    for (std::size_t i = 0; i < misses.size(); ++i) {
+      loaded[i].faults = faults / misses.size() + (i < faults % misses.size() ? 1 : 0);
+      switches_.add(loaded[i]);
+    }
   }
 
  private:
@@ -132,7 +133,7 @@ class StoreExecutor final : public cache::ReplayExecutor {
   std::uint32_t experts_;
   bool host_cache_;
   std::span<const std::span<std::byte>> devices_;  // one per loading thread
-  std::vector<metrics::SwitchRecord>& switches_;
+  metrics::SwitchLog& switches_;
   Loaders loaders_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

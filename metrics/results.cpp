@@ -19,31 +19,8 @@
 namespace rmai::metrics {
 namespace fs = std::filesystem;
 
-Distribution summarize(std::vector<double> values) {
-  Distribution d;
-  if (values.empty()) return d;
-  std::sort(values.begin(), values.end());
-  const auto quantile = [&](double q) {
-    const double rank = q * double(values.size() - 1);
-    const auto lo = static_cast<std::size_t>(std::floor(rank));
-    const std::size_t hi = std::min(lo + 1, values.size() - 1);
-    return values[lo] + (values[hi] - values[lo]) * (rank - double(lo));
-  };
-  d.mean = std::accumulate(values.begin(), values.end(), 0.0) / double(values.size());
-  d.p50 = quantile(0.50);
-  d.p95 = quantile(0.95);
-  d.p99 = quantile(0.99);
-  d.max = values.back();
-  return d;
-}
-
 std::string summary_json(const RunResult& r) {
-  const auto latency = summarize([&] {
-    std::vector<double> v;
-    v.reserve(r.switches.size());
-    for (const auto& s : r.switches) v.push_back(s.end_s - s.start_s);
-    return v;
-  }());
+  const auto latency = r.switches.latency();
   const auto tokens = summarize(r.token_latencies);
   nlohmann::ordered_json j;
   j["schema"] = 1;
@@ -125,45 +102,22 @@ std::string summary_json(const RunResult& r) {
   return j.dump(2) + "\n";
 }
 
-namespace {
-
-// Appends a number in its shortest round-trip form: fast and identical run to run.
-template <class T>
-void put(std::string& out, T value) {
-  std::array<char, 32> buffer{};
-  auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
-  out.append(buffer.data(), end);
-}
-
-std::string switches_csv(const RunResult& r) {
-  std::string out = "node,token,layer,expert,tier,start_s,end_s,bytes,faults\n";
-  out.reserve(out.size() + r.switches.size() * 72);
-  for (const auto& s : r.switches) {
-    put(out, s.node), out += ',';
-    put(out, s.token), out += ',';
-    put(out, s.layer), out += ',';
-    put(out, s.expert), out += ',';
-    out += r.tier, out += ',';
-    put(out, s.start_s), out += ',';
-    put(out, s.end_s), out += ',';
-    put(out, s.bytes), out += ',';
-    put(out, s.faults), out += '\n';
-  }
-  return out;
-}
-
-}  // namespace
-
 std::string write_results(const fs::path& dir, const RunResult& result, const YAML::Node& resolved_config) {
   fs::create_directories(dir);
   YAML::Emitter yaml;
   yaml << resolved_config;
   std::string summary = summary_json(result);
-  posix::write_files_atomic({
-      {dir / "config.resolved.yaml", std::string(yaml.c_str()) + "\n"},
-      {dir / "switches.csv", switches_csv(result)},
-      {dir / "summary.json", summary},  // last: its presence marks a complete result
-  });
+  std::vector<std::pair<fs::path, std::string>> files{{dir / "config.resolved.yaml", std::string(yaml.c_str()) + "\n"}};
+  std::vector<posix::TemporaryFile*> streamed;
+  if (auto* file = result.switches.file()) {  // flushed
+    if (file->path() != dir / "switches.csv")
+      throw std::logic_error("the switch log streams into " + file->path().string() + ", not into " + dir.string());
+    streamed.push_back(file);
+  } else {
+    files.emplace_back(dir / "switches.csv", result.switches.csv(result.tier));
+  }
+  files.emplace_back(dir / "summary.json", summary);  // last: its presence marks a complete result
+  posix::write_files_atomic(files, streamed);
   return summary;
 }
 

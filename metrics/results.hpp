@@ -9,29 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "metrics/switch_log.hpp"
 #include "spec/tiers.hpp"
 
 namespace rmai::metrics {
-
-struct Distribution {
-  double mean = 0, p50 = 0, p95 = 0, p99 = 0, max = 0;
-};
-
-// Mean, max and percentiles (linear interpolation between closest ranks). Empty input: all zero.
-Distribution summarize(std::vector<double> values);
-
-struct SwitchRecord {
-  std::uint32_t node = 0;
-  std::uint64_t token = 0;
-  std::uint32_t layer = 0;
-  std::uint32_t expert = 0;
-  double start_s = 0, end_s = 0;
-  double bytes = 0;
-  std::uint64_t faults = 0;
-  // Brought in by the prefetcher for this token and layer rather than on demand. Not a column of
-  // switches.csv, whose format docs/interfaces.md fixes: summary.json counts the prefetches.
-  bool prefetch = false;
-};
 
 struct TierBytes {
   double remote = 0, disk = 0, cxl = 0, pcie = 0;
@@ -122,7 +103,7 @@ struct RunResult {
   std::optional<EmulInfo> emul;
   Serving serving;
   std::vector<double> token_latencies;
-  std::vector<SwitchRecord> switches;
+  SwitchLog switches;
   // Tokens of all nodes per simulated second.
   double tokens_per_s() const { return simulated_time_s > 0 ? double(tokens) / simulated_time_s : 0.0; }
   double tokens_per_s_per_node() const { return nodes ? tokens_per_s() / nodes : 0.0; }
@@ -130,7 +111,8 @@ struct RunResult {
 
 // Writes the three result files into `dir` (created if needed). Each is written under a temporary
 // name and renamed into place only once all three are complete, so a failed run leaves no partial
-// results beside older ones.
+// results beside older ones. switches.csv is the log's stream when it streamed (into `dir`), else
+// its records.
 // Returns the text of the summary.json it wrote.
 std::string write_results(const std::filesystem::path& dir, const RunResult& result, const YAML::Node& resolved_config);
 

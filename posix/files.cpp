@@ -137,6 +137,7 @@ TemporaryFile::TemporaryFile(fs::path path) : path_(std::move(path)), temporary_
 }
 
 TemporaryFile::~TemporaryFile() {
+  if (fd_ >= 0) ::close(fd_);
   if (!committed_) ::unlink(temporary_.c_str());
   unlist(slot_);  // after the unlink: a signal in between only removes it a second time
 }
@@ -163,7 +164,31 @@ void TemporaryFile::write(const std::function<void(std::ostream&)>& write) {
   if (::close(fd) != 0) throw failure("cannot write", path_);  // a write the kernel could not complete
 }
 
+void TemporaryFile::append(std::string_view text) {
+  if (fd_ < 0) {
+    fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd_ < 0) throw failure("cannot create", path_);
+  }
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd_, text.data(), text.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw failure("cannot write", path_);
+    text.remove_prefix(std::size_t(n));
+  }
+}
+
+void TemporaryFile::finish() {
+  if (fd_ < 0) append({});  // nothing appended: an empty file
+  const int fd = std::exchange(fd_, -1);
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    throw failure("cannot write", path_);
+  }
+  if (::close(fd) != 0) throw failure("cannot write", path_);
+}
+
 void TemporaryFile::commit() {
+  if (fd_ >= 0) finish();
   if (::rename(temporary_.c_str(), path_.c_str()) != 0) throw failure("cannot rename into place", path_);
   committed_ = true;
 }
@@ -176,12 +201,15 @@ void write_file_atomic(const fs::path& path, const std::function<void(std::ostre
 
 void write_file_atomic(const fs::path& path, const std::string& text) { write_file_atomic(path, text_writer(text)); }
 
-void write_files_atomic(const std::vector<std::pair<fs::path, std::string>>& files) {
+void write_files_atomic(const std::vector<std::pair<fs::path, std::string>>& files,
+                        const std::vector<TemporaryFile*>& written) {
+  for (auto* temporary : written) temporary->finish();
   std::vector<std::unique_ptr<TemporaryFile>> temporaries;  // the guards remove what a failure leaves
   for (const auto& file : files) {
     temporaries.push_back(std::make_unique<TemporaryFile>(file.first));
     temporaries.back()->write(text_writer(file.second));
   }
+  for (auto* temporary : written) temporary->commit();
   for (const auto& temporary : temporaries) temporary->commit();
 }
 

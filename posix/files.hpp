@@ -9,6 +9,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -32,11 +33,17 @@ class TemporaryFile {
   // old file or the new one. Throws std::runtime_error "cannot write PATH: strerror" (the errno of
   // the system call that failed), or what `write` threw.
   void write(const std::function<void(std::ostream&)>& write);
+  // Or written piece by piece as a run goes: append() creates the temporary on first use and
+  // writes `text` through; finish() fsyncs and closes it (commit() calls it). Same errors as write().
+  void append(std::string_view text);
+  void finish();
   // Renames the temporary into place; throws std::runtime_error naming `path` and strerror.
   void commit();
+  const std::filesystem::path& path() const { return path_; }
 
  private:
   std::filesystem::path path_, temporary_;
+  int fd_ = -1;  // open while append() writes
   int slot_ = -1;  // in the list the signal handler removes (-1: not listed)
   bool committed_ = false;
 };
@@ -48,7 +55,10 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
 
 // Several files: all temporaries written first, then renamed in order, so that a write failure
 // leaves none of them changed (results whose last file marks them complete).
-void write_files_atomic(const std::vector<std::pair<std::filesystem::path, std::string>>& files);
+// `written`: temporaries already written piece by piece (TemporaryFile::append), finished and
+// renamed first.
+void write_files_atomic(const std::vector<std::pair<std::filesystem::path, std::string>>& files,
+                        const std::vector<TemporaryFile*>& written = {});
 
 // Removes the temporaries TemporaryFile left in `dir` (killed by SIGKILL). Only for a directory
 // whose writers are known to be gone, e.g. under its FileLock.

@@ -145,7 +145,7 @@ class Executor {
 };
 
 struct NodeOutcome {
-  std::vector<metrics::SwitchRecord> switches;
+  metrics::SwitchLog* switches = nullptr;  // the run's, shared by the nodes (actors run one at a time)
   cache::ReplayTally tally;
   std::uint64_t faults = 0, transitions = 0;
   std::uint64_t prefetches = 0, prefetch_hits = 0;
@@ -155,7 +155,7 @@ struct NodeOutcome {
   // `medium`: the counter the tier's medium fills (spec/tiers.hpp), None for a copy from the host
   // cache; every switch crosses PCIe.
   void add_switch(const SwitchPlan& plan, metrics::SwitchRecord record, spec::BytesFrom medium) {
-    switches.push_back(record);
+    switches->add(record);
     faults += plan.faults;
     transitions += plan.transitions;
     bytes.pcie += record.bytes;
@@ -566,7 +566,8 @@ void check_registered(const spec::Experiment& e) {
 }
 
 metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
-                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress) {
+                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress,
+                            metrics::SwitchLog switches) {
   check_registered(e);
   check_simgrid_options(simgrid_args);
 
@@ -586,7 +587,10 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   Cluster cluster(e.platform, e.nodes);
   const TierContext context{e, cluster};
   const auto tier = TierRegistry::instance().make(e.tier, context);
+  metrics::RunResult r;
+  r.switches = std::move(switches);
   std::vector<NodeOutcome> outcomes(e.nodes);
+  for (auto& o : outcomes) o.switches = &r.switches;
   const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
   // others finish, and the first one is thrown once the engine is done.
@@ -604,7 +608,6 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   for (const auto& failure : failures)
     if (failure) std::rethrow_exception(failure);
 
-  metrics::RunResult r;
   r.mode = "sim";
   r.model = e.model.name;
   r.tier = e.tier;
@@ -625,7 +628,6 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
     r.page_faults += o.faults;
     r.user_kernel_transitions += o.transitions;
     r.bytes += o.bytes;
-    r.switches.insert(r.switches.end(), o.switches.begin(), o.switches.end());
   }
   r.prefetch_wasted_bytes = double(r.prefetches - r.prefetch_hits) * e.model.expert_bytes();
   r.cost = capital_cost(e, r.tokens_per_s_per_node());

@@ -26,10 +26,12 @@ void check_registered(const spec::Experiment& experiment);
 
 // Replays `trace` on every inference node of the experiment (node i starts at token
 // i * tokens / nodes and wraps around, so nodes are busy with different tokens), and returns the
-// metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. One call per process:
-// SimGrid runs one engine per process.
+// metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. The switches go into
+// `switches` as they happen, the nodes' interleaved (in memory by default; a log that streams
+// keeps the run's memory flat). One call per process: SimGrid runs one engine per process.
 metrics::RunResult simulate(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
-                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {});
+                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {},
+                            metrics::SwitchLog switches = {});
 
 // Seconds a step spends computing one MoE layer / all dense layers on the GPU (roofline: the larger
 // of the bytes read over HBM bandwidth and the FLOPs over compute). The weights in use are read once

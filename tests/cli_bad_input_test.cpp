@@ -288,4 +288,15 @@ TEST_F(BadInputRegressionTest, UnknownSimGridOptionIsBadInput) {
   EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
 }
 
+// A malformed --switches is refused before the run: exit 2 naming the option, no results.
+TEST_F(BadInputRegressionTest, MalformedSwitchSelectionIsBadInput) {
+  const fs::path exp = write("exp.yaml", "model: mixtral-8x7b\ncache: {gpu_experts: 64}\ntrace: {tokens: 8}\n");
+  for (const std::string bad : {"sample:0", "some", "sample:1e3"}) {
+    const Result r = run({"run", exp.string(), "--switches", bad, "--out", (dir_ / "out").string()}, dir_);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("rmai: error: --switches: \"" + bad + "\""), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir_ / "out" / "summary.json"));
+  }
+}
+
 }  // namespace

@@ -206,13 +206,13 @@ TEST(ReplayIntegrity, BatchedStepsWithConcurrentFaultingThreads) {
   ASSERT_GT(one.switches.size(), 16u);
   const auto keys = [](const metrics::RunResult& r) {
     std::multiset<std::pair<std::uint32_t, std::uint32_t>> out;
-    for (const auto& s : r.switches) out.insert({s.layer, s.expert});
+    for (const auto& s : r.switches.records()) out.insert({s.layer, s.expert});
     return out;
   };
   EXPECT_EQ(keys(one), keys(two));
   EXPECT_EQ(one.page_faults, two.page_faults);
   std::uint64_t faults = 0;
-  for (const auto& s : two.switches) faults += s.faults;
+  for (const auto& s : two.switches.records()) faults += s.faults;
   EXPECT_EQ(faults, two.page_faults);  // the switches' shares add up to the store's count
 }
 
@@ -230,7 +230,7 @@ TEST(ReplayIntegrity, AHostCacheOfMappedRegions) {
   // More experts came from the tier than the host cache holds: it evicted, and unmapped, some.
   ASSERT_GT(r.switches.size() - r.serving.host_hits, 12u);
   std::uint64_t without_fault = 0;
-  for (const auto& s : r.switches) without_fault += s.faults == 0;
+  for (const auto& s : r.switches.records()) without_fault += s.faults == 0;
   EXPECT_EQ(without_fault, r.serving.host_hits);
   EXPECT_EQ(r.page_faults, plain.result.page_faults - r.serving.host_hits * (plain.result.page_faults / plain.result.switches.size()));
   const auto two = verified_replay(small_batched({"cache.host_experts=12", "memory.rmai.concurrency=2"}));

@@ -73,7 +73,7 @@ inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::Rou
     detail::write_all(fds[1], counts, sizeof counts);
     detail::write_all(fds[1], &r.bytes, sizeof r.bytes);
     detail::write_all(fds[1], &r.simulated_time_s, sizeof r.simulated_time_s);
-    detail::send_vector(fds[1], r.switches);
+    detail::send_vector(fds[1], r.switches.records());
     detail::send_vector(fds[1], r.token_latencies);
     const std::string summary = metrics::summary_json(r);
     detail::send_vector(fds[1], std::vector<char>(summary.begin(), summary.end()));
