@@ -25,6 +25,7 @@
 #include "posix/process.hpp"
 #include "sim/replay.hpp"
 #include "spec/experiment.hpp"
+#include "metrics/switch_log.hpp"
 #include "spec/sweep.hpp"
 
 #include <nlohmann/json.hpp>
@@ -66,6 +67,9 @@ struct Options {
   std::string jobs_text;
   std::vector<std::string> only;
   std::vector<std::string> sets;  // --set, passed to every sweep
+  // --switches, passed to every sweep: the figures read summary.json alone, so each run keeps one
+  // switch in 100 of its switches.csv (the full rows of a reproduction took 731 MB).
+  std::string switches = "sample:100";
 };
 
 // Every --set must suit every experiment that will run (with its quick block when --quick), so that
@@ -116,6 +120,7 @@ int reproduce(const Options& o) {
   const bool quick = o.quick;
   const auto& only = o.only;
   std::string jobs = std::to_string(std::max(1u, std::thread::hardware_concurrency()));
+  metrics::parse_switch_selection(o.switches, "--switches");  // exit 2 before anything runs
   if (!o.jobs_text.empty()) {
     if (parse_count("--jobs", o.jobs_text) == 0) throw InputError("--jobs", "must be at least 1");
     jobs = o.jobs_text;
@@ -142,7 +147,7 @@ int reproduce(const Options& o) {
     progress.note(experiment.stem().string() + " (experiment " + std::to_string(++done) + " of " +
                   std::to_string(experiments.size()) + ", " + clock_text(progress.elapsed_s()) + " elapsed)");
     std::vector<std::string> sweep{self, "sweep", experiment.string(), "--out", (out / experiment.stem()).string(),
-                                   "--jobs", jobs};
+                                   "--jobs", jobs, "--switches", o.switches};
     if (quick) sweep.push_back("--quick");
     for (const auto& set : o.sets) sweep.insert(sweep.end(), {"--set", set});
     const int code = run_program(sweep);
@@ -226,6 +231,10 @@ void add_reproduce_command(CLI::App& root) {
       ->type_name("DIR");
   app->add_flag("--quick", o->quick, "every sweep's `quick:` block, and a short validation");
   add_value(app, "--jobs", o->jobs_text, "runs at once (default: the number of cores)")->type_name("N");
+  add_value(app, "--switches", o->switches,
+            "rows of every run's switches.csv: sample:N (default sample:100), all, none (rmai run --switches); the "
+            "figures need none of them")
+      ->type_name("all|sample:N|none");
   add_values(app, "--only", o->only, "only this experiment (a name in experiments/, or validate); repeatable")
       ->type_name("NAME");
   add_values(app, "--set", o->sets,

@@ -58,6 +58,7 @@ struct Options {
   std::string jobs_text, point_text, max_points_text;
   unsigned jobs = 0;  // 0: the number of cores
   std::string out, emit;
+  std::string switches;  // --switches, passed to every point's rmai run (empty: its default)
   std::optional<std::size_t> point;
 };
 
@@ -70,6 +71,7 @@ void check(Options& o) {
     if (o.jobs == 0) throw InputError("--jobs", "must be at least 1");
   }
   if (!o.point_text.empty()) o.point = parse_count("--point", o.point_text);
+  if (!o.switches.empty()) metrics::parse_switch_selection(o.switches, "--switches");  // refused before any point runs
   if (!o.max_points_text.empty() && parse_count("--max-points", o.max_points_text) == 0)
     throw InputError("--max-points", "must be at least 1");
   if (!o.emit.empty() && o.emit != "slurm") throw InputError("--emit", "unknown target \"" + o.emit + "\" (slurm)");
@@ -95,6 +97,9 @@ void add_sweep_command(CLI::App& root) {
   add_value(app, "--out", o->out, "the sweep directory (default results/<name>)")->type_name("DIR");
   add_value(app, "--emit", o->emit, "write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running")
       ->type_name("slurm");
+  add_value(app, "--switches", o->switches,
+            "rows of each point's switches.csv: all (default), sample:N, none (rmai run --switches)")
+      ->type_name("all|sample:N|none");
   add_value(app, "--point", o->point_text, "run point I only (what each Slurm task does)")->type_name("I");
   app->add_flag("--collect", o->collect, "join DIR's points into DIR/results.csv without running anything");
   add_value(app, "--max-points", o->max_points_text,
@@ -425,10 +430,11 @@ constexpr std::size_t kLogKept = 64 << 10;  // rmai's own message is its last li
 // while the run lives; like every child it dies with the sweep (posix::SpawnOptions). The rmai
 // executable runs itself, so a sweep never mixes two builds.
 pid_t launch(const fs::path& experiment, const fs::path& pdir, const std::vector<std::string>& sets,
-             Running& r) {
+             const std::string& switches, Running& r) {
   std::vector<std::string> args{"/proc/self/exe", "run", experiment.string()};
   for (const auto& set : sets) args.push_back("--set=" + set);
   args.insert(args.end(), {"--out", pdir.string()});
+  if (!switches.empty()) args.insert(args.end(), {"--switches", switches});
   int pipe[2];
   if (::pipe2(pipe, O_CLOEXEC) != 0) posix::throw_errno("pipe2");
   ::fcntl(pipe[0], F_SETFL, O_NONBLOCK);  // the read end only: the run's writes may block
@@ -506,7 +512,8 @@ std::optional<posix::FileLock> take_lock(const fs::path& pdir) {
 // Returns the failures whose error.log could not be written.
 Unkept run_points(const fs::path& experiment, const fs::path& dir, const std::vector<std::string>& common,
                   const std::vector<spec::SweepPoint>& points, const std::vector<std::string>& invalid,
-                  const std::vector<std::size_t>& todo, SweepProgress& progress, unsigned jobs) {
+                  const std::vector<std::size_t>& todo, SweepProgress& progress, unsigned jobs,
+                  const std::string& switches) {
   std::deque<std::size_t> queue(todo.begin(), todo.end());
   std::map<pid_t, Running> running;
   Unkept unkept;
@@ -533,7 +540,7 @@ Unkept run_points(const fs::path& experiment, const fs::path& dir, const std::ve
       std::vector<std::string> sets = common;
       sets.insert(sets.end(), points[i].assignments.begin(), points[i].assignments.end());
       Running r(i, std::move(*lock));
-      const pid_t pid = launch(experiment, pdir, sets, r);
+      const pid_t pid = launch(experiment, pdir, sets, switches, r);
       running.emplace(pid, std::move(r));
     }
     // Wait for output (or 50 ms, for the progress line), then reap the runs that ended.
@@ -591,6 +598,7 @@ int emit_slurm(const fs::path& dir, const fs::path& experiment, const std::strin
   for (const auto& set : o.sets) command += " --set " + shell_quote(set);
   for (const auto& sweep : o.sweeps) command += " --sweep " + shell_quote(sweep);
   if (!o.max_points_text.empty()) command += " --max-points " + shell_quote(o.max_points_text);
+  if (!o.switches.empty()) command += " --switches " + shell_quote(o.switches);
   command += " --point \"$SLURM_ARRAY_TASK_ID\"";
   // A job name of safe characters only: sbatch would cut it at a space or '#', or read quotes in it.
   std::string job = "rmai-" + name;
@@ -668,7 +676,7 @@ int sweep(Options& o) {
               << " already done, " << todo.size() << " to run, " << std::min<std::size_t>(jobs, todo.size())
               << " at once\n";
   SweepProgress progress(total, done, jobs);
-  const Unkept unkept = run_points(experiment, dir, common, points, invalid, todo, progress, jobs);
+  const Unkept unkept = run_points(experiment, dir, common, points, invalid, todo, progress, jobs, o.switches);
 
   if (o.point) {
     const auto& p = points[*o.point];

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -262,6 +263,24 @@ TEST_F(SweepTest, BadInputExitsTwoBeforeAnythingRuns) {
   EXPECT_EQ(r.exit_code, 2) << describe(r);
   r = sweep_quickstart("out", {"--emit", "pbs"});
   EXPECT_EQ(r.exit_code, 2) << describe(r);
+  r = sweep_quickstart("out", {"--switches", "sample:0"});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  EXPECT_NE(r.err.find("--switches"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
+
+// --switches goes to every point's rmai run: the rows thin out, summary.json still counts them all.
+TEST_F(SweepTest, SwitchesSelectionReachesEveryPoint) {
+  const Result r = sweep_quickstart("out", {"--sweep", "memory.tier=dram,rmai", "--switches", "sample:10"});
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  for (const char* point : {"p0000", "p0001"}) {
+    const fs::path dir = dir_ / "out" / point;
+    const std::string csv = slurp(dir / "switches.csv");
+    const auto rows = std::uint64_t(std::count(csv.begin(), csv.end(), '\n')) - 1;
+    const std::uint64_t switches = json::parse(slurp(dir / "summary.json"))["expert_switches"];
+    ASSERT_GT(switches, 20u) << point;
+    EXPECT_EQ(rows, (switches + 9) / 10) << point;
+  }
 }
 
 TEST_F(SweepTest, RunAndCheckIgnoreTheSweepBlocks) {
