@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/progress.hpp"
 #include "cli/sharing.hpp"
@@ -14,6 +15,7 @@
 #include "sim/replay.hpp"
 #include "emul/emulation.hpp"
 #include "metrics/results.hpp"
+#include "posix/files.hpp"
 #include "spec/experiment.hpp"
 #include "cli/options.hpp"
 #include "cli/support.hpp"
@@ -91,17 +93,19 @@ int run(const RunArgs& o) {
   const auto barrier = start_barrier(o.barrier);
   if (barrier && e.mode != "emul") throw InputError("--start-fd", "only with --mode emul");
   metrics::RunResult result;
+  std::optional<posix::CreatedDirectories> out_dir;  // removed again if the run fails
   if (e.mode == "emul") {
     result = emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report, barrier});
   } else {
     metrics::SwitchLog switches;  // streamed as the run goes: memory does not grow with the trace
-    fs::create_directories(out);
+    out_dir.emplace(out);
     switches.stream_to(out, e.tier, selection);
     result = sim::simulate(e, trace, o.simgrid, report, std::move(switches));
   }
   progress.end();
   result.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   const std::string summary = metrics::write_results(out, result, resolved_config(e));
+  if (out_dir) out_dir->keep();
   std::cerr << "rmai: " << e.name << ": " << result.tokens << " tokens, " << result.switches.size()
             << " expert switches, " << result.simulated_time_s << (e.mode == "emul" ? " s replayed" : " s simulated")
             << " in " << result.wall_time_s

@@ -213,6 +213,23 @@ void write_files_atomic(const std::vector<std::pair<fs::path, std::string>>& fil
   for (const auto& temporary : temporaries) temporary->commit();
 }
 
+CreatedDirectories::CreatedDirectories(const fs::path& path) {
+  std::error_code ec;
+  fs::path deepest = fs::absolute(path).lexically_normal();
+  if (!deepest.has_filename()) deepest = deepest.parent_path();  // "out/"
+  for (fs::path p = deepest; !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+    created_.push_back(p);
+    if (p == p.parent_path()) break;
+  }
+  fs::create_directories(path);
+}
+
+CreatedDirectories::~CreatedDirectories() {
+  std::error_code ec;
+  for (const auto& dir : created_)
+    if (!fs::remove(dir, ec)) break;  // not empty (or gone): its parents are not empty either
+}
+
 void remove_stale_temporaries(const fs::path& dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {

@@ -60,6 +60,21 @@ void write_file_atomic(const std::filesystem::path& path, const std::function<vo
 void write_files_atomic(const std::vector<std::pair<std::filesystem::path, std::string>>& files,
                         const std::vector<TemporaryFile*>& written = {});
 
+// Creates `path` and its missing parents; the ones it created are removed again when the guard goes
+// unkept (an exception, an early return), as far as they are empty, so that a run refused or failed
+// after it made its results directory leaves no empty directory behind.
+class CreatedDirectories {
+ public:
+  explicit CreatedDirectories(const std::filesystem::path& path);
+  ~CreatedDirectories();
+  CreatedDirectories(const CreatedDirectories&) = delete;
+  CreatedDirectories& operator=(const CreatedDirectories&) = delete;
+  void keep() { created_.clear(); }
+
+ private:
+  std::vector<std::filesystem::path> created_;  // deepest first
+};
+
 // Removes the temporaries TemporaryFile left in `dir` (killed by SIGKILL). Only for a directory
 // whose writers are known to be gone, e.g. under its FileLock.
 void remove_stale_temporaries(const std::filesystem::path& dir);

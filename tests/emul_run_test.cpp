@@ -249,11 +249,15 @@ TEST(Validate, BadInputIsExitTwoBeforeAnyRun) {
   EXPECT_FALSE(fs::exists("/nonexistent/x"));
 }
 
-std::int64_t nr_hugepages() {
-  std::ifstream in("/proc/sys/vm/nr_hugepages");
-  std::int64_t n = -1;
-  in >> n;
-  return n;
+// The reservation records of process `pid` (emul/huge_pages.cpp: "/run/lock/rmai-hugepages.d/PID-START",
+// holding the pages it added to vm.nr_hugepages). Tests in parallel reserve pages too, so a test
+// reads its own run's record rather than the system-wide count.
+std::vector<fs::path> huge_page_records_of(pid_t pid) {
+  std::vector<fs::path> records;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/run/lock/rmai-hugepages.d", ec))
+    if (entry.path().filename().string().starts_with(std::to_string(pid) + "-")) records.push_back(entry.path());
+  return records;
 }
 
 TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
@@ -261,7 +265,6 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
   // the huge pages it reserved are given back by the next run.
   const fs::path experiment = dir_ / "killed.yaml";
   fs::copy_file(kQuickstart, experiment);
-  const auto before_pages = nr_hugepages();
   posix::SpawnOptions quiet;
   quiet.output = dir_ / "killed.log";
   quiet.search_path = false;
@@ -273,17 +276,20 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
   // Wait until it replays (its memd serves; as root, it holds its huge pages), then kill it.
   const bool root = ::geteuid() == 0;
   const auto replaying = [&] {
-    return processes_mentioning(experiment.string()).size() >= 2 && (!root || nr_hugepages() > before_pages);
+    return processes_mentioning(experiment.string()).size() >= 2 && (!root || !huge_page_records_of(victim).empty());
   };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!replaying() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   if (root) {
-    EXPECT_GT(nr_hugepages(), before_pages) << "the run held no huge pages: nothing to reclaim";
+    EXPECT_FALSE(huge_page_records_of(victim).empty()) << "the run held no huge pages: nothing to reclaim";
   }
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   EXPECT_EQ(posix::wait_exit(victim), 128 + SIGKILL);
+  if (root) {
+    EXPECT_FALSE(huge_page_records_of(victim).empty()) << "a killed run's pages went unrecorded";
+  }
   // Its memd got SIGTERM when it died and stops.
   const auto stopped = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!processes_mentioning(experiment.string()).empty() && std::chrono::steady_clock::now() < stopped)
@@ -294,7 +300,7 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
   const auto next = run(cat({"run", experiment.string()}, kSmall,
                             Args{"--set", "memory.rmai.map_page=2MiB", "--out", (dir_ / "next").string()}));
   ASSERT_EQ(next.exit_code, 0) << next.err;
-  EXPECT_EQ(nr_hugepages(), before_pages);
+  EXPECT_TRUE(huge_page_records_of(victim).empty()) << "the killed run's pages were not given back";
   for (const auto& entry : fs::directory_iterator(fs::temp_directory_path()))  // the secret's old home
     EXPECT_NE(entry.path().filename().string().rfind("rmai-emul-", 0), 0u) << "left behind: " << entry.path();
 }

@@ -185,6 +185,27 @@ TEST_F(PosixTest, ASignalRemovesTheTemporaryBeingWrittenAndStillEndsTheProcess) 
   EXPECT_TRUE(fs::exists(dir_ / "notes.tmp"));
 }
 
+TEST_F(PosixTest, CreatedDirectoriesUnkeptRemovesWhatItCreatedAndOnlyThat) {
+  fs::create_directories(dir_ / "existing");
+  {
+    CreatedDirectories made(dir_ / "existing" / "a" / "b/");
+    EXPECT_TRUE(fs::is_directory(dir_ / "existing" / "a" / "b"));
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "existing" / "a"));
+  EXPECT_TRUE(fs::is_directory(dir_ / "existing"));  // not its own: stays
+  {
+    CreatedDirectories made(dir_ / "c" / "d");
+    write_file_atomic(dir_ / "c" / "kept-by-its-file", "x");
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "c" / "d"));  // empty: removed
+  EXPECT_TRUE(fs::exists(dir_ / "c" / "kept-by-its-file"));  // a parent with a file in it stays
+  {
+    CreatedDirectories made(dir_ / "e");
+    made.keep();
+  }
+  EXPECT_TRUE(fs::is_directory(dir_ / "e"));
+}
+
 TEST_F(PosixTest, AFileLockIsExclusiveNamesItsHolderAndIsHeldByChildrenThatInheritIt) {
   const fs::path path = dir_ / ".lock";
   EXPECT_EQ(holder_of(path), std::nullopt);  // no lock file: free
