@@ -82,7 +82,7 @@ int run(const RunArgs& o) {
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   metrics::check_results_dir(out, "--out");  // before the run, not after it
   const auto selection = metrics::parse_switch_selection(o.switches, "--switches");
-  if (e.mode == "emul" && selection.kind != metrics::SwitchSelection::Kind::All)
+  if (e.mode == "emul" && (selection.kind != metrics::SwitchSelection::Kind::All || selection.zstd))
     throw InputError("--switches", "only all with mode emul (its few switches are kept in memory)");
   const auto wall_start = std::chrono::steady_clock::now();
   // Progress only for a run that lasts: nothing for the first 10 s.
@@ -124,8 +124,9 @@ void add_run_commands(CLI::App& root) {
   add_experiment_args(run_app, r->experiment);
   add_value(run_app, "--out", r->out, "results directory (default results/<name>)")->type_name("DIR");
   add_value(run_app, "--switches", r->switches,
-            "rows of switches.csv: all (default), sample:N (every N-th switch), none; summary.json counts every switch")
-      ->type_name("all|sample:N|none");
+            "rows of switches.csv: all (default), sample:N (every N-th switch), none; ,zstd after it writes "
+            "switches.csv.zst instead; summary.json counts every switch")
+      ->type_name("all|sample:N|none[,zstd]");
   for (const std::string name : {"--cfg", "--log"})
     add_each(run_app, name, [r, name](const std::string& v) { r->simgrid.push_back(name + "=" + v); },
              "passed to SimGrid unchanged as " + name + "=VALUE (repeatable)")

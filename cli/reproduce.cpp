@@ -68,8 +68,8 @@ struct Options {
   std::vector<std::string> only;
   std::vector<std::string> sets;  // --set, passed to every sweep
   // --switches, passed to every sweep: the figures read summary.json alone, so each run keeps one
-  // switch in 100 of its switches.csv (the full rows of a reproduction took 731 MB).
-  std::string switches = "sample:100";
+  // switch in 100 of its switches, compressed (the full rows of a reproduction took 731 MB).
+  std::string switches = "sample:100,zstd";
 };
 
 // Every --set must suit every experiment that will run (with its quick block when --quick), so that
@@ -232,9 +232,9 @@ void add_reproduce_command(CLI::App& root) {
   app->add_flag("--quick", o->quick, "every sweep's `quick:` block, and a short validation");
   add_value(app, "--jobs", o->jobs_text, "runs at once (default: the number of cores)")->type_name("N");
   add_value(app, "--switches", o->switches,
-            "rows of every run's switches.csv: sample:N (default sample:100), all, none (rmai run --switches); the "
-            "figures need none of them")
-      ->type_name("all|sample:N|none");
+            "rows of every run's switches.csv: sample:N, all, none, each optionally ,zstd (default sample:100,zstd: "
+            "switches.csv.zst; rmai run --switches); the figures need none of them")
+      ->type_name("all|sample:N|none[,zstd]");
   add_values(app, "--only", o->only, "only this experiment (a name in experiments/, or validate); repeatable")
       ->type_name("NAME");
   add_values(app, "--set", o->sets,

@@ -98,7 +98,7 @@ void add_sweep_command(CLI::App& root) {
   add_value(app, "--emit", o->emit, "write DIR/sweep.slurm, a Slurm job array with one task per point, instead of running")
       ->type_name("slurm");
   add_value(app, "--switches", o->switches,
-            "rows of each point's switches.csv: all (default), sample:N, none (rmai run --switches)")
+            "rows of each point's switches.csv: all (default), sample:N, none, each optionally ,zstd (rmai run --switches)")
       ->type_name("all|sample:N|none");
   add_value(app, "--point", o->point_text, "run point I only (what each Slurm task does)")->type_name("I");
   app->add_flag("--collect", o->collect, "join DIR's points into DIR/results.csv without running anything");

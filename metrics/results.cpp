@@ -109,15 +109,21 @@ std::string write_results(const fs::path& dir, const RunResult& result, const YA
   std::string summary = summary_json(result);
   std::vector<std::pair<fs::path, std::string>> files{{dir / "config.resolved.yaml", std::string(yaml.c_str()) + "\n"}};
   std::vector<posix::TemporaryFile*> streamed;
-  if (auto* file = result.switches.file()) {  // flushed
-    if (file->path() != dir / "switches.csv")
-      throw std::logic_error("the switch log streams into " + file->path().string() + ", not into " + dir.string());
+  fs::path switches = dir / switches_file_name(false);
+  if (auto* file = result.switches.file()) {  // complete
+    switches = file->path();
+    if (switches.parent_path() != dir)
+      throw std::logic_error("the switch log streams into " + switches.string() + ", not into " + dir.string());
     streamed.push_back(file);
   } else {
-    files.emplace_back(dir / "switches.csv", result.switches.csv(result.tier));
+    files.emplace_back(switches, result.switches.csv(result.tier));
   }
   files.emplace_back(dir / "summary.json", summary);  // last: its presence marks a complete result
   posix::write_files_atomic(files, streamed);
+  // A previous run's switch file of the other form would pass for this run's.
+  std::error_code ec;
+  for (const bool zstd : {false, true})
+    if (dir / switches_file_name(zstd) != switches) fs::remove(dir / switches_file_name(zstd), ec);
   return summary;
 }
 

@@ -5,6 +5,9 @@
 #include <charconv>
 #include <cmath>
 #include <numeric>
+#include <stdexcept>
+
+#include <zstd.h>
 
 #include "config/errors.hpp"
 #include "posix/files.hpp"
@@ -115,19 +118,30 @@ Distribution StreamingSummary::summary() const {
 }
 
 SwitchSelection parse_switch_selection(const std::string& text, const std::string& option) {
-  if (text == "all") return {SwitchSelection::Kind::All, 1};
-  if (text == "none") return {SwitchSelection::Kind::None, 0};
-  if (text.starts_with("sample:")) {
-    const std::string n = text.substr(7);
+  constexpr std::string_view kZstd = ",zstd";
+  const bool zstd = text.ends_with(kZstd);
+  const std::string rows = zstd ? text.substr(0, text.size() - kZstd.size()) : text;
+  if (rows == "all") return {SwitchSelection::Kind::All, 1, zstd};
+  if (rows == "none") return {SwitchSelection::Kind::None, 0, zstd};
+  if (rows.starts_with("sample:")) {
+    const std::string n = rows.substr(7);
     std::uint64_t every = 0;
     const auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), every);
-    if (ec == std::errc() && end == n.data() + n.size() && every >= 1) return {SwitchSelection::Kind::Sample, every};
+    if (ec == std::errc() && end == n.data() + n.size() && every >= 1)
+      return {SwitchSelection::Kind::Sample, every, zstd};
   }
-  throw InputError(option, "\"" + text + "\" is not all, none or sample:N with N a whole number >= 1");
+  throw InputError(option, "\"" + text +
+                               "\" is not all, none or sample:N with N a whole number >= 1, optionally followed by ,zstd");
 }
 
+std::string switches_file_name(bool zstd) { return zstd ? "switches.csv.zst" : "switches.csv"; }
+
 void SwitchLog::stream_to(const std::filesystem::path& dir, const std::string& tier, SwitchSelection selection) {
-  file_ = std::make_shared<posix::TemporaryFile>(dir / "switches.csv");
+  file_ = std::make_shared<posix::TemporaryFile>(dir / switches_file_name(selection.zstd));
+  if (selection.zstd) {
+    zstd_.reset(ZSTD_createCCtx(), ZSTD_freeCCtx);
+    if (!zstd_) throw std::bad_alloc();
+  }
   tier_ = tier;
   selection_ = selection;
   buffer_ = kSwitchesHeader;
@@ -135,6 +149,7 @@ void SwitchLog::stream_to(const std::filesystem::path& dir, const std::string& t
 }
 
 void SwitchLog::add(const SwitchRecord& record) {
+  if (ended_) throw std::logic_error("a switch recorded after its switch file was complete");
   const std::uint64_t index = size();
   latency_.add(record.end_s - record.start_s);
   if (!file_) {
@@ -147,14 +162,28 @@ void SwitchLog::add(const SwitchRecord& record) {
   if (buffer_.size() >= kFlushBytes) flush();
 }
 
-void SwitchLog::flush() const {
+void SwitchLog::flush(bool end) const {
   if (!file_) return;
-  file_->append(buffer_);
+  if (!zstd_) {
+    file_->append(buffer_);
+    buffer_.clear();
+    return;
+  }
+  std::string compressed(ZSTD_CStreamOutSize(), '\0');
+  ZSTD_inBuffer in{buffer_.data(), buffer_.size(), 0};
+  for (bool done = false; !done;) {
+    ZSTD_outBuffer out{compressed.data(), compressed.size(), 0};
+    const std::size_t left = ZSTD_compressStream2(zstd_.get(), &out, &in, end ? ZSTD_e_end : ZSTD_e_continue);
+    if (ZSTD_isError(left)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(left));
+    file_->append({compressed.data(), out.pos});
+    done = end ? left == 0 : in.pos == in.size;
+  }
   buffer_.clear();
 }
 
 posix::TemporaryFile* SwitchLog::file() const {
-  flush();
+  if (!ended_) flush(/*end=*/true);
+  ended_ = file_ != nullptr;
   return file_.get();
 }
 

@@ -13,6 +13,7 @@
 namespace rmai::posix {
 class TemporaryFile;
 }
+struct ZSTD_CCtx_s;
 
 namespace rmai::metrics {
 
@@ -65,13 +66,20 @@ struct SwitchRecord {
 };
 
 // Which switches go into switches.csv: all, every N-th in the order they were recorded (the first
-// included), or none. summary.json counts and summarizes every switch whatever the choice.
+// included), or none; and whether the file is compressed with zstd (switches.csv.zst, which
+// pandas.read_csv reads as it is). summary.json counts and summarizes every switch whatever the
+// choice.
 struct SwitchSelection {
   enum class Kind { All, Sample, None } kind = Kind::All;
   std::uint64_t every = 1;
+  bool zstd = false;
 };
-// "all", "sample:N" (N >= 1) or "none"; throws InputError naming `option`.
+// "all", "sample:N" (N >= 1) or "none", each optionally followed by ",zstd"; throws InputError
+// naming `option`.
 SwitchSelection parse_switch_selection(const std::string& text, const std::string& option);
+
+// The name of the switch file in a results directory: switches.csv, or switches.csv.zst.
+std::string switches_file_name(bool zstd);
 
 inline constexpr const char* kSwitchesHeader = "node,token,layer,expert,tier,start_s,end_s,bytes,faults\n";
 
@@ -79,9 +87,10 @@ class SwitchLog {
  public:
   SwitchLog() = default;  // in memory: records() holds every switch
 
-  // From now on the selected rows stream into `dir`/switches.csv, under its temporary name until
-  // write_results commits it with the other result files; records() stays empty. Throws
-  // std::runtime_error naming the file when it cannot be written (a full disk).
+  // From now on the selected rows stream into `dir`/switches.csv (or .csv.zst, compressed as they
+  // go), under its temporary name until write_results commits it with the other result files;
+  // records() stays empty. Throws std::runtime_error naming the file when it cannot be written (a
+  // full disk).
   void stream_to(const std::filesystem::path& dir, const std::string& tier, SwitchSelection selection);
 
   void add(const SwitchRecord& record);
@@ -93,15 +102,17 @@ class SwitchLog {
   const std::vector<SwitchRecord>& records() const { return records_; }
   // The rows of switches.csv the records in memory make (header first), with `tier` as their tier.
   std::string csv(const std::string& tier) const;
-  // The streamed file, every row buffered so far written, to be committed by write_results; null
-  // in memory.
+  // The streamed file, every row written (and a compressed file's frame ended), to be committed by
+  // write_results; null in memory. No row may be added after it.
   posix::TemporaryFile* file() const;
 
  private:
   StreamingSummary latency_;
   std::vector<SwitchRecord> records_;
   std::shared_ptr<posix::TemporaryFile> file_;
-  void flush() const;  // what is buffered, into the file
+  std::shared_ptr<ZSTD_CCtx_s> zstd_;  // compresses the rows on their way to file_, or null
+  mutable bool ended_ = false;         // the file is complete (file() was called)
+  void flush(bool end = false) const;  // what is buffered, into the file; `end`: the last piece
   std::string tier_;
   mutable std::string buffer_;  // rows not written yet
   SwitchSelection selection_;

@@ -17,6 +17,7 @@ packages=(
   libeigen3-dev
   libyaml-cpp-dev         # experiment YAML and presets
   nlohmann-json3-dev      # summary.json
+  libzstd-dev             # switches.csv.zst (rmai run --switches ...,zstd)
   libcli11-dev            # cli/: the one command-line parser of every rmai subcommand
   libgtest-dev libgmock-dev
   libbenchmark-dev

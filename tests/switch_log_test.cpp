@@ -1,6 +1,7 @@
 // The switch log (metrics/switch_log.hpp): the streaming summary's percentiles stay within their
 // stated bound of the exact ones past the exact limit, and a streamed switches.csv holds the
-// selected rows, is committed with the other result files, and leaves nothing behind unwritten.
+// selected rows (plain or zstd-compressed), is committed with the other result files, and leaves
+// nothing behind unwritten.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -10,8 +11,11 @@
 #include <random>
 #include <sstream>
 
+#include <zstd.h>
+
 #include "config/errors.hpp"
 #include "metrics/results.hpp"
+#include "posix/files.hpp"
 
 namespace rmai::metrics {
 namespace {
@@ -128,6 +132,47 @@ TEST(SwitchLog, InMemoryAndStreamedWriteTheSameFile) {
   EXPECT_EQ(read(scratch.dir / "switches.csv"), in_memory.switches.csv("page4k"));
 }
 
+std::string zstd_decompress(const std::string& compressed) {
+  const auto size = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR) return "not a zstd frame";
+  // Streamed: the frame does not announce its size, so decompress it as a stream.
+  std::unique_ptr<ZSTD_DCtx, decltype(&ZSTD_freeDCtx)> d(ZSTD_createDCtx(), ZSTD_freeDCtx);
+  std::string out, chunk(ZSTD_DStreamOutSize(), '\0');
+  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
+  std::size_t left = 1;
+  while (in.pos < in.size) {
+    ZSTD_outBuffer o{chunk.data(), chunk.size(), 0};
+    left = ZSTD_decompressStream(d.get(), &o, &in);
+    if (ZSTD_isError(left)) return std::string("zstd: ") + ZSTD_getErrorName(left);
+    out.append(chunk.data(), o.pos);
+  }
+  return left == 0 ? out : "a frame cut short";
+}
+
+TEST(SwitchLog, ZstdWritesTheSameRowsCompressedAndReplacesAnEarlierPlainFile) {
+  Scratch scratch;
+  RunResult plain, compressed;
+  plain.tier = compressed.tier = "rmai";
+  const fs::path plain_dir = scratch.dir / "plain", zstd_dir = scratch.dir / "zstd";
+  fs::create_directories(plain_dir);
+  fs::create_directories(zstd_dir);
+  posix::write_file_atomic(zstd_dir / "switches.csv", "an earlier run's\n");
+  plain.switches.stream_to(plain_dir, "rmai", parse_switch_selection("sample:3", "--switches"));
+  compressed.switches.stream_to(zstd_dir, "rmai", parse_switch_selection("sample:3,zstd", "--switches"));
+  for (std::uint64_t i = 0; i < 200000; ++i) {  // several MiB of rows: several pieces and flushes
+    plain.switches.add(record(i));
+    compressed.switches.add(record(i));
+  }
+  EXPECT_FALSE(fs::exists(zstd_dir / "switches.csv.zst")) << "visible before the results are complete";
+  write_results(plain_dir, plain, YAML::Node());
+  write_results(zstd_dir, compressed, YAML::Node());
+  const std::string bytes = read(zstd_dir / "switches.csv.zst");
+  EXPECT_LT(bytes.size() * 4, fs::file_size(plain_dir / "switches.csv"));
+  EXPECT_EQ(zstd_decompress(bytes), read(plain_dir / "switches.csv"));
+  EXPECT_FALSE(fs::exists(zstd_dir / "switches.csv")) << "an earlier run's file would pass for this one's";
+  EXPECT_THROW(compressed.switches.add(record(0)), std::logic_error) << "a row after the frame ended";
+}
+
 TEST(SwitchLog, AnUnwrittenLogLeavesNoTemporary) {
   Scratch scratch;
   {
@@ -139,9 +184,15 @@ TEST(SwitchLog, AnUnwrittenLogLeavesNoTemporary) {
 }
 
 TEST(SwitchLog, RefusesAMalformedSelection) {
-  for (const std::string bad : {"", "some", "sample:", "sample:0", "sample:-3", "sample:2x", "ALL"})
+  for (const std::string bad : {"", "some", "sample:", "sample:0", "sample:-3", "sample:2x", "ALL", "zstd", ",zstd",
+                                 "all,", "all,gzip", "all,zstd,zstd", "sample:3,zstd,"})
     EXPECT_THROW(parse_switch_selection(bad, "--switches"), InputError) << bad;
   EXPECT_EQ(parse_switch_selection("sample:1000", "--switches").every, 1000u);
+  EXPECT_FALSE(parse_switch_selection("sample:1000", "--switches").zstd);
+  const auto zstd = parse_switch_selection("sample:1000,zstd", "--switches");
+  EXPECT_TRUE(zstd.zstd);
+  EXPECT_EQ(zstd.every, 1000u);
+  EXPECT_TRUE(parse_switch_selection("none,zstd", "--switches").zstd);
 }
 
 }  // namespace
