@@ -83,7 +83,7 @@ int run(const RunArgs& o) {
   metrics::check_results_dir(out, "--out");  // before the run, not after it
   const auto selection = metrics::parse_switch_selection(o.switches, "--switches");
   if (e.mode == "emul" && (selection.kind != metrics::SwitchSelection::Kind::All || selection.zstd))
-    throw InputError("--switches", "only all with mode emul (its few switches are kept in memory)");
+    throw InputError("--switches", "only all, uncompressed, with mode emul (its few switches are kept in memory)");
   const auto wall_start = std::chrono::steady_clock::now();
   // Progress only for a run that lasts: nothing for the first 10 s.
   Progress progress("rmai run " + e.name);

@@ -99,7 +99,7 @@ void add_sweep_command(CLI::App& root) {
       ->type_name("slurm");
   add_value(app, "--switches", o->switches,
             "rows of each point's switches.csv: all (default), sample:N, none, each optionally ,zstd (rmai run --switches)")
-      ->type_name("all|sample:N|none");
+      ->type_name("all|sample:N|none[,zstd]");
   add_value(app, "--point", o->point_text, "run point I only (what each Slurm task does)")->type_name("I");
   app->add_flag("--collect", o->collect, "join DIR's points into DIR/results.csv without running anything");
   add_value(app, "--max-points", o->max_points_text,

@@ -112,7 +112,7 @@ std::string write_results(const fs::path& dir, const RunResult& result, const YA
   fs::path switches = dir / switches_file_name(false);
   if (auto* file = result.switches.file()) {  // complete
     switches = file->path();
-    if (switches.parent_path() != dir)
+    if (switches != dir / switches.filename())
       throw std::logic_error("the switch log streams into " + switches.string() + ", not into " + dir.string());
     streamed.push_back(file);
   } else {

@@ -190,6 +190,19 @@ TEST_F(CliTest, RunWritesTheResultFilesWithConsistentSummary) {
     EXPECT_NE(resolved.find(text), std::string::npos) << "config.resolved.yaml lacks \"" << text << "\"\n" << resolved;
 }
 
+// A directory given with a trailing slash is the same directory: the switch log that streamed into
+// it is committed there (it was a logic_error once), plain or compressed.
+TEST_F(CliTest, OutWithATrailingSlashWritesTheSameFiles) {
+  for (const std::string switches : {"all", "sample:4,zstd"}) {
+    const fs::path out = dir_ / ("slash-" + std::to_string(switches.size()));
+    const Result r = run({"run", kQuickstart.string(), "--set", "trace.tokens=16", "--switches", switches, "--out",
+                          out.string() + "/"});
+    EXPECT_EQ(r.exit_code, 0) << switches << ": " << describe(r);
+    EXPECT_TRUE(fs::exists(out / "summary.json")) << switches;
+    EXPECT_TRUE(fs::exists(out / (switches == "all" ? "switches.csv" : "switches.csv.zst"))) << switches;
+  }
+}
+
 TEST_F(CliTest, SameInputsAndSeedGiveIdenticalResults) {
   const fs::path a = run_quickstart("a", {"--seed", "7"});
   const fs::path b = run_quickstart("b", {"--seed", "7"});
