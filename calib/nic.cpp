@@ -39,6 +39,17 @@ constexpr std::uint64_t kBandwidthChunk = 64 * kMiB;
 // the bandwidth and region-fault probes take.
 constexpr std::uint64_t kRmaiRead = 256 * kKiB;
 constexpr std::uint32_t kRmaiDepth = 16;
+// The region-fault probe faults its objects in turn at fresh offsets and evicts each right before
+// its next fault, as an LRU cache of that many slots does: the frames a fault gets were written
+// kRegionRing faults earlier and the bytes it reads were not read in this pass, out of the CPU's
+// caches as in the emulator's rmai switches. Fault, evict, fault again instead got the frames
+// just freed, still cached, and bytes just read: on 2026-12-03 here 2-8 MiB faults at 3.7 GB/s
+// where the emulator's 5.25 MiB faults ran at 2.2 GB/s, so that every calibration predicted the
+// rmai tier 20-40% fast; over the ring the same probe gave 2.5-2.8 GB/s, the emulator's faults
+// minutes later 2.2-2.8 GB/s. kRegionRing x kLargestRegion / 2 MiB huge pages are mapped at most
+// (kHugePagesNeeded).
+constexpr std::uint32_t kRegionRing = 8;
+constexpr std::uint64_t kLargestRegion = 8 * kMiB;
 
 emul::RemoteSource connect(const emul::Catalog& catalog, const Transport& t, std::uint64_t read_size, std::uint32_t depth) {
   emul::RemoteOptions o;
@@ -394,22 +405,23 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
          human(out.swap_in_path.m.value, Unit::Time));
 
   // Whole-region faults through the emulator's region at the rmai tier's shape (twin layout on 2 MiB
-  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault, each paired with a read of the
-  // same S bytes at the same shape into a buffer the transport reuses. What the fault costs beyond
+  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault (over kRegionRing objects), each paired
+  // with a read of the next S bytes at the same shape into a buffer the transport reuses. What the fault costs beyond
   // its paired read and the fixed costs the simulator charges a fault (trap, handler, region lookup,
   // wake-up), per huge page, is the frame's allocation and zeroing, the mapping, and the transport
   // writing into frames just zeroed: measured as the rmai path pays it, it replaces the sum of its
   // parts (os.cpp). Paired rather than against nic.bandwidth: this machine's transport rate moves
   // by 10-30% between the bandwidth probe and this one, as much as the whole term. Per size rather
-  // than a line's slope: over 2-16 MiB the slope of four noisy medians is far less certain than
+  // than a line's slope: over 2-8 MiB the slope of four noisy medians is far less certain than
   // their level.
   const Measurement direct_huge_map = find(os, "huge_map");
   SizeSweep region_sweep;
   std::vector<std::vector<double>> read_times;  // the paired reads, per size and repeat
   // Up to the object's size: a larger chunk would be cut at the object's end.
-  for (std::uint64_t size = 2 * kMiB; size <= std::min<std::uint64_t>((s.quick ? 8 : 16) * kMiB, catalog.object_bytes()); size *= 2)
+  for (std::uint64_t size = 2 * kMiB; size <= std::min<std::uint64_t>(kLargestRegion, catalog.object_bytes() / 2); size *= 2)
     region_sweep.sizes.push_back(double(size));
   const int per_repeat = s.quick ? 4 : 8;
+  const auto ring = static_cast<std::uint32_t>(std::min<std::size_t>(kRegionRing, catalog.objects().size()));
   {
     auto reader = connect(catalog, t, kRmaiRead, kRmaiDepth);
     std::vector<std::byte> buffer(static_cast<std::size_t>(region_sweep.sizes.back()));
@@ -428,18 +440,23 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
       std::vector<double> faults, reads;  // per repeat
       std::uint64_t keep = 0;
       std::uint32_t object = 0;
+      std::vector<std::uint64_t> next_offset(ring, 0);
+      std::vector<bool> mapped(ring, false);
       for (unsigned r = 0; r <= R; ++r) {  // the first round warms up, untimed
         std::vector<double> fault_each, read_each;
         for (int i = 0; i < per_repeat; ++i) {
-          object = (object + 1) % static_cast<std::uint32_t>(catalog.objects().size());
+          object = (object + 1) % ring;
+          if (mapped[object]) region.evict(object);  // the least recently faulted: its frames are cold
+          const std::uint64_t offset = next_offset[object];
+          next_offset[object] = offset + 4 * size <= catalog.object_bytes() ? offset + 2 * size : 0;
           const auto view = region.object(object);
           double start = now_s();
-          keep += static_cast<std::uint64_t>(*(volatile const std::byte*)(view.data()));
+          keep += static_cast<std::uint64_t>(*(volatile const std::byte*)(view.data() + offset));
           fault_each.push_back(now_s() - start);
           region.check();
-          region.evict(object);
+          mapped[object] = true;
           start = now_s();
-          reader.read(object, 0, piece);
+          reader.read(object, offset + size, piece);  // the bytes after the fault's, not read since the last pass
           read_each.push_back(now_s() - start);
         }
         if (r > 0) {
@@ -472,7 +489,9 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
       from_repeats(per_repeat_value,
                    "whole-region faults of " + sizes_text(region_sweep.sizes) + " through the emulator's region (twin layout "
                    "on 2 MiB hugetlb pages, 256 KiB reads, 16 in flight, as the rmai tier maps with map_page 2MiB) from " +
-                       where + ", timed by the faulting thread, each followed by a read of the same bytes at the same "
+                       where + ", timed by the faulting thread, in turn over " + std::to_string(ring) + " objects at fresh "
+                       "offsets, each evicted right before its next fault (as an LRU cache's slots: frames and bytes "
+                       "out of the CPU's caches), each followed by a read of the next bytes of its object at the same "
                        "shape into a reused buffer, median of " + std::to_string(per_repeat) +
                        " per size and repeat: " + medians,
                    "per size, the fault minus its paired read and what the simulator charges a fault besides the "

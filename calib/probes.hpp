@@ -29,6 +29,9 @@ struct Settings {
 // dram (read bandwidth of all cores and of one thread, pointer-chase latency) and pcie (memcpy
 // into a device buffer, the emulator's stand-in for the copy to HBM, by all cores and by one), from
 // one pool larger than the last-level cache.
+// The largest cache of cpu0 as the kernel reports it (sysfs "307200K"); 0 when unknown.
+std::size_t llc_bytes();
+
 struct MemoryResults {
   Entries dram, pcie;
 };
@@ -37,7 +40,7 @@ MemoryResults probe_memory(const Settings& s);
 // os: page size, syscall, trap, fault handler, PTE install, userfaultfd round trip, page-cache
 // insert, eviction of a region expert, huge page size and mapping. `huge_pages` must have been
 // reserved by the caller (kHugePagesNeeded of them).
-inline constexpr std::uint64_t kHugePagesNeeded = 20;
+inline constexpr std::uint64_t kHugePagesNeeded = 32;  // the region-fault probe's ring (calib/nic.cpp)
 Entries probe_os(const Settings& s);
 
 // The emulator's transport to a memd: where it is and how to reach it.

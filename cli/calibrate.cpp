@@ -77,7 +77,7 @@ void add_calibrate_command(CLI::App& root) {
       "least squares and writes FILE.yaml: a platform preset with every measured component inline and, beside each "
       "number, the probe, the fit's residual and the median and spread of the repeats (docs/interfaces.md). The file "
       "is written only when every probe succeeded. Use it with --set platform=NAME when FILE is "
-      "models/platforms/NAME.yaml, or --set platform=FILE.yaml from anywhere. Needs userfaultfd and 20 huge pages "
+      "models/platforms/NAME.yaml, or --set platform=FILE.yaml from anywhere. Needs userfaultfd and 32 huge pages "
       "(root reserves them for the run). Without --server, memd runs as a child on loopback (calib/memd.yaml); to "
       "calibrate a cluster, start `rmai memd calib/memd.yaml --listen ADDR:PORT --secret-file F --set "
       "emul.provider=verbs` on a memory server and give --provider verbs --server ADDR:PORT --secret-file F here.");

@@ -23,6 +23,7 @@
 #include "calib/fit.hpp"
 #include "calib/measurement.hpp"
 #include "calib/preset.hpp"
+#include "calib/probes.hpp"
 #include "cli_support.hpp"
 #include "config/errors.hpp"
 #include "config/tree.hpp"
@@ -241,7 +242,7 @@ TEST(CalibratePreset, RefusesANumberThatWentWrong) {
 // Why the end-to-end runs cannot work here, or "".
 std::string unavailable() {
   if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty()) return "no userfaultfd: " + why;
-  if (::geteuid() != 0 && emul::free_huge_pages() < 20) return "no huge pages: needs root or 20 free in vm.nr_hugepages";
+  if (::geteuid() != 0 && emul::free_huge_pages() < calib::kHugePagesNeeded) return "no huge pages: needs root or 32 free in vm.nr_hugepages";
   return "";
 }
 

@@ -65,7 +65,7 @@ class Validation : public TempDirTest {
     TempDirTest::SetUp();
     if (sanitized()) GTEST_SKIP() << "timings of a sanitized build are not this machine's";
     if (const auto why = emul::userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
-    emul::HugePageReservation huge(20);  // calibrate reserves 20; the rmai tier maps 2 MiB pages (validate.yaml)
+    emul::HugePageReservation huge(32);  // calibrate reserves 32 (calib::kHugePagesNeeded); the rmai tier maps 2 MiB pages (validate.yaml)
     if (!huge.ok()) GTEST_SKIP() << "no 2 MiB huge pages here (root raises vm.nr_hugepages)";
   }
 
