@@ -24,6 +24,23 @@ namespace {
 constexpr std::size_t kKiB = 1024, kMiB = 1024 * kKiB;
 constexpr std::size_t kLine = 64;
 
+// The largest cache of cpu0 as the kernel reports it (sysfs "307200K"); 0 when unknown.
+std::size_t llc_bytes() {
+  std::size_t largest = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/devices/system/cpu/cpu0/cache", ec)) {
+    std::ifstream in(entry.path() / "size");
+    std::size_t value = 0;
+    std::string unit;
+    if (!(in >> value)) continue;
+    in >> unit;
+    if (unit == "K") value *= kKiB;
+    if (unit == "M") value *= kMiB;
+    largest = std::max(largest, value);
+  }
+  return largest;
+}
+
 // Twice the last-level cache, so that little of the pool can be cached; at least 256 MiB and at
 // most 1 GiB (a bound on what the probe takes from a shared machine).
 std::size_t pool_bytes(std::size_t llc) { return std::clamp<std::size_t>(2 * llc, 256 * kMiB, 1024 * kMiB) / kMiB * kMiB; }
@@ -146,22 +163,6 @@ void add_bandwidths(Entries& entries, Measurement one_thread, const std::vector<
 }
 
 }  // namespace
-
-std::size_t llc_bytes() {
-  std::size_t largest = 0;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/sys/devices/system/cpu/cpu0/cache", ec)) {
-    std::ifstream in(entry.path() / "size");
-    std::size_t value = 0;
-    std::string unit;
-    if (!(in >> value)) continue;
-    in >> unit;
-    if (unit == "K") value *= kKiB;
-    if (unit == "M") value *= kMiB;
-    largest = std::max(largest, value);
-  }
-  return largest;
-}
 
 MemoryResults probe_memory(const Settings& s) {
   const std::size_t llc = llc_bytes();

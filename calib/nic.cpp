@@ -405,9 +405,9 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
          human(out.swap_in_path.m.value, Unit::Time));
 
   // Whole-region faults through the emulator's region at the rmai tier's shape (twin layout on 2 MiB
-  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault (over kRegionRing objects), each paired
-  // with a read of the next S bytes at the same shape into a buffer the transport reuses. What the fault costs beyond
-  // its paired read and the fixed costs the simulator charges a fault (trap, handler, region lookup,
+  // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault over kRegionRing objects, each
+  // paired with a read of the next S bytes at the same shape into a buffer the transport reuses.
+  // What the fault costs beyond its paired read and the fixed costs the simulator charges a fault (trap, handler, region lookup,
   // wake-up), per huge page, is the frame's allocation and zeroing, the mapping, and the transport
   // writing into frames just zeroed: measured as the rmai path pays it, it replaces the sum of its
   // parts (os.cpp). Paired rather than against nic.bandwidth: this machine's transport rate moves

@@ -29,9 +29,6 @@ struct Settings {
 // dram (read bandwidth of all cores and of one thread, pointer-chase latency) and pcie (memcpy
 // into a device buffer, the emulator's stand-in for the copy to HBM, by all cores and by one), from
 // one pool larger than the last-level cache.
-// The largest cache of cpu0 as the kernel reports it (sysfs "307200K"); 0 when unknown.
-std::size_t llc_bytes();
-
 struct MemoryResults {
   Entries dram, pcie;
 };
