@@ -407,12 +407,12 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
   // Whole-region faults through the emulator's region at the rmai tier's shape (twin layout on 2 MiB
   // hugetlb pages, 256 KiB reads, 16 in flight), S bytes per fault over kRegionRing objects, each
   // paired with a read of the next S bytes at the same shape into a buffer the transport reuses.
-  // What the fault costs beyond its paired read and the fixed costs the simulator charges a fault (trap, handler, region lookup,
-  // wake-up), per huge page, is the frame's allocation and zeroing, the mapping, and the transport
+  // What the fault costs beyond its paired read and the fixed costs the simulator charges a fault
+  // (trap, handler, region lookup, wake-up), per huge page, is the frame's allocation and zeroing, the mapping, and the transport
   // writing into frames just zeroed: measured as the rmai path pays it, it replaces the sum of its
   // parts (os.cpp). Paired rather than against nic.bandwidth: this machine's transport rate moves
   // by 10-30% between the bandwidth probe and this one, as much as the whole term. Per size rather
-  // than a line's slope: over 2-8 MiB the slope of four noisy medians is far less certain than
+  // than a line's slope: over 2-8 MiB the slope of three noisy medians is far less certain than
   // their level.
   const Measurement direct_huge_map = find(os, "huge_map");
   SizeSweep region_sweep;
