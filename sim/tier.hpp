@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sim/cluster.hpp"
+#include "sim/stream.hpp"
 #include "config/registry.hpp"
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
@@ -89,12 +90,5 @@ inline sg4::Host* server_of(const Cluster& cluster, std::uint32_t expert_key) {
 // Fixed cost of one one-sided RDMA read: posting and completing it, plus the request's trip to the
 // server (the data's trip back is the route latency of the flow itself).
 inline double rdma_read_cost(const spec::Nic& nic) { return nic.op_overhead + nic.latency; }
-
-// ceil(a / b) for positive counts.
-inline std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return (a + b - 1) / b; }
-// Number of pieces of `piece` bytes that cover `bytes`.
-inline std::uint64_t pieces(double bytes, double piece) {
-  return static_cast<std::uint64_t>(std::ceil(bytes / piece));
-}
 
 }  // namespace rmai::sim
