@@ -147,6 +147,9 @@ int validate(Options& o) {
   // What calibrate would refuse, refused before any run (a disk directory on tmpfs, say).
   if (!o.calibrate.empty()) calib::check_disk_dir(e.emul.scratch_dir, "emul.scratch_dir");
   metrics::check_results_dir(o.out, "--out");
+  // Nothing of a validation that fails half-way shows in --out.
+  posix::StagedDirectory staged(o.out);
+  const fs::path& out = staged.path();
   const fs::path self = fs::read_symlink("/proc/self/exe");
   std::string csv = "tier,metric,emul,sim,rel_error,emul_min,emul_max,repeats\n";
   // The runs write their own lines, so progress is a line per run, not a line rewritten in place.
@@ -160,15 +163,15 @@ int validate(Options& o) {
     for (std::uint64_t k = 1; k <= o.repeats; ++k) {
       std::string platform = o.platform;
       if (!o.calibrate.empty()) {
-        const fs::path preset = o.out / "platforms" / tier / (std::to_string(k) + ".yaml");
+        const fs::path preset = out / "platforms" / tier / (std::to_string(k) + ".yaml");
         calibrate_child(self, o, e, tier, preset, progress);
         platform = preset.string();
       }
-      const fs::path dir = o.out / "emul" / tier / std::to_string(k);
+      const fs::path dir = out / "emul" / tier / std::to_string(k);
       run_child(self, o, tier, "emul", platform, dir, progress, ++run, runs);
       emul.push_back(json::parse(slurp(dir / "summary.json")));
       if (!o.calibrate.empty() || k == o.repeats) {
-        const fs::path sim_dir = o.calibrate.empty() ? o.out / "sim" / tier : o.out / "sim" / tier / std::to_string(k);
+        const fs::path sim_dir = o.calibrate.empty() ? out / "sim" / tier : out / "sim" / tier / std::to_string(k);
         run_child(self, o, tier, "sim", platform, sim_dir, progress, ++run, runs);
         sims.push_back(json::parse(slurp(sim_dir / "summary.json")));
       }
@@ -185,12 +188,13 @@ int validate(Options& o) {
              csv_number(*high) + "," + std::to_string(o.repeats) + "\n";
     }
   }
-  fs::create_directories(o.out);
-  posix::write_file_atomic(o.out / "validation.csv", csv);
-  std::cout << csv;
+  posix::write_file_atomic(out / "validation.csv", csv);
   // The figure is a view of the table: without matplotlib the table still stands.
   const fs::path script = config::home_dir() / "plots" / "validation.py";
-  if (posix::wait_exit(posix::spawn({python(), script.string(), o.out.string()})) != 0)
+  const bool drawn = posix::wait_exit(posix::spawn({python(), script.string(), out.string()})) == 0;
+  staged.commit();
+  std::cout << csv;
+  if (!drawn)
     std::cerr << "rmai validate: the figure " << (o.out / "validation.png").string()
               << " was not drawn (its message is above); validation.csv is complete\n";
   return 0;

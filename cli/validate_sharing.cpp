@@ -197,9 +197,11 @@ class Validation {
       spec::load_experiment(x_.file, with(x_.sets, {"mode=sim", "nodes=" + std::to_string(n), "experts=emulated",
                                                    "platform=" + platform_}));
 
+    // Nothing of a validation that fails half-way shows in --out: the runs write into `staged`.
+    posix::StagedDirectory staged(out_);
+    target_ = std::exchange(out_, staged.path());
     const auto started = Clock::now();
     SharedLink link(rate_, "--sharing");
-    fs::create_directories(out_);
     // The secret lives in a memfd that memd and every client inherit (/proc/self/fd/N): nothing on
     // disk, however this command ends (SIGINT, SIGKILL).
     const calib::Fd secret(emul::secret_memfd());
@@ -239,6 +241,7 @@ class Validation {
     for (const auto n : nodes_) sim[n] = simulate(n, bandwidth);
     const std::string stats = link.qdisc_stats();
     write_report(emul, sim, bandwidth, stats, seconds_since(started));
+    staged.commit();
     return 0;
   }
 
@@ -456,7 +459,7 @@ class Validation {
     std::cout << csv;
     std::cerr << "rmai validate: the slowdowns " << (within ? "agree" : "do NOT agree") << " within "
               << csv_number(kBound * 100) << "% for every N >= 2:\n"
-              << verdict << "rmai validate: " << csv_number(wall) << " s; link details in " << (out_ / "sharing-link.txt").string()
+              << verdict << "rmai validate: " << csv_number(wall) << " s; link details in " << (target_ / "sharing-link.txt").string()
               << "\n";
     // Where the clients together got clearly less than the link gives one of them, the link was not
     // what they shared (on this 2-vCPU machine: the CPU, which N busy-polling clients, memd and the
@@ -473,7 +476,8 @@ class Validation {
   }
 
   ExperimentArgs x_;
-  fs::path out_;
+  fs::path out_;     // where the runs write: the staging directory of target_ once run() started
+  fs::path target_;  // --out
   std::string platform_;
   std::vector<std::uint32_t> nodes_;
   double rate_;

@@ -278,6 +278,76 @@ std::optional<pid_t> holder_of(const fs::path& path) {
   return holder;
 }
 
+// --- staged directories --------------------------------------------------------------------------
+
+namespace {
+
+constexpr const char* kStagingLock = ".lock";
+
+fs::path target_of(const fs::path& target) {
+  fs::path t = fs::absolute(target).lexically_normal();
+  return t.has_filename() ? t : t.parent_path();  // "out/"
+}
+
+std::string staging_prefix(const fs::path& target) { return "." + target.filename().string() + ".partial-"; }
+
+// Removes the staging directories of `target` whose writers are gone: their lock is free. One
+// without a lock file is being created right now (mkdtemp, then the lock): left alone.
+void remove_stale_staging(const fs::path& target) {
+  std::error_code ec;
+  const std::string prefix = staging_prefix(target);
+  for (const auto& entry : fs::directory_iterator(target.parent_path(), ec)) {
+    if (!entry.path().filename().string().starts_with(prefix) || !fs::exists(entry.path() / kStagingLock, ec)) continue;
+    try {
+      if (FileLock::try_take(entry.path() / kStagingLock)) fs::remove_all(entry.path(), ec);
+    } catch (const std::system_error&) {  // another user's, say: not ours to remove
+    }
+  }
+}
+
+// A fresh staging directory of `target`, the stale ones removed first.
+fs::path make_staging(const fs::path& target) {
+  remove_stale_staging(target);
+  std::string name = (target.parent_path() / (staging_prefix(target) + "XXXXXX")).string();
+  if (!::mkdtemp(name.data())) throw_errno("cannot create a directory beside " + target.string());
+  return name;
+}
+
+}  // namespace
+
+StagedDirectory::StagedDirectory(const fs::path& target)
+    : target_(target_of(target)),
+      parents_(target_.parent_path()),
+      staging_(make_staging(target_)),
+      lock_(FileLock::try_take(staging_ / kStagingLock)) {
+  if (!lock_) throw std::runtime_error(staging_.string() + " is locked by another process");
+}
+
+StagedDirectory::~StagedDirectory() {
+  std::error_code ec;
+  if (!committed_) fs::remove_all(staging_, ec);
+}
+
+void StagedDirectory::commit() {
+  fs::create_directories(target_);
+  // An entry the target has already goes aside into the staging directory first (a directory cannot
+  // be renamed over one that is not empty): killed half-way, the target holds old and new entries,
+  // none half-written, and what went aside goes with the staging directory.
+  std::vector<fs::path> names;
+  for (const auto& entry : fs::directory_iterator(staging_))
+    if (entry.path().filename() != kStagingLock) names.push_back(entry.path().filename());
+  for (const auto& name : names) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(target_ / name, ec))) fs::rename(target_ / name, staging_ / (".old" + name.string()));
+    fs::rename(staging_ / name, target_ / name);
+  }
+  parents_.keep();
+  committed_ = true;
+  lock_.reset();
+  std::error_code ec;
+  fs::remove_all(staging_, ec);
+}
+
 std::optional<std::int64_t> read_number(const fs::path& path) {
   std::ifstream in(path);
   std::int64_t value = 0;

@@ -112,6 +112,31 @@ class FileLock {
 // the pid recorded in it (0 if none is).
 std::optional<pid_t> holder_of(const std::filesystem::path& path);
 
+// A results directory written in full before any of it shows: its writer writes into path(), a
+// sibling `.NAME.partial-XXXXXX` of `target` (the same file system, so that commit() renames), and
+// commit() moves every entry of it into `target`, replacing entries of the same name and leaving
+// the others. Dropped uncommitted (an exception, an early return), it is removed, and so are the
+// parents of `target` it created. Locked while its writer lives (`.lock` inside it): one that a
+// killed writer left (SIGKILL, or a signal, which removes temporary files but not this) is removed
+// by the next StagedDirectory of the same target.
+class StagedDirectory {
+ public:
+  explicit StagedDirectory(const std::filesystem::path& target);
+  ~StagedDirectory();
+  StagedDirectory(const StagedDirectory&) = delete;
+  StagedDirectory& operator=(const StagedDirectory&) = delete;
+  const std::filesystem::path& path() const { return staging_; }
+  // Throws std::filesystem::filesystem_error naming the entry that could not be moved.
+  void commit();
+
+ private:
+  std::filesystem::path target_;
+  CreatedDirectories parents_;  // of target_, for the staging directory beside it
+  std::filesystem::path staging_;
+  std::optional<FileLock> lock_;
+  bool committed_ = false;
+};
+
 // The number a /proc or /sys file holds, or nothing when it cannot be read.
 std::optional<std::int64_t> read_number(const std::filesystem::path& path);
 

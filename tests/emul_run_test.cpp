@@ -305,6 +305,19 @@ TEST_F(EmulRun, KillNineLeavesNothingBehindThatTheNextRunDoesNotReclaim) {
     EXPECT_NE(entry.path().filename().string().rfind("rmai-emul-", 0), 0u) << "left behind: " << entry.path();
 }
 
+// A validation whose second tier fails (its disk store cannot be made) after the first tier's runs
+// succeeded leaves nothing in --out, nor beside it, and exits 1.
+TEST_F(EmulRun, AValidationThatFailsHalfWayLeavesNothing) {
+  const fs::path out = dir_ / "parent" / "val";
+  const auto r = run({"validate", kQuickstart.string(), "--out", out.string(), "--tiers", "dram,disk-read", "--set",
+                      "emul.scale=0.00390625", "--set", "emul.layers=0-1", "--set", "cache.gpu_experts=8", "--set",
+                      "trace.tokens=48", "--platform", "default", "--repeats", "1", "--set", "emul.scratch_dir=/proc"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("run 2 of 4"), std::string::npos) << "the first tier ran: " << r.err;
+  EXPECT_NE(r.err.find("the emul run of tier disk-read failed"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "parent")) << "a half-done validation showed in --out";
+}
+
 TEST_F(EmulRun, ValidateComparesBothHalvesOnTheSameSwitches) {
   const fs::path out = dir_ / "val";
   const auto r = run({"validate", kQuickstart.string(), "--out", out.string(), "--tiers", "dram,rmai", "--set",

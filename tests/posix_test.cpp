@@ -206,6 +206,76 @@ TEST_F(PosixTest, CreatedDirectoriesUnkeptRemovesWhatItCreatedAndOnlyThat) {
   EXPECT_TRUE(fs::is_directory(dir_ / "e"));
 }
 
+// The entries of `dir` whose names start with `prefix`.
+std::size_t named(const fs::path& dir, const std::string& prefix) {
+  std::size_t n = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) n += entry.path().filename().string().starts_with(prefix);
+  return n;
+}
+
+TEST_F(PosixTest, AStagedDirectoryShowsNothingUntilCommittedThenReplacesOnlyItsOwnEntries) {
+  const fs::path out = dir_ / "new" / "out";
+  {
+    StagedDirectory staged(out);  // a failing writer: nothing of it stays, not even the parent it made
+    write_file_atomic(staged.path() / "table.csv", "half");
+    EXPECT_EQ(staged.path().parent_path(), dir_ / "new");
+    EXPECT_FALSE(fs::exists(out));
+  }
+  EXPECT_FALSE(fs::exists(dir_ / "new"));
+
+  fs::create_directories(out / "runs" / "old-run");
+  write_file_atomic(out / "table.csv", "old");
+  write_file_atomic(out / "theirs.txt", "not the writer's");
+  {
+    StagedDirectory staged(out.string() + "/");  // "out/" is the same target
+    fs::create_directories(staged.path() / "runs" / "1");
+    write_file_atomic(staged.path() / "runs" / "1" / "summary.json", "{}");
+    write_file_atomic(staged.path() / "table.csv", "new");
+    EXPECT_EQ(read(out / "table.csv"), "old");
+    staged.commit();
+  }
+  EXPECT_EQ(read(out / "table.csv"), "new");
+  EXPECT_EQ(read(out / "runs" / "1" / "summary.json"), "{}");
+  EXPECT_FALSE(fs::exists(out / "runs" / "old-run")) << "an entry of the same name is replaced whole";
+  EXPECT_EQ(read(out / "theirs.txt"), "not the writer's");
+  EXPECT_FALSE(fs::exists(out / ".lock"));
+  EXPECT_EQ(named(dir_ / "new", ".out.partial-"), 0u);
+}
+
+TEST_F(PosixTest, TheStagedDirectoryOfAKilledWriterGoesWithTheNextWriterOfTheSameTarget) {
+  const fs::path out = dir_ / "out";
+  int pipe[2];
+  ASSERT_EQ(::pipe(pipe), 0);
+  const pid_t writer = ::fork();
+  if (writer == 0) {
+    StagedDirectory staged(out);
+    write_file_atomic(staged.path() / "table.csv", "half");
+    if (::write(pipe[1], "x", 1) != 1) ::_exit(1);
+    ::pause();
+    ::_exit(0);
+  }
+  char ready = 0;
+  ASSERT_EQ(::read(pipe[0], &ready, 1), 1);
+  ::close(pipe[0]);
+  ::close(pipe[1]);
+  {
+    StagedDirectory other(dir_ / "other");  // another target's writer leaves it alone
+    EXPECT_EQ(named(dir_, ".out.partial-"), 1u);
+    StagedDirectory alive(out);  // nor while its writer lives
+    EXPECT_EQ(named(dir_, ".out.partial-"), 2u);
+  }
+  ::kill(writer, SIGKILL);
+  ::waitpid(writer, nullptr, 0);
+  EXPECT_EQ(named(dir_, ".out.partial-"), 1u);
+  {
+    StagedDirectory next(out);
+    EXPECT_EQ(named(dir_, ".out.partial-"), 1u) << "the killed writer's is gone, the next one's is there";
+    next.commit();
+  }
+  EXPECT_EQ(named(dir_, ".out.partial-"), 0u);
+  EXPECT_FALSE(fs::exists(out / "table.csv"));
+}
+
 TEST_F(PosixTest, AFileLockIsExclusiveNamesItsHolderAndIsHeldByChildrenThatInheritIt) {
   const fs::path path = dir_ / ".lock";
   EXPECT_EQ(holder_of(path), std::nullopt);  // no lock file: free
