@@ -133,7 +133,7 @@ std::string calibrate(const Options& o, const std::function<void(const std::stri
       t.server = memd->address();
       t.secret = emul::read_secret_file(emul::secret_path(secret_fd.fd));
     }
-    nic = probe_nic(s, t, os, dram_latency);
+    nic = probe_nic(s, t, os, memory.dram);
   }
   os.push_back(nic.swap_in_path);
   for (Entry& entry : os)

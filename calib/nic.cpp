@@ -51,6 +51,7 @@ constexpr std::uint32_t kRmaiDepth = 16;
 // (kHugePagesNeeded).
 constexpr std::uint32_t kRegionRing = 8;
 constexpr std::uint64_t kLargestRegion = 8 * kMiB;
+static_assert(kHugePagesNeeded >= kRegionRing * kLargestRegion / (2 * kMiB), "the ring maps this many huge pages at most");
 
 emul::RemoteSource connect(const emul::Catalog& catalog, const Transport& t, std::uint64_t read_size, std::uint32_t depth) {
   emul::RemoteOptions o;
@@ -230,7 +231,8 @@ emul::Catalog served_catalog(const Transport& t) {
   return catalog;
 }
 
-NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, double dram_latency) {
+NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, const Entries& dram) {
+  const double dram_latency = find(dram, "latency").value;
   const unsigned R = s.repeats;
   const emul::Catalog catalog = served_catalog(t);
   NicResults out;
@@ -419,10 +421,13 @@ NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, d
   // far less certain than their level.
   const Measurement direct_huge_map = find(os, "huge_map");
   // What the simulator charges a transfer of `size` from a server on an idle route: the rmai tier's
-  // stream (sim/tiers/rmai.cpp; each read's cost is sim::rdma_read_cost) on the route server NIC,
-  // node NIC, DRAM (sim/cluster.cpp), whose narrowest link is the NIC here.
-  const double bandwidth = find(out.nic, "bandwidth").value, op_cost = find(out.nic, "op_overhead").value + lat;
+  // stream (sim/tiers/rmai.cpp) on the route server NIC, node NIC, DRAM (sim/cluster.cpp, where
+  // the DRAM link carries its one-flow cap too: the narrowest may be the DRAM on a fast NIC).
+  const double op_cost = sim::rdma_read_cost(find(out.nic, "op_overhead").value, lat);
   const double route_latency = lat + dram_latency;
+  double bandwidth = std::min(find(out.nic, "bandwidth").value, find(dram, "bandwidth").value);
+  for (const auto& e : dram)  // one core: no one-flow cap (calib/memory.cpp)
+    if (e.key == "flow_bandwidth") bandwidth = std::min(bandwidth, e.m.value);
   const auto model_transfer = [&](double size) {
     return sim::stream_fixed_time(sim::pieces(size, double(kRmaiRead)), kRmaiDepth, op_cost, route_latency) +
            route_latency + size / bandwidth;

@@ -54,14 +54,15 @@ struct Transport {
 emul::Catalog served_catalog(const Transport& t);
 
 // nic (bandwidth, latency, op_overhead, wakeup) and os.swap_in_path (a 4 KiB fault through the
-// emulator's page-granularity region), which needs the os costs and the dram latency measured first.
+// emulator's page-granularity region), which needs the os costs and the dram link (MemoryResults)
+// measured first.
 struct NicResults {
   Entries nic;
   Entry swap_in_path;
   Entry huge_map;        // os.huge_map from whole-region faults (replaces the direct probe's)
   std::string describe;  // the objects memd serves and the transport, for the preset's header
 };
-NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, double dram_latency);
+NicResults probe_nic(const Settings& s, const Transport& t, const Entries& os, const Entries& dram);
 
 // nvme: O_DIRECT reads at queue depth 1 of a file in `dir` (unlinked at once: nothing is left behind),
 // and the capacity of its file system. `read_ahead` says the device's read_ahead_kb, for a comment.

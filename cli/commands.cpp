@@ -92,13 +92,16 @@ int run(const RunArgs& o) {
   };
   const auto barrier = start_barrier(o.barrier);
   if (barrier && e.mode != "emul") throw InputError("--start-fd", "only with --mode emul");
-  metrics::RunResult result;
+  // Before the result, so that it goes after it: the result's streamed switch file (a temporary
+  // until committed) must be gone before the directory it made is removed.
   std::optional<posix::CreatedDirectories> out_dir;  // removed again if the run fails
+  metrics::RunResult result;
   if (e.mode == "emul") {
     result = emul::run_emulation(e, trace, {o.experiment.file, o.experiment.sets, report, barrier});
   } else {
     metrics::SwitchLog switches;  // streamed as the run goes: memory does not grow with the trace
     out_dir.emplace(out);
+    posix::remove_temporaries_of_dead_processes(out);  // a killed run's streamed switches (hundreds of MB)
     switches.stream_to(out, e.tier, selection);
     result = sim::simulate(e, trace, o.simgrid, report, std::move(switches));
   }

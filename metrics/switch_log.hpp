@@ -86,6 +86,11 @@ inline constexpr const char* kSwitchesHeader = "node,token,layer,expert,tier,sta
 class SwitchLog {
  public:
   SwitchLog() = default;  // in memory: records() holds every switch
+  // Moved, not copied: two copies of a streaming log would write its buffered rows twice.
+  SwitchLog(SwitchLog&&) = default;
+  SwitchLog& operator=(SwitchLog&&) = default;
+  SwitchLog(const SwitchLog&) = delete;
+  SwitchLog& operator=(const SwitchLog&) = delete;
 
   // From now on the selected rows stream into `dir`/switches.csv (or .csv.zst, compressed as they
   // go), under its temporary name until write_results commits it with the other result files;

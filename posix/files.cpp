@@ -165,6 +165,7 @@ void TemporaryFile::write(const std::function<void(std::ostream&)>& write) {
 }
 
 void TemporaryFile::append(std::string_view text) {
+  if (finished_) throw std::logic_error("appended to " + path_.string() + " after it was finished");
   if (fd_ < 0) {
     fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
     if (fd_ < 0) throw failure("cannot create", path_);
@@ -178,7 +179,9 @@ void TemporaryFile::append(std::string_view text) {
 }
 
 void TemporaryFile::finish() {
+  if (finished_) return;  // a second finish would open it again, truncated
   if (fd_ < 0) append({});  // nothing appended: an empty file
+  finished_ = true;
   const int fd = std::exchange(fd_, -1);
   if (::fsync(fd) != 0) {
     ::close(fd);
@@ -230,15 +233,29 @@ CreatedDirectories::~CreatedDirectories() {
     if (!fs::remove(dir, ec)) break;  // not empty (or gone): its parents are not empty either
 }
 
-void remove_stale_temporaries(const fs::path& dir) {
+namespace {
+
+// The temporaries of `dir` (TemporaryFile's FILE.tmp.PID), `remove` deciding by the pid.
+void remove_temporaries_if(const fs::path& dir, const std::function<bool(pid_t)>& remove) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     const std::string name = entry.path().filename().string();
     const auto mark = name.rfind(".tmp.");
-    if (mark != std::string::npos && mark + 5 < name.size() &&
-        name.find_first_not_of("0123456789", mark + 5) == std::string::npos)
+    if (mark != std::string::npos && mark + 5 < name.size() && name.size() - mark - 5 < 10 &&
+        name.find_first_not_of("0123456789", mark + 5) == std::string::npos &&
+        remove(static_cast<pid_t>(std::stol(name.substr(mark + 5)))))
       fs::remove(entry.path(), ec);
   }
+}
+
+}  // namespace
+
+void remove_stale_temporaries(const fs::path& dir) {
+  remove_temporaries_if(dir, [](pid_t) { return true; });
+}
+
+void remove_temporaries_of_dead_processes(const fs::path& dir) {
+  remove_temporaries_if(dir, [](pid_t pid) { return pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH; });
 }
 
 // --- locks ----------------------------------------------------------------------------------------

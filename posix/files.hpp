@@ -34,7 +34,8 @@ class TemporaryFile {
   // the system call that failed), or what `write` threw.
   void write(const std::function<void(std::ostream&)>& write);
   // Or written piece by piece as a run goes: append() creates the temporary on first use and
-  // writes `text` through; finish() fsyncs and closes it (commit() calls it). Same errors as write().
+  // writes `text` through; finish() fsyncs and closes it (commit() calls it; once: a second call
+  // does nothing, an append after it is a logic_error). Same errors as write().
   void append(std::string_view text);
   void finish();
   // Renames the temporary into place; throws std::runtime_error naming `path` and strerror.
@@ -44,6 +45,7 @@ class TemporaryFile {
  private:
   std::filesystem::path path_, temporary_;
   int fd_ = -1;  // open while append() writes
+  bool finished_ = false;  // by finish(): complete, closed
   int slot_ = -1;  // in the list the signal handler removes (-1: not listed)
   bool committed_ = false;
 };
@@ -78,6 +80,9 @@ class CreatedDirectories {
 // Removes the temporaries TemporaryFile left in `dir` (killed by SIGKILL). Only for a directory
 // whose writers are known to be gone, e.g. under its FileLock.
 void remove_stale_temporaries(const std::filesystem::path& dir);
+// Only those whose process is gone on this machine (a run killed with SIGKILL): for a directory one
+// writer at a time writes, from this machine (a run's --out).
+void remove_temporaries_of_dead_processes(const std::filesystem::path& dir);
 
 // Installs, once, the handlers that remove this process's temporaries on SIGINT, SIGTERM and the
 // other signals that end a process from outside (where their action is still the default), as the

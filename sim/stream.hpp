@@ -14,6 +14,10 @@ inline std::uint64_t pieces(double bytes, double piece) {
   return static_cast<std::uint64_t>(std::ceil(bytes / piece));
 }
 
+// Fixed cost of one one-sided RDMA read: posting and completing it, plus the request's trip to the
+// server (the data's trip back is the route latency of the flow itself).
+inline double rdma_read_cost(double op_overhead, double latency) { return op_overhead + latency; }
+
 // `ops` reads of equal size, `queue_depth` in flight, each paying `op_cost` before its data moves,
 // on a route of `route_latency`: the rounds of fixed costs, plus at queue depth 1 every read's but
 // the last's return trip (the last one's is the flow's own). The time before the stream's one flow

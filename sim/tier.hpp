@@ -87,8 +87,6 @@ inline SwitchPlan copy_plan(sg4::Host* from, sg4::Host* gpu, double bytes, doubl
 inline sg4::Host* server_of(const Cluster& cluster, std::uint32_t expert_key) {
   return cluster.server(expert_key % cluster.servers());
 }
-// Fixed cost of one one-sided RDMA read: posting and completing it, plus the request's trip to the
-// server (the data's trip back is the route latency of the flow itself).
-inline double rdma_read_cost(const spec::Nic& nic) { return nic.op_overhead + nic.latency; }
+inline double rdma_read_cost(const spec::Nic& nic) { return rdma_read_cost(nic.op_overhead, nic.latency); }
 
 }  // namespace rmai::sim

@@ -194,13 +194,13 @@ spec::Experiment small_batched(const std::vector<std::string>& sets) {
 TEST(ReplayIntegrity, BatchedStepsWithConcurrentFaultingThreads) {
   if (const auto why = userfaultfd_unavailable_reason(); !why.empty()) GTEST_SKIP() << why;
   const auto run = [](std::uint32_t concurrency) {
-    const auto v = verified_replay(small_batched({"memory.rmai.concurrency=" + std::to_string(concurrency)}));
-    const auto& r = v.result;
+    auto v = verified_replay(small_batched({"memory.rmai.concurrency=" + std::to_string(concurrency)}));
+    auto& r = v.result;
     EXPECT_EQ(v.bad, 0) << "concurrency " << concurrency;
     EXPECT_EQ(std::size_t(v.loads), r.switches.size());
     EXPECT_EQ(r.serving.decode_steps, 8u);
     EXPECT_EQ(v.most_in_flight > 1, concurrency > 1) << "loads at once: " << v.most_in_flight;
-    return r;
+    return std::move(r);
   };
   const auto one = run(1), two = run(2);
   ASSERT_GT(one.switches.size(), 16u);

@@ -103,6 +103,35 @@ TEST_F(PosixTest, AFailingWriterLeavesTheOldFileAndNoTemporary) {
   EXPECT_EQ(entries(), 1u);
 }
 
+TEST_F(PosixTest, AFileWrittenPieceByPieceIsFinishedOnceAndTakesNothingAfter) {
+  TemporaryFile file(dir_ / "rows.csv");
+  file.append("a,");
+  file.append("b\n");
+  file.finish();
+  file.finish();  // once finished, a second call must not open it again (truncated)
+  EXPECT_THROW(file.append("c\n"), std::logic_error);
+  file.commit();
+  EXPECT_EQ(read(dir_ / "rows.csv"), "a,b\n");
+  EXPECT_EQ(entries(), 1u);
+}
+
+TEST_F(PosixTest, OnlyTheTemporariesOfDeadProcessesAreRemoved) {
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ::waitpid(dead, nullptr, 0);
+  const pid_t alive = spawn({"sleep", "60"});
+  for (const pid_t pid : {dead, alive, ::getpid()})
+    write_file_atomic(dir_ / ("switches.csv.tmp." + std::to_string(pid)), "rows");
+  write_file_atomic(dir_ / "switches.csv.tmp.notapid", "kept");
+  remove_temporaries_of_dead_processes(dir_);
+  EXPECT_FALSE(fs::exists(dir_ / ("switches.csv.tmp." + std::to_string(dead))));
+  EXPECT_TRUE(fs::exists(dir_ / ("switches.csv.tmp." + std::to_string(alive))));
+  EXPECT_TRUE(fs::exists(dir_ / ("switches.csv.tmp." + std::to_string(::getpid()))));
+  EXPECT_TRUE(fs::exists(dir_ / "switches.csv.tmp.notapid"));
+  ::kill(alive, SIGKILL);
+  wait_exit(alive);
+}
+
 TEST_F(PosixTest, SeveralFilesChangeTogetherOrNotAtAll) {
   write_file_atomic(dir_ / "first", "old");
   EXPECT_THROW(write_files_atomic({{dir_ / "first", "new"}, {dir_ / "missing" / "second", "x"}}), std::runtime_error);

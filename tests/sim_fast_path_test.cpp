@@ -3,11 +3,11 @@
 // platform presets) every switch, every token latency and every count must be the same to 1e-9
 // relative. The golden set checks the same on its cases (CTest golden_plain_path).
 //
-// Where several nodes contend, SimGrid's own two ways of updating the fluid model (network/optim
-// Lazy, our default, and Full) already give dates that differ beyond 1e-9, and the contention
-// amplifies any difference in the last bit of a date (docs/architecture.md, "The fast path"). There
-// the counts must still be equal and the run's simulated time and mean switch no farther from the
-// plain path's than Full's are.
+// Where several nodes contend, SimGrid's own equivalent settings (network/optim Full instead of
+// Lazy, our default; surf/precision 1e-10 or 1e-8 instead of 1e-9 s) already give dates that differ
+// beyond 1e-9, and the contention amplifies any difference in the last bit of a date
+// (docs/architecture.md, "The fast path"). There the counts must still be equal and the run's
+// simulated time and mean switch within kSpreads times the largest difference those settings make.
 #include <gtest/gtest.h>
 
 #include <algorithm>
