@@ -29,6 +29,7 @@ std::map<std::string, double> g_rates;  // accesses (or comms) per second, by be
 // Times `work` in a child process, once per iteration; `units` is what one run does.
 void time_in_child(benchmark::State& state, const std::string& name, double units, const std::function<void()>& work) {
   double total = 0;
+  bool failed = false;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
     const pid_t pid = fork();
@@ -39,10 +40,15 @@ void time_in_child(benchmark::State& state, const std::string& name, double unit
     int status = 0;
     waitpid(pid, &status, 0);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) state.SkipWithError("the child failed");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      state.SkipWithError("the child failed");
+      failed = true;
+      break;
+    }
     state.SetIterationTime(seconds);
     total += seconds;
   }
+  if (failed) return;  // no rate: a ratio of a failed run's time would mean nothing (ratio() skips it)
   g_rates[name] = units * double(state.iterations()) / total;
   state.counters["per_s"] = g_rates[name];
 }

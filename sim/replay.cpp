@@ -60,6 +60,8 @@ double attention_flops(const spec::Experiment& e, double context_tokens) {
 // fluid model under contention amplifies a difference in the last bit of one date into visible
 // ones (docs/architecture.md, "The fast path"). Before a SimGrid activity the actor sleeps until
 // clock_.
+TransferCounts g_transfer_counts;  // one simulate() per process; its actors run one at a time
+
 class Executor {
  public:
   // `cluster`: the routes, when the fast path applies to this executor; null: every transfer is a comm.
@@ -121,10 +123,12 @@ class Executor {
     if (closed_form) {
       if (const Route& route = closed_form->route(t.from, t.to); !route.shared) {
         pass_pending();
+        ++g_transfer_counts.closed_form;
         return {nullptr, (clock_ + route.latency) + double(bytes) / route.bandwidth};
       }
     }
     flush();
+    ++g_transfer_counts.comms;
     return {sg4::Comm::sendto_async(t.from, t.to, bytes), -1};
   }
 
@@ -564,6 +568,8 @@ void check_registered(const spec::Experiment& e) {
   if (!TierRegistry::instance().contains(e.tier))
     throw InputError(e.values.child("memory").where("tier"), "tier \"" + e.tier + "\" has no simulator model");
 }
+
+TransferCounts transfer_counts() { return g_transfer_counts; }
 
 metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress,

@@ -1,5 +1,6 @@
 #pragma once
 // Trace replay on the simulated cluster: the entry point of the simulator.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,14 @@ void check_registered(const spec::Experiment& experiment);
 metrics::RunResult simulate(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {},
                             metrics::SwitchLog switches = {});
+
+// How the transfers of this process's simulate() were timed: in closed form by the fast path, or as
+// SimGrid comms. For the tests that the fast path is taken where it applies, and only there.
+struct TransferCounts {
+  std::uint64_t closed_form = 0;
+  std::uint64_t comms = 0;
+};
+TransferCounts transfer_counts();
 
 // Seconds a step spends computing one MoE layer / all dense layers on the GPU (roofline: the larger
 // of the bytes read over HBM bandwidth and the FLOPs over compute). The weights in use are read once

@@ -149,5 +149,33 @@ TEST(FastPath, OnlyOneActorPerNodeTakesIt) {
   for (std::size_t s = 0; s < a.switches.size(); ++s) EXPECT_EQ(a.switches[s].end_s, b.switches[s].end_s) << s;
 }
 
+// Which transfers the fast path times in closed form: all of them with one node; none where a
+// node has more than one actor (concurrent switches, a prefetcher) or the plain path is chosen;
+// with two nodes sharing a server, the fetches through its NIC go to SimGrid and the copies over
+// each node's own PCIe stay closed-form.
+TEST(FastPath, TimesInClosedFormWhatNothingElseCanShareAndOnlyThat) {
+  const auto counts = [](std::vector<std::string> sets) {
+    sets.push_back("trace.tokens=16");
+    const auto e = quickstart(sets);
+    return simulate_in_child(e, synthetic_trace(e)).transfers;
+  };
+  const auto one = counts({});
+  EXPECT_GT(one.closed_form, 0u);
+  EXPECT_EQ(one.comms, 0u);
+  const auto plain = counts({"sim.fast_path=false"});
+  EXPECT_EQ(plain.closed_form, 0u);
+  EXPECT_EQ(plain.comms, one.closed_form) << "the same transfers, each a comm";
+  for (const auto& sets : {std::vector<std::string>{"memory.rmai.concurrency=2", "trace.sequences=4", "serving.batch=4"},
+                           std::vector<std::string>{"cache.prefetch=next-layer"}}) {
+    const auto c = counts(sets);
+    EXPECT_EQ(c.closed_form, 0u) << sets[0];
+    EXPECT_GT(c.comms, 0u) << sets[0];
+  }
+  const auto shared = counts({"nodes=2", "platform.memory_servers=1"});
+  EXPECT_GT(shared.comms, 0u) << "the fetches through the shared server's NIC";
+  EXPECT_GT(shared.closed_form, 0u) << "the copies over each node's own PCIe";
+  EXPECT_EQ(shared.comms, shared.closed_form) << "one fetch and one copy per switch";
+}
+
 }  // namespace
 }  // namespace rmai

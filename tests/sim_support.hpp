@@ -21,6 +21,7 @@ struct SimOutcome {
   metrics::TierBytes bytes;
   double simulated_time = 0;
   std::string summary;  // summary.json's text
+  sim::TransferCounts transfers;  // how the child's simulate() timed its transfers
 };
 
 namespace detail {
@@ -77,6 +78,8 @@ inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::Rou
     detail::send_vector(fds[1], r.token_latencies);
     const std::string summary = metrics::summary_json(r);
     detail::send_vector(fds[1], std::vector<char>(summary.begin(), summary.end()));
+    const sim::TransferCounts transfers = sim::transfer_counts();
+    detail::write_all(fds[1], &transfers, sizeof transfers);
     ::close(fds[1]);
     _exit(0);
   }
@@ -87,7 +90,8 @@ inline SimOutcome simulate_in_child(const spec::Experiment& e, const traces::Rou
                   detail::read_all(fds[0], &out.simulated_time, sizeof out.simulated_time) &&
                   detail::receive_vector(fds[0], out.switches) && detail::receive_vector(fds[0], out.token_latencies);
   std::vector<char> summary;
-  const bool got_summary = ok && detail::receive_vector(fds[0], summary);
+  const bool got_summary = ok && detail::receive_vector(fds[0], summary) &&
+                           detail::read_all(fds[0], &out.transfers, sizeof out.transfers);
   out.summary.assign(summary.begin(), summary.end());
   ::close(fds[0]);
   int status = 0;

@@ -11,8 +11,10 @@
 #    folder, which slurm.conf names with AuthInfo=socket=...), its own slurm.conf (SlurmctldHost this
 #    machine at 127.0.0.1, one node "rmai-test" with the CPUs and memory `slurmd -C` reports, the
 #    cluster's ports picked free, state, spool, pid and log files in the folder), slurmctld and
-#    slurmd; ready when sinfo says the node is idle. Nothing of a system Slurm or MUNGE is used or
-#    touched: the daemons run with -f and --socket, clients with SLURM_CONF.
+#    slurmd; ready when sinfo says the node is idle. Nothing of a system Slurm or MUNGE is used: the
+#    daemons run with -f and --socket, clients with SLURM_CONF. (Installing Debian's munge package
+#    in step 1 creates /etc/munge/munge.key and, where an init system runs, starts the system's
+#    munged: the package's doing, which this test neither uses nor stops.)
 # 3. The sweep: experiments/quickstart.yaml with 32 tokens, memory.tier x cache.gpu_experts (4
 #    points), `--emit slurm` into a folder whose name has a space and a '%' (both need care in an
 #    #SBATCH line), sbatch, squeue polled until every task ended (all COMPLETED, each task's log
