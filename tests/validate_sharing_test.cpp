@@ -89,10 +89,23 @@ class ValidateSharing : public TempDirTest {
     return {"validate", kExperiment.string(), "--out", out.string(), "--sharing", "2", "--sharing-runs", runs,
             "--set", "trace.tokens=" + tokens};
   }
+  // Where a validation into `out` writes until it is complete (posix::StagedDirectory): the
+  // directory beside it, or empty.
+  static fs::path staging_of(const fs::path& out) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(out.parent_path(), ec))
+      if (entry.path().filename().string().starts_with("." + out.filename().string() + ".partial-")) return entry.path();
+    return {};
+  }
   // Starts a validation that runs for minutes and waits until its link is up and its clients run.
   pid_t start_long_run(const fs::path& out) {
     const pid_t pid = start(args(out, "100000", "1"), dir_ / "long.log");
-    const bool replaying = eventually([&] { return fs::exists(out / "emul" / "n1" / "run1" / "node0.log"); }, 120);
+    const bool replaying = eventually(
+        [&] {
+          const fs::path staging = staging_of(out);
+          return !staging.empty() && fs::exists(staging / "emul" / "n1" / "run1" / "node0.log");
+        },
+        120);
     EXPECT_TRUE(replaying) << "no client started: " << slurp(dir_ / "long.log");
     EXPECT_TRUE(leftovers_of(pid)) << "no namespace while it runs";
     return pid;
@@ -137,12 +150,11 @@ TEST_F(ValidateSharing, SigtermTearsTheLinkDown) {
   // libinfinipath's exit-with-status-1 handler at start, cli/main.cpp; status 1 was that handler).
   EXPECT_TRUE((WIFEXITED(status) && WEXITSTATUS(status) == 1) || (WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM))
       << status;
-  EXPECT_FALSE(fs::exists(dir_ / "out" / "sharing.csv"));
-  // memd's secret never touches the disk (a memfd), so a signal cannot leave it behind.
-  if (fs::exists(dir_ / "out")) {
-    for (const auto& entry : fs::recursive_directory_iterator(dir_ / "out"))
-      EXPECT_EQ(entry.path().filename().string().find("memd-secret"), std::string::npos) << entry.path();
-  }
+  EXPECT_FALSE(fs::exists(dir_ / "out")) << "a validation stopped half-way showed in --out";
+  // memd's secret never touches the disk (a memfd), so a signal cannot leave it behind, not even in
+  // the staging directory the signal leaves (the next validation into --out removes that).
+  for (const auto& entry : fs::recursive_directory_iterator(dir_))
+    EXPECT_EQ(entry.path().filename().string().find("memd-secret"), std::string::npos) << entry.path();
   EXPECT_FALSE(leftovers_of(pid)) << shell("ip netns list; ip -o link show").second;
 }
 
@@ -152,10 +164,13 @@ TEST_F(ValidateSharing, WhatAKilledRunLeavesTheNextRunRemoves) {
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(leftovers_of(pid)) << "SIGKILL left nothing to reclaim";
-  const auto next = run(args(dir_ / "next", "8", "1"));
+  ASSERT_FALSE(staging_of(dir_ / "killed").empty());
+  const auto next = run(args(dir_ / "killed", "8", "1"));
   ASSERT_EQ(next.exit_code, 0) << next.err;
   EXPECT_NE(next.err.find("removed rmai-v" + std::to_string(pid)), std::string::npos) << next.err;
   EXPECT_FALSE(leftovers_of(pid)) << shell("ip netns list; ip -o link show").second;
+  EXPECT_TRUE(staging_of(dir_ / "killed").empty()) << "the killed run's staging directory is still there";
+  EXPECT_TRUE(fs::exists(dir_ / "killed" / "sharing.csv"));
 }
 
 TEST(ValidateSharingInput, BadInputIsExitTwoNamingTheOption) {
