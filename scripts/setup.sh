@@ -14,6 +14,7 @@ packages=(
   cmake g++ make pkg-config
   libsimgrid-dev          # the discrete-event engine (SimGrid 3.32, found with pkg-config)
   libboost-dev            # SimGrid's public headers need Boost
+  libboost-context-dev    # sim/node_fibers.cpp: the fast path runs the nodes as fibers
   libeigen3-dev
   libyaml-cpp-dev         # experiment YAML and presets
   nlohmann-json3-dev      # summary.json

@@ -42,13 +42,17 @@ std::vector<sg4::Link*> join(std::initializer_list<std::vector<sg4::Link*>> part
 void Cluster::add_route(sg4::NetZone* zone, std::uint32_t node, sg4::Host* from, sg4::Host* to,
                         std::vector<sg4::Link*> links) {
   std::vector<sg4::LinkInRoute> route;
-  Route closed_form{0, links.front()->get_bandwidth(), false};
+  Route closed_form{0, links.front()->get_bandwidth(), false, {}};
   for (auto* link : links) {
     route.emplace_back(link);
     closed_form.latency += link->get_latency();
     closed_form.bandwidth = std::min(closed_form.bandwidth, link->get_bandwidth());
     auto& users = link_nodes_[link];
     if (std::find(users.begin(), users.end(), node) == users.end()) users.push_back(node);
+    const auto [index, added] = link_index_.try_emplace(link, static_cast<std::uint32_t>(links_.size()));
+    if (added)
+      links_.push_back({link->get_bandwidth(), link->get_sharing_policy() == sg4::Link::SharingPolicy::FATPIPE});
+    closed_form.links.push_back(index->second);
   }
   zone->add_route(from->get_netpoint(), to->get_netpoint(), nullptr, nullptr, route, true);
   routes_[{from, to}] = routes_[{to, from}] = closed_form;
@@ -98,6 +102,7 @@ Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
       route.shared = route.shared || link_nodes_.at(link).size() > 1;
   route_links_.clear();
   link_nodes_.clear();
+  link_index_.clear();
 
 }
 

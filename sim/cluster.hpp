@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "sim/fabric.hpp"
 #include "spec/experiment.hpp"
 
 namespace rmai::sim {
@@ -30,6 +31,7 @@ struct Route {
   double latency = 0;    // the links' latencies, summed
   double bandwidth = 0;  // the smallest of the links' bandwidths
   bool shared = false;
+  std::vector<std::uint32_t> links;  // indices into Cluster::links(), for the fast path's Fabric
 };
 
 class Cluster {
@@ -45,6 +47,8 @@ class Cluster {
   std::uint32_t pool_ports() const { return static_cast<std::uint32_t>(pool_ports_.size()); }
   // The route a transfer from `from` to `to` takes (one the platform has).
   const Route& route(const sg4::Host* from, const sg4::Host* to) const { return routes_.at({from, to}); }
+  // Every link of the platform as the fast path's Fabric shares it (Route::links index it).
+  const std::vector<FabricLink>& links() const { return links_; }
 
  private:
   struct HostPairHash {
@@ -60,6 +64,8 @@ class Cluster {
   // While building: each route's links, and the nodes whose routes cross each link.
   std::unordered_map<std::pair<const sg4::Host*, const sg4::Host*>, std::vector<sg4::Link*>, HostPairHash> route_links_;
   std::unordered_map<const sg4::Link*, std::vector<std::uint32_t>> link_nodes_;
+  std::unordered_map<const sg4::Link*, std::uint32_t> link_index_;
+  std::vector<FabricLink> links_;
 
   std::vector<NodeHosts> nodes_;
   std::vector<sg4::Host*> servers_;

@@ -18,6 +18,8 @@
 #include <optional>
 
 #include "sim/cluster.hpp"
+#include "sim/fabric.hpp"
+#include "sim/node_fibers.hpp"
 #include "config/errors.hpp"
 #include "posix/errors.hpp"
 #include "sim/cost.hpp"
@@ -43,63 +45,65 @@ double attention_flops(const spec::Experiment& e, double context_tokens) {
   return 4.0 * double(e.model.attention_heads) * e.model.head_dim * context_tokens;
 }
 
-// Runs switch plans for one node's actor. CPU time is accumulated and slept in one piece just
-// before the next SimGrid transfer starts, which keeps the number of simulated activities small
-// without changing any date.
+// What the fast path (sim.fast_path) runs on: the routes, to know which are a node's own, and the
+// nodes' scheduler with its Fabric for the transfers that may share a link.
+struct FastPath {
+  const Cluster& cluster;
+  NodeFibers& fibers;
+};
+
+// Runs switch plans for one node. CPU time is accumulated and passed in one piece just before the
+// next transfer starts, which keeps the number of simulated activities small without changing any
+// date.
 //
-// The fast path (sim.fast_path): when this executor is the only one moving data over its node's
-// links (one actor per node: concurrency 1, no prefetcher), a transfer on a route no other node
-// shares is alone on its links, so it takes latency + bytes / bandwidth exactly, as SimGrid would
-// time it: no comm is started. A plan whose fetch overlaps the previous chunk's copy (region chunks)
-// puts two of its own transfers on the node's DRAM at once: all of its transfers then go through
-// SimGrid, where they share it.
-//
-// The fast path keeps `clock_`, the date SimGrid's clock would show on the plain path, and moves it
-// with the very additions SimGrid makes (a sleep ends at now + duration, a comm at now + latency,
-// then + bytes / rate), so that both paths compute the same dates to the last bit, or nearly: a
-// fluid model under contention amplifies a difference in the last bit of one date into visible
-// ones (docs/architecture.md, "The fast path"). Before a SimGrid activity the actor sleeps until
-// clock_.
-TransferCounts g_transfer_counts;  // one simulate() per process; its actors run one at a time
+// On the plain path every transfer is a SimGrid comm, and the clock is SimGrid's. On the fast path
+// (one executor per node: concurrency 1, no prefetcher) nothing is SimGrid's: the executor keeps its
+// own clock, and moves it with the very additions SimGrid makes (a sleep ends at now + duration, a
+// comm at now + latency, then + bytes / rate). A transfer on a route no other node crosses is alone
+// on its links, so it ends at (now + latency) + bytes / bandwidth, as SimGrid would time it, with
+// no event at all. The others (a route several nodes cross; every transfer of a plan whose fetch
+// overlaps the previous chunk's copy, two of its own on the node's DRAM at once) are flows of the
+// Fabric, whose waits the NodeFibers scheduler orders across the nodes. Where no two transfers
+// share a link, both paths compute the same dates to the last bit, or nearly; where they do, a
+// fluid model amplifies a difference in the last bit of one date into visible ones
+// (docs/architecture.md, "The fast path").
+TransferCounts g_transfer_counts;  // one simulate() per process; its nodes run one at a time
 
 class Executor {
  public:
-  // `cluster`: the routes, when the fast path applies to this executor; null: every transfer is a comm.
-  explicit Executor(const Cluster* cluster = nullptr) : cluster_(cluster) {}
+  // `fast`: the fast path's, when it applies to this executor; null: every transfer is a comm.
+  explicit Executor(const FastPath* fast = nullptr) : fast_(fast) {}
 
   void compute(double seconds) { pending_ += seconds; }
   double now() const { return clock() + pending_; }
 
   void run(const SwitchPlan& plan) {
-    const Cluster* closed_form = fetch_overlaps_copy(plan) ? nullptr : cluster_;
+    const bool alone = !fetch_overlaps_copy(plan);  // no two of its transfers in flight at once
     InFlight copy;
     for (const auto& chunk : plan.chunks) {
       pending_ += chunk.cpu_before;
-      if (chunk.has_fetch) wait(start(chunk.fetch, closed_form));
+      if (chunk.has_fetch) wait(start(chunk.fetch, alone));
       pending_ += chunk.cpu_after;
       wait(std::move(copy));  // the CPU work above overlaps the previous copy
-      copy = start(chunk.copy, closed_form);
+      copy = start(chunk.copy, alone);
     }
     wait(std::move(copy));
     pending_ += plan.cpu_end;
   }
 
-  // Sleeps what is pending: the simulated clock reaches now().
+  // Passes what is pending: the clock reaches now().
   void flush() {
-    if (!cluster_) {
-      if (pending_ > 0) sg4::this_actor::sleep_for(pending_);
-      pending_ = 0;
-      return;
-    }
-    pass_pending();
-    if (const double behind = clock_ - sg4::Engine::get_clock(); behind > 0) sg4::this_actor::sleep_for(behind);
-    sync();
+    if (fast_) return pass_pending();
+    if (pending_ > 0) sg4::this_actor::sleep_for(pending_);
+    pending_ = 0;
   }
 
  private:
-  // A transfer under way: a SimGrid comm, or one timed in closed form that ends at `ends`.
+  // A transfer under way: a SimGrid comm, a flow of the fabric, or one timed in closed form that
+  // ends at `ends`.
   struct InFlight {
     sg4::CommPtr comm;
+    std::optional<Fabric::FlowId> flow;
     double ends = -1;
   };
 
@@ -109,43 +113,45 @@ class Executor {
     return false;
   }
 
-  double clock() const { return cluster_ ? clock_ : sg4::Engine::get_clock(); }
-  void sync() { clock_ = sg4::Engine::get_clock(); }
+  double clock() const { return fast_ ? clock_ : sg4::Engine::get_clock(); }
   // Where the plain path sleeps what is pending: clock_ moves as a sleep would move SimGrid's clock.
   void pass_pending() {
-    if (pending_ > 0) clock_ = clock() + pending_;
+    if (pending_ > 0) clock_ = clock_ + pending_;
     pending_ = 0;
   }
 
-  InFlight start(const Transfer& t, const Cluster* closed_form) {
+  InFlight start(const Transfer& t, bool alone) {
     pending_ += t.fixed_time;  // the per-operation rounds, then the data at its share of the route
     const auto bytes = static_cast<std::uint64_t>(t.bytes);
-    if (closed_form) {
-      if (const Route& route = closed_form->route(t.from, t.to); !route.shared) {
-        pass_pending();
-        ++g_transfer_counts.closed_form;
-        return {nullptr, (clock_ + route.latency) + double(bytes) / route.bandwidth};
-      }
+    if (!fast_) {
+      flush();
+      ++g_transfer_counts.comms;
+      return {sg4::Comm::sendto_async(t.from, t.to, bytes), {}, -1};
     }
-    flush();
-    ++g_transfer_counts.comms;
-    return {sg4::Comm::sendto_async(t.from, t.to, bytes), -1};
+    pass_pending();
+    const Route& route = fast_->cluster.route(t.from, t.to);
+    if (alone && !route.shared) {
+      ++g_transfer_counts.closed_form;
+      return {nullptr, {}, (clock_ + route.latency) + double(bytes) / route.bandwidth};
+    }
+    ++g_transfer_counts.fabric;
+    return {nullptr, fast_->fibers.fabric().start(clock_, route.latency, double(bytes), route.links), -1};
   }
 
   void wait(InFlight t) {
     if (t.comm) {
       flush();
       t.comm->wait();
-      sync();
-    } else if (t.ends >= 0) {  // the plain path sleeps what is pending, then waits for the comm
-      pass_pending();
-      clock_ = std::max(clock_, t.ends);
+      return;
     }
+    if (!t.flow && t.ends < 0) return;  // nothing in flight
+    pass_pending();  // the plain path sleeps what is pending, then waits for the comm
+    clock_ = std::max(clock_, t.flow ? fast_->fibers.wait(*t.flow) : t.ends);
   }
 
-  const Cluster* cluster_;
+  const FastPath* fast_;
   double clock_ = 0;    // the fast path's simulated clock (see above)
-  double pending_ = 0;  // CPU time not slept yet
+  double pending_ = 0;  // CPU time not passed yet
 };
 
 struct NodeOutcome {
@@ -231,10 +237,10 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
 // SimGrid activities, compute is slept, the clock is SimGrid's.
 class NodeExecutor : public cache::ReplayExecutor {
  public:
-  // `closed_form`: the cluster, when the fast path applies to the node (see Executor); else null.
+  // `fast`: the fast path's, when it applies to the node (see Executor); else null.
   NodeExecutor(std::uint32_t node, const spec::Experiment& e, const Tier& tier, const NodeHosts& hosts,
-               NodeOutcome& out, const Cluster* closed_form = nullptr)
-      : node_(node), e_(e), tier_(tier), hosts_(hosts), out_(out), exec_(closed_form) {}
+               NodeOutcome& out, const FastPath* fast = nullptr)
+      : node_(node), e_(e), tier_(tier), hosts_(hosts), out_(out), exec_(fast) {}
 
   double now() override { return exec_.now(); }
   void compute(double seconds) override { exec_.compute(seconds); }
@@ -266,10 +272,10 @@ class NodeExecutor : public cache::ReplayExecutor {
     for (const auto& failure : failures)
       if (failure) std::rethrow_exception(failure);
   }
-  // The node's last token ended: sleep what is pending, note the date.
+  // The node's last token ended: pass what is pending, note the date.
   void replay_ends() override {
     exec_.flush();
-    out_.finish = sg4::Engine::get_clock();
+    out_.finish = exec_.now();
   }
 
  protected:
@@ -405,7 +411,7 @@ bool fast_path_applies(const spec::Experiment& e, const std::vector<std::string>
 
 void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
                  const std::vector<std::uint32_t>& order, const Tier& tier, const NodeHosts& hosts,
-                 const cache::ReplayProgress& progress, const Cluster* closed_form, NodeOutcome& out) {
+                 const cache::ReplayProgress& progress, const FastPath* fast, NodeOutcome& out) {
   const auto& model = e.model;
   const std::size_t keys = model.routed_experts_total();
   cache::ExpertCache cache(e.cache.gpu_experts, keys, cache::PolicyRegistry::instance().make(e.cache.policy, keys));
@@ -419,7 +425,7 @@ void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::Ro
   if (node == 0) plan.progress = progress;  // the nodes replay as many tokens each
   std::unique_ptr<NodeExecutor> exec;
   if (e.cache.prefetch == cache::kNoPrefetch)
-    exec = std::make_unique<NodeExecutor>(node, e, tier, hosts, out, closed_form);
+    exec = std::make_unique<NodeExecutor>(node, e, tier, hosts, out, fast);
   else
     exec = std::make_unique<PrefetchingExecutor>(node, e, trace, tier, hosts, cache, out);
   out.tally = cache::replay(trace, plan, cache, *exec, host ? &*host : nullptr);
@@ -598,21 +604,29 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   std::vector<NodeOutcome> outcomes(e.nodes);
   for (auto& o : outcomes) o.switches = &r.switches;
   const std::vector<std::uint32_t> order = cache::sequence_order(trace);
-  // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
-  // others finish, and the first one is thrown once the engine is done.
-  std::vector<std::exception_ptr> failures(e.nodes);
-  const Cluster* closed_form = fast_path_applies(e, simgrid_args) ? &cluster : nullptr;
-  for (std::uint32_t i = 0; i < e.nodes; ++i)
-    sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host, [&, i] {
-      try {
-        replay_node(i, e, trace, order, *tier, cluster.node(i), progress, closed_form, outcomes[i]);
-      } catch (...) {
-        failures[i] = std::current_exception();
-      }
-    });
-  engine->run();
-  for (const auto& failure : failures)
-    if (failure) std::rethrow_exception(failure);
+  if (fast_path_applies(e, simgrid_args)) {  // no SimGrid activity: the nodes are fibers (see Executor)
+    Fabric fabric(cluster.links());
+    NodeFibers fibers(fabric);
+    const FastPath fast{cluster, fibers};
+    for (std::uint32_t i = 0; i < e.nodes; ++i)
+      fibers.add([&, i] { replay_node(i, e, trace, order, *tier, cluster.node(i), progress, &fast, outcomes[i]); });
+    fibers.run();
+  } else {
+    // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
+    // others finish, and the first one is thrown once the engine is done.
+    std::vector<std::exception_ptr> failures(e.nodes);
+    for (std::uint32_t i = 0; i < e.nodes; ++i)
+      sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host, [&, i] {
+        try {
+          replay_node(i, e, trace, order, *tier, cluster.node(i), progress, nullptr, outcomes[i]);
+        } catch (...) {
+          failures[i] = std::current_exception();
+        }
+      });
+    engine->run();
+    for (const auto& failure : failures)
+      if (failure) std::rethrow_exception(failure);
+  }
 
   r.mode = "sim";
   r.model = e.model.name;

@@ -34,10 +34,12 @@ metrics::RunResult simulate(const spec::Experiment& experiment, const traces::Ro
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {},
                             metrics::SwitchLog switches = {});
 
-// How the transfers of this process's simulate() were timed: in closed form by the fast path, or as
-// SimGrid comms. For the tests that the fast path is taken where it applies, and only there.
+// How the transfers of this process's simulate() were timed: by the fast path in closed form (alone
+// on their links) or as flows of its Fabric (sim/fabric.hpp), or as SimGrid comms. For the tests
+// that the fast path is taken where it applies, and only there.
 struct TransferCounts {
   std::uint64_t closed_form = 0;
+  std::uint64_t fabric = 0;
   std::uint64_t comms = 0;
 };
 TransferCounts transfer_counts();

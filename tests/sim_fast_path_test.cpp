@@ -7,7 +7,9 @@
 // Lazy, our default; surf/precision 1e-10 or 1e-8 instead of 1e-9 s) already give dates that differ
 // beyond 1e-9, and the contention amplifies any difference in the last bit of a date
 // (docs/architecture.md, "The fast path"). There the counts must still be equal and the run's
-// simulated time and mean switch within kSpreads times the largest difference those settings make.
+// simulated time and mean switch within kSpreads times the largest difference those settings make
+// (at least kChaosFloor of the value). The fast path's fluid model is checked against closed forms
+// in sim_fabric_test.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,8 +27,13 @@ using testing::simulate_in_child;
 using testing::synthetic_trace;
 
 constexpr double kTolerance = 1e-9;
-// Under contention: how many times SimGrid's own spread (below) the fast path may differ by.
+// Under contention: how many times SimGrid's own spread (below) the fast path may differ by. That
+// spread is one sample of a chaotic difference (often one of the three settings alone moves
+// anything, by 0.06% in one case where the fast path differs by 0.6%), so it has a floor:
+// kChaosFloor of the value. A model that shares links otherwise than SimGrid does goes beyond it:
+// without CM02's latency-weighted shares (sim/fabric.hpp), the chaotic cases moved by 1.3-2.3%.
 constexpr double kSpreads = 2;
+constexpr double kChaosFloor = 0.005;
 
 bool close(double a, double b) { return std::abs(a - b) <= kTolerance * std::max(std::abs(a), std::abs(b)); }
 
@@ -111,8 +118,10 @@ TEST(FastPath, EqualsThePlainSimGridPathOnRandomPlatforms) {
           << "the fast path differs where SimGrid's own settings agree: " << fast.simulated_time << " vs "
           << plain.simulated_time;
       ++chaotic;
-      EXPECT_LE(std::abs(fast.simulated_time - plain.simulated_time), kSpreads * time_spread);
-      EXPECT_LE(std::abs(mean_switch(fast) - mean_switch(plain)), kSpreads * switch_spread);
+      EXPECT_LE(std::abs(fast.simulated_time - plain.simulated_time),
+                kSpreads * std::max(time_spread, kChaosFloor * plain.simulated_time));
+      EXPECT_LE(std::abs(mean_switch(fast) - mean_switch(plain)),
+                kSpreads * std::max(switch_spread, kChaosFloor * mean_switch(plain)));
       std::cout << "under contention: simulated time " << fast.simulated_time << " vs " << plain.simulated_time
                 << " (SimGrid's settings: +-" << time_spread << ")" << std::endl;
       continue;
@@ -151,8 +160,9 @@ TEST(FastPath, OnlyOneActorPerNodeTakesIt) {
 
 // Which transfers the fast path times in closed form: all of them with one node; none where a
 // node has more than one actor (concurrent switches, a prefetcher) or the plain path is chosen;
-// with two nodes sharing a server, the fetches through its NIC go to SimGrid and the copies over
-// each node's own PCIe stay closed-form.
+// with two nodes sharing a server, the fetches through its NIC are flows of the fast path's own
+// fluid model (sim/fabric.hpp), no SimGrid comm, and the copies over each node's own PCIe stay
+// closed-form.
 TEST(FastPath, TimesInClosedFormWhatNothingElseCanShareAndOnlyThat) {
   const auto counts = [](std::vector<std::string> sets) {
     sets.push_back("trace.tokens=16");
@@ -162,19 +172,28 @@ TEST(FastPath, TimesInClosedFormWhatNothingElseCanShareAndOnlyThat) {
   const auto one = counts({});
   EXPECT_GT(one.closed_form, 0u);
   EXPECT_EQ(one.comms, 0u);
+  EXPECT_EQ(one.fabric, 0u);
   const auto plain = counts({"sim.fast_path=false"});
   EXPECT_EQ(plain.closed_form, 0u);
+  EXPECT_EQ(plain.fabric, 0u);
   EXPECT_EQ(plain.comms, one.closed_form) << "the same transfers, each a comm";
   for (const auto& sets : {std::vector<std::string>{"memory.rmai.concurrency=2", "trace.sequences=4", "serving.batch=4"},
                            std::vector<std::string>{"cache.prefetch=next-layer"}}) {
     const auto c = counts(sets);
     EXPECT_EQ(c.closed_form, 0u) << sets[0];
+    EXPECT_EQ(c.fabric, 0u) << sets[0];
     EXPECT_GT(c.comms, 0u) << sets[0];
   }
   const auto shared = counts({"nodes=2", "platform.memory_servers=1"});
-  EXPECT_GT(shared.comms, 0u) << "the fetches through the shared server's NIC";
+  EXPECT_EQ(shared.comms, 0u) << "no SimGrid comm on the fast path";
+  EXPECT_GT(shared.fabric, 0u) << "the fetches through the shared server's NIC";
   EXPECT_GT(shared.closed_form, 0u) << "the copies over each node's own PCIe";
-  EXPECT_EQ(shared.comms, shared.closed_form) << "one fetch and one copy per switch";
+  EXPECT_EQ(shared.fabric, shared.closed_form) << "one fetch and one copy per switch";
+  // Overlapping chunks put two of a node's own transfers on its DRAM at once: all of them flows.
+  const auto chunks = counts({"memory.rmai.region_chunk=32MiB"});
+  EXPECT_EQ(chunks.comms, 0u);
+  EXPECT_EQ(chunks.closed_form, 0u);
+  EXPECT_GT(chunks.fabric, 0u);
 }
 
 }  // namespace
