@@ -51,7 +51,7 @@ void Cluster::add_route(sg4::NetZone* zone, std::uint32_t node, sg4::Host* from,
     if (std::find(users.begin(), users.end(), node) == users.end()) users.push_back(node);
     const auto [index, added] = link_index_.try_emplace(link, static_cast<std::uint32_t>(links_.size()));
     if (added)
-      links_.push_back({link->get_bandwidth(), link->get_sharing_policy() == sg4::Link::SharingPolicy::FATPIPE});
+      links_.push_back({link->get_bandwidth(), link->get_sharing_policy() == sg4::Link::SharingPolicy::FATPIPE, false});
     closed_form.links.push_back(index->second);
   }
   zone->add_route(from->get_netpoint(), to->get_netpoint(), nullptr, nullptr, route, true);
@@ -100,6 +100,7 @@ Cluster::Cluster(const spec::Platform& p, std::uint32_t nodes) {
   for (auto& [hosts, route] : routes_)
     for (const auto* link : route_links_.at(hosts))
       route.shared = route.shared || link_nodes_.at(link).size() > 1;
+  for (const auto& [link, index] : link_index_) links_[index].crossed_by_nodes = link_nodes_.at(link).size() > 1;
   route_links_.clear();
   link_nodes_.clear();
   link_index_.clear();

@@ -17,37 +17,79 @@ Fabric::Fabric(std::vector<FabricLink> links)
       unfixed_weight_(links_.size()),
       saturated_(links_.size()) {}
 
-Fabric::FlowId Fabric::start(double at, double latency, double bytes, std::span<const std::uint32_t> links) {
+Fabric::ClassId Fabric::class_of(std::span<const std::uint32_t> links, double latency, bool own_links_alone) {
+  if (own_links_alone)
+    if (const auto known = class_of_route_.find(links.data()); known != class_of_route_.end()) {
+      const Class& c = classes_[known->second];
+      if (c.penalty == (latency > 0 ? latency : 1.0)) return known->second;
+    }
+  std::vector<std::uint32_t> constraints;
+  double cap = kNever;
+  for (const std::uint32_t l : links) {
+    const FabricLink& link = links_.at(l);
+    if (link.per_flow || (own_links_alone && !link.crossed_by_nodes))
+      cap = std::min(cap, link.bandwidth);
+    else
+      constraints.push_back(l);
+  }
+  const double penalty = latency > 0 ? latency : 1.0;
+  auto make = [&](bool reusable) {
+    ClassId id;
+    if (!reusable && !free_classes_.empty()) {
+      id = free_classes_.back();
+      free_classes_.pop_back();
+    } else {
+      id = static_cast<ClassId>(classes_.size());
+      classes_.emplace_back();
+    }
+    Class& c = classes_[id];
+    c.links = constraints;
+    c.penalty = penalty;
+    c.weight = 1 / penalty;
+    c.cap = cap;
+    c.reusable = reusable;
+    return id;
+  };
+  // A flow that shares its node's own links with another of its node's flows is a class of its own:
+  // those links are constraints of its own, not the same cap for all.
+  if (!own_links_alone) return make(false);
+  ClassKey key{constraints, penalty, cap};
+  auto found = reusable_.find(key);
+  if (found == reusable_.end()) found = reusable_.emplace(std::move(key), make(true)).first;
+  class_of_route_[links.data()] = found->second;
+  return found->second;
+}
+
+Fabric::FlowId Fabric::start(double at, double latency, double bytes, std::span<const std::uint32_t> links,
+                             bool own_links_alone) {
   if (at < now_) throw std::logic_error("a transfer issued before the fabric's clock");
   FlowId id;
-  if (free_.empty()) {
+  if (free_flows_.empty()) {
     id = static_cast<FlowId>(flows_.size());
     flows_.emplace_back();
   } else {
-    id = free_.back();
-    free_.pop_back();
+    id = free_flows_.back();
+    free_flows_.pop_back();
   }
-  Flow& flow = flows_[id];
-  flow.shared_links.clear();
-  flow.cap = kNever;
-  for (const std::uint32_t l : links)
-    if (links_.at(l).per_flow)
-      flow.cap = std::min(flow.cap, links_[l].bandwidth);
-    else
-      flow.shared_links.push_back(l);
-  flow.penalty = latency > 0 ? latency : 1.0;
-  flow.weight = 1 / flow.penalty;
-  flow.remaining = bytes;
-  flow.rate = flow.end = 0;
-  flow.ended = false;
+  flows_[id] = {class_of(links, latency, own_links_alone), bytes, 0, false};
   joining_.push({at + latency, id});
   return id;
 }
 
 double Fabric::finish(FlowId flow) {
   if (!flows_[flow].ended) throw std::logic_error("finish() of a flow in flight");
-  free_.push_back(flow);
+  free_flows_.push_back(flow);
   return flows_[flow].end;
+}
+
+void Fabric::deactivate(ClassId id) {
+  Class& c = classes_[id];
+  const ClassId last = active_.back();
+  active_[c.active_at] = last;
+  classes_[last].active_at = c.active_at;
+  active_.pop_back();
+  c.service = 0;  // a class that starts again from 0 keeps its dates exact
+  if (!c.reusable) free_classes_.push_back(id);
 }
 
 Fabric::FlowId Fabric::advance() {
@@ -55,12 +97,12 @@ Fabric::FlowId Fabric::advance() {
     const double join_at = joining_.empty() ? kNever : joining_.top().at;
     if (!active_.empty() && next_end_at_ <= join_at) {
       progress(next_end_at_);
-      const FlowId id = active_[next_end_];
-      flows_[id].remaining = 0;
+      Class& c = classes_[next_class_];
+      const FlowId id = c.ending.top().flow;
+      c.ending.pop();
       flows_[id].ended = true;
       flows_[id].end = now_;
-      active_[next_end_] = active_.back();
-      active_.pop_back();
+      if (--c.members == 0) deactivate(next_class_);
       share();
       return id;
     }
@@ -69,42 +111,51 @@ Fabric::FlowId Fabric::advance() {
     joining_.pop();
     progress(next.at);
     Flow& flow = flows_[next.flow];
-    if (flow.remaining <= 0) {  // no bytes: it ends with its latency, sharing nothing
+    if (flow.bytes <= 0) {  // no bytes: it ends with its latency, sharing nothing
       flow.ended = true;
       flow.end = now_;
+      if (const Class& c = classes_[flow.cls]; !c.reusable && c.members == 0) free_classes_.push_back(flow.cls);
       return next.flow;
     }
-    active_.push_back(next.flow);
+    Class& c = classes_[flow.cls];
+    if (c.members++ == 0) {
+      c.active_at = active_.size();
+      active_.push_back(flow.cls);
+    }
+    c.ending.push({c.service + flow.bytes, next.flow});
     share();
   }
 }
 
 void Fabric::progress(double t) {
   if (const double dt = t - now_; dt > 0)
-    for (const FlowId id : active_) flows_[id].remaining -= flows_[id].rate * dt;
+    for (const ClassId id : active_) classes_[id].service += classes_[id].rate * dt;
   now_ = std::max(now_, t);
 }
 
 void Fabric::share() {
   // Each link's capacity and the weights of its users.
-  for (const FlowId id : active_)
-    for (const std::uint32_t l : flows_[id].shared_links) {
-      if (unfixed_users_[l]++ == 0) {
+  for (const ClassId id : active_) {
+    const Class& c = classes_[id];
+    for (const std::uint32_t l : c.links) {
+      if (unfixed_users_[l] == 0) {
         capacity_left_[l] = links_[l].bandwidth;
         unfixed_weight_[l] = 0;
         used_links_.push_back(l);
       }
-      unfixed_weight_[l] += flows_[id].weight;
+      unfixed_users_[l] += c.members;
+      unfixed_weight_[l] += c.members * c.weight;
     }
+  }
   // A link that only one flow crosses binds it as a cap would: only the crowded ones remain links.
   for (const std::uint32_t l : used_links_)
     if (unfixed_users_[l] > 1) crowded_links_.push_back(l);
   cap_.resize(active_.size());
   unfixed_.resize(active_.size());
   for (std::size_t i = 0; i < active_.size(); ++i) {
-    const Flow& flow = flows_[active_[i]];
-    cap_[i] = flow.cap;
-    for (const std::uint32_t l : flow.shared_links)
+    const Class& c = classes_[active_[i]];
+    cap_[i] = c.cap;
+    for (const std::uint32_t l : c.links)
       if (unfixed_users_[l] == 1) cap_[i] = std::min(cap_[i], links_[l].bandwidth);
     unfixed_[i] = static_cast<std::uint32_t>(i);
   }
@@ -116,23 +167,23 @@ void Fabric::share() {
     double level = kNever;
     for (const std::uint32_t l : crowded_links_)
       if (unfixed_users_[l] > 0) level = std::min(level, capacity_left_[l] / unfixed_weight_[l]);
-    for (const std::uint32_t i : unfixed_) level = std::min(level, cap_[i] * flows_[active_[i]].penalty);
+    for (const std::uint32_t i : unfixed_) level = std::min(level, cap_[i] * classes_[active_[i]].penalty);
     for (const std::uint32_t l : crowded_links_)
       saturated_[l] = unfixed_users_[l] > 0 && capacity_left_[l] / unfixed_weight_[l] <= level;
     still_unfixed_.clear();
     for (const std::uint32_t i : unfixed_) {
-      Flow& flow = flows_[active_[i]];
-      bool bound = cap_[i] * flow.penalty <= level;
-      for (const std::uint32_t l : flow.shared_links) bound = bound || saturated_[l];
+      Class& c = classes_[active_[i]];
+      bool bound = cap_[i] * c.penalty <= level;
+      for (const std::uint32_t l : c.links) bound = bound || saturated_[l];
       if (!bound) {
         still_unfixed_.push_back(i);
         continue;
       }
-      flow.rate = std::min(level * flow.weight, cap_[i]);
-      for (const std::uint32_t l : flow.shared_links) {
-        capacity_left_[l] = std::max(0.0, capacity_left_[l] - flow.rate);
-        unfixed_weight_[l] -= flow.weight;
-        --unfixed_users_[l];
+      c.rate = std::min(level * c.weight, cap_[i]);
+      for (const std::uint32_t l : c.links) {
+        capacity_left_[l] = std::max(0.0, capacity_left_[l] - c.members * c.rate);
+        unfixed_weight_[l] -= c.members * c.weight;
+        unfixed_users_[l] -= c.members;
       }
     }
     std::swap(unfixed_, still_unfixed_);
@@ -144,12 +195,12 @@ void Fabric::share() {
   used_links_.clear();
   crowded_links_.clear();
   next_end_at_ = kNever;
-  for (std::size_t i = 0; i < active_.size(); ++i) {
-    const Flow& flow = flows_[active_[i]];
-    const double end = now_ + std::max(0.0, flow.remaining) / flow.rate;
+  for (const ClassId id : active_) {
+    const Class& c = classes_[id];
+    const double end = now_ + std::max(0.0, c.ending.top().service - c.service) / c.rate;
     if (end < next_end_at_) {
       next_end_at_ = end;
-      next_end_ = i;
+      next_class_ = id;
     }
   }
 }

@@ -135,7 +135,7 @@ class Executor {
       return {nullptr, {}, (clock_ + route.latency) + double(bytes) / route.bandwidth};
     }
     ++g_transfer_counts.fabric;
-    return {nullptr, fast_->fibers.fabric().start(clock_, route.latency, double(bytes), route.links), -1};
+    return {nullptr, fast_->fibers.fabric().start(clock_, route.latency, double(bytes), route.links, alone), -1};
   }
 
   void wait(InFlight t) {

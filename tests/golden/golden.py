@@ -15,9 +15,9 @@ so the order rows were written in does not matter) and sums of its times, compar
 With --plain-path, a case that several nodes contend in may differ beyond 1e-9: the fluid model
 amplifies a difference in the last bit of one date, and SimGrid's own equivalent settings (update
 mode Full instead of Lazy, timing precision 1e-10 or 1e-8 instead of 1e-9) move such a case as
-well (docs/architecture.md, "The fast path"). Such a case must keep every count and text equal and
-its simulated time and mean switch within SPREADS times the farthest of those settings' results
-(at least CHAOS_FLOOR of the value: that spread is one sample of a chaotic difference).
+well (docs/architecture.md, "The fast path"), as does a change of the contended links' bandwidth by
+1e-10 (PERTURBATION). Such a case must keep every count and text equal and its simulated time and
+mean switch within SPREADS times the farthest of those runs' results.
   tests/golden/golden.py --rmai build/bin/rmai --update      # rewrite the golden files, same report
 
 Update only when a simulated number changes on purpose, in the commit that changes it, and say why
@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,7 @@ BASE = os.path.join(HERE, "base.yaml")
 RELATIVE_TOLERANCE = 1e-9
 SIMGRID_VARIANTS = ["--cfg=network/optim:Full", "--cfg=surf/precision:1e-10", "--cfg=surf/precision:1e-8"]
 SPREADS = 2
-CHAOS_FLOOR = 0.005  # the spread is at least this much of the value (tests/sim_fast_path_test.cpp)
+PERTURBATION = 1e-10  # the contended links this much faster and slower: equivalent runs too
 CONTINUOUS = ("simulated_time_s", "expert_switch_s.mean")
 
 # The two models of the set, each with a cache of a quarter of its routed experts.
@@ -171,20 +172,41 @@ def differences(golden, result):
     return lines
 
 
+def contended_bandwidths(resolved, scale):
+    """--set assignments for the links nodes contend for (the servers' NICs, the pool's ports),
+    their bandwidths as the run's config.resolved.yaml has them, times `scale`."""
+    assignments, section = [], None
+    with open(resolved) as f:
+        for line in f:
+            if line.startswith("  ") and not line.startswith("   ") and line.rstrip().endswith(":"):
+                section = line.strip().rstrip(":")
+            match = re.match(r"^    bandwidth: ([0-9.eE+-]+)([A-Za-z]+)$", line.rstrip())
+            if match and section in ("nic", "cxl_pool"):
+                value = float(match.group(1)) * scale
+                assignments.append(f"platform.{section}.bandwidth={value!r}{match.group(2)}")
+    if len(assignments) != 2:
+        raise RuntimeError(f"{resolved}: no platform nic and cxl_pool bandwidths")
+    return assignments
+
+
 def within_simgrid_spread(rmai, name, sets, golden, result):
     """Lines naming what moved beyond SPREADS times SimGrid's own spread (see the docstring); counts
     and text must not move at all."""
     with tempfile.TemporaryDirectory(prefix="rmai-golden-spread-") as workdir:
         variants = [run_case(rmai, f"{name}-variant{i}", sets, workdir, ["sim.fast_path=false"], [v])
                     for i, v in enumerate(SIMGRID_VARIANTS)]
+        if "error" not in variants[0]:
+            resolved = os.path.join(workdir, f"{name}-variant0", "config.resolved.yaml")
+            for scale in (1 + PERTURBATION, 1 - PERTURBATION):
+                variants.append(run_case(rmai, f"{name}-perturbed{scale}", sets, workdir,
+                                         ["sim.fast_path=false"] + contended_bandwidths(resolved, scale)))
     lines = [v["error"] for v in variants if "error" in v]
     if lines:
         return lines
     old, new = golden["metrics"], result["metrics"]
     for key in CONTINUOUS:
         spread = max(abs(v["metrics"][key] - old[key]) for v in variants)
-        spread = max(spread, CHAOS_FLOOR * abs(old[key]))
-        if abs(new[key] - old[key]) > SPREADS * spread:
+        if abs(new[key] - old[key]) > max(SPREADS * spread, RELATIVE_TOLERANCE * abs(old[key])):
             lines.append(f"{key}: {old[key]!r} -> {new[key]!r}, beyond {SPREADS} x SimGrid's spread {spread:.3g}")
     for key in sorted(old.keys() & new.keys()):  # counts and text: exact
         if not isinstance(old[key], float) and old[key] != new[key]:
