@@ -8,31 +8,34 @@ namespace rmai::sim {
 
 namespace {
 constexpr double kNever = std::numeric_limits<double>::infinity();
-}
+// CM02's sharing penalty: the route's latency, 1 for a route without any.
+double sharing_penalty(double latency) { return latency > 0 ? latency : 1.0; }
+}  // namespace
 
 Fabric::Fabric(std::vector<FabricLink> links)
     : links_(std::move(links)),
       capacity_left_(links_.size()),
       unfixed_users_(links_.size()),
       unfixed_weight_(links_.size()),
+      least_penalty_(links_.size()),
       saturated_(links_.size()) {}
 
 Fabric::ClassId Fabric::class_of(std::span<const std::uint32_t> links, double latency, bool own_links_alone) {
   if (own_links_alone)
     if (const auto known = class_of_route_.find(links.data()); known != class_of_route_.end()) {
       const Class& c = classes_[known->second];
-      if (c.penalty == (latency > 0 ? latency : 1.0)) return known->second;
+      if (c.penalty == sharing_penalty(latency)) return known->second;
     }
   std::vector<std::uint32_t> constraints;
   double cap = kNever;
   for (const std::uint32_t l : links) {
     const FabricLink& link = links_.at(l);
-    if (link.per_flow || (own_links_alone && !link.crossed_by_nodes))
+    if (own_links_alone && (link.per_flow || !link.crossed_by_nodes))
       cap = std::min(cap, link.bandwidth);
     else
       constraints.push_back(l);
   }
-  const double penalty = latency > 0 ? latency : 1.0;
+  const double penalty = sharing_penalty(latency);
   auto make = [&](bool reusable) {
     ClassId id;
     if (!reusable && !free_classes_.empty()) {
@@ -77,7 +80,8 @@ Fabric::FlowId Fabric::start(double at, double latency, double bytes, std::span<
 }
 
 double Fabric::finish(FlowId flow) {
-  if (!flows_[flow].ended) throw std::logic_error("finish() of a flow in flight");
+  if (!flows_[flow].ended) throw std::logic_error("finish() of a flow in flight or finished");
+  flows_[flow].ended = false;  // a second finish() must not free it twice
   free_flows_.push_back(flow);
   return flows_[flow].end;
 }
@@ -134,7 +138,7 @@ void Fabric::progress(double t) {
 }
 
 void Fabric::share() {
-  // Each link's capacity and the weights of its users.
+  // Each link's capacity and users, and the weights of a shared link's users.
   for (const ClassId id : active_) {
     const Class& c = classes_[id];
     for (const std::uint32_t l : c.links) {
@@ -148,8 +152,12 @@ void Fabric::share() {
     }
   }
   // A link that only one flow crosses binds it as a cap would: only the crowded ones remain links.
+  bool crowded_fatpipe = false;  // only then does a FATPIPE link need its least penalty
   for (const std::uint32_t l : used_links_)
-    if (unfixed_users_[l] > 1) crowded_links_.push_back(l);
+    if (unfixed_users_[l] > 1) {
+      crowded_links_.push_back(l);
+      crowded_fatpipe = crowded_fatpipe || links_[l].per_flow;
+    }
   cap_.resize(active_.size());
   unfixed_.resize(active_.size());
   for (std::size_t i = 0; i < active_.size(); ++i) {
@@ -159,17 +167,27 @@ void Fabric::share() {
       if (unfixed_users_[l] == 1) cap_[i] = std::min(cap_[i], links_[l].bandwidth);
     unfixed_[i] = static_cast<std::uint32_t>(i);
   }
-  // Progressive filling: a flow's rate is level / penalty. The lowest of the crowded links' levels
-  // (what is left over the weights of the flows not fixed yet) and the flows' caps fixes the flows
-  // it binds (those crossing a link whose level it is, those capped at it); the rest share what is
-  // left, until every flow has its rate.
+  // Progressive filling, as SimGrid's lmm solver does it: a flow's rate is level / penalty. A
+  // shared link's level is what is left of it over the weights of its flows not fixed yet; a
+  // FATPIPE link's is its bandwidth times the smallest penalty among them (each flow may take all
+  // of it, but one of a longer route gets it in proportion). The lowest of the crowded links'
+  // levels and the flows' caps fixes the flows it binds (those crossing a link whose level it is,
+  // those capped at it); the rest share what is left, until every flow has its rate.
+  const auto level_of = [&](std::uint32_t l) {
+    return links_[l].per_flow ? links_[l].bandwidth * least_penalty_[l] : capacity_left_[l] / unfixed_weight_[l];
+  };
   while (!unfixed_.empty()) {
+    if (crowded_fatpipe) {
+      for (const std::uint32_t l : crowded_links_) least_penalty_[l] = kNever;
+      for (const std::uint32_t i : unfixed_)
+        for (const std::uint32_t l : classes_[active_[i]].links)
+          if (links_[l].per_flow) least_penalty_[l] = std::min(least_penalty_[l], classes_[active_[i]].penalty);
+    }
     double level = kNever;
     for (const std::uint32_t l : crowded_links_)
-      if (unfixed_users_[l] > 0) level = std::min(level, capacity_left_[l] / unfixed_weight_[l]);
+      if (unfixed_users_[l] > 0) level = std::min(level, level_of(l));
     for (const std::uint32_t i : unfixed_) level = std::min(level, cap_[i] * classes_[active_[i]].penalty);
-    for (const std::uint32_t l : crowded_links_)
-      saturated_[l] = unfixed_users_[l] > 0 && capacity_left_[l] / unfixed_weight_[l] <= level;
+    for (const std::uint32_t l : crowded_links_) saturated_[l] = unfixed_users_[l] > 0 && level_of(l) <= level;
     still_unfixed_.clear();
     for (const std::uint32_t i : unfixed_) {
       Class& c = classes_[active_[i]];
@@ -181,8 +199,10 @@ void Fabric::share() {
       }
       c.rate = std::min(level * c.weight, cap_[i]);
       for (const std::uint32_t l : c.links) {
-        capacity_left_[l] = std::max(0.0, capacity_left_[l] - c.members * c.rate);
-        unfixed_weight_[l] -= c.members * c.weight;
+        if (!links_[l].per_flow) {
+          capacity_left_[l] = std::max(0.0, capacity_left_[l] - c.members * c.rate);
+          unfixed_weight_[l] -= c.members * c.weight;
+        }
         unfixed_users_[l] -= c.members;
       }
     }

@@ -3,7 +3,9 @@
 // a pool port that several nodes cross, a node's DRAM under overlapping chunks. It shares links as
 // SimGrid's CM02 does as default_simgrid_options() configures it (no cross traffic, no TCP window,
 // no bandwidth or latency factors): a transfer waits its route's latency, taking no bandwidth, then
-// its bytes flow at their weighted max-min fair share, a FATPIPE link capping each flow on its own.
+// its bytes flow at their weighted max-min fair share, a FATPIPE link capping each flow on its own
+// (flows of a longer route than another on the same FATPIPE link get a proportionally lower cap, as
+// SimGrid's solver gives them).
 // As in CM02, a flow's sharing penalty is its route's latency (1 for a route without any): on a
 // saturated link, flows get bandwidth in inverse proportion to their latency, as TCP flows of
 // different round trips do. Dates are kept as SimGrid's are, start + latency, then + bytes / rate
@@ -112,6 +114,7 @@ class Fabric {
   std::vector<double> capacity_left_;
   std::vector<std::uint32_t> unfixed_users_;
   std::vector<double> unfixed_weight_;        // the sum of 1 / penalty over the link's unfixed flows
+  std::vector<double> least_penalty_;         // a FATPIPE link's smallest penalty among them
   std::vector<std::uint32_t> used_links_;     // crossed by an active flow
   std::vector<std::uint32_t> crowded_links_;  // crossed by more than one
   std::vector<std::uint8_t> saturated_;

@@ -21,8 +21,8 @@ class NodeFibers {
   // A node's body.
   void add(std::function<void()> body) { bodies_.push_back(std::move(body)); }
   // Runs every body to its end, in the order added where several can run. A body that throws ends
-  // there, the others run on (their transfers no longer share with its own), and the first node's
-  // exception is thrown once all have ended, as simulate() does with its SimGrid actors.
+  // there, the others run on (its transfers in flight keep their share until they end), and the
+  // first node's exception is thrown once all have ended, as simulate() does with its SimGrid actors.
   void run();
   // From a body: returns once `flow` has ended, with its end date (the id is free again).
   double wait(Fabric::FlowId flow);

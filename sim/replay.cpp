@@ -233,8 +233,9 @@ void prefetch_node(std::uint32_t node, const spec::Experiment& e, const Tier& ti
   }
 }
 
-// A node's executor of the shared replay loop (cache/replay.hpp): switches run the tier's plan as
-// SimGrid activities, compute is slept, the clock is SimGrid's.
+// A node's executor of the shared replay loop (cache/replay.hpp): switches run the tier's plan on
+// the Executor (SimGrid activities on SimGrid's clock, or the fast path's on its own), compute is
+// passed on the same clock.
 class NodeExecutor : public cache::ReplayExecutor {
  public:
   // `fast`: the fast path's, when it applies to the node (see Executor); else null.

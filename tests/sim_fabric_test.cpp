@@ -100,6 +100,21 @@ TEST(Fabric, APerFlowLinkCapsEachFlowAndTheOthersTakeTheRest) {
   expect_near_relative(end[0], free_end + (bytes - (free_end - lat) * cap) / cap);
 }
 
+TEST(Fabric, AFatpipeLinkGivesAFlowOfALongerRouteLessThanItsBandwidth) {
+  // SimGrid's FATPIPE constraint: its usage is the largest 1 / penalty among its flows, so the flow
+  // of three times the latency gets a third of the link while both flow (each alone gets it all).
+  const double c = 10 * kGB, bytes = 1e9;
+  Fabric fabric({per_flow(c), shared(100 * kGB), shared(100 * kGB)});
+  const std::vector<std::uint32_t> near{0, 1}, far{0, 2};
+  fabric.start(0, 1e-6, bytes, near, false);
+  fabric.start(0, 3e-6, bytes, far, false);
+  const auto end = ends(fabric, 2);
+  const double near_end = 1e-6 + bytes / c;  // all of the link from its start
+  expect_near_relative(end[0], near_end);
+  const double far_left = bytes - (near_end - 3e-6) * c / 3;
+  expect_near_relative(end[1], near_end + far_left / c);
+}
+
 TEST(Fabric, AFlowWithoutBytesEndsWithItsLatencyAndIdsAreReused) {
   Fabric fabric({shared(kGB)});
   const std::vector<std::uint32_t> route{0};
@@ -108,6 +123,9 @@ TEST(Fabric, AFlowWithoutBytesEndsWithItsLatencyAndIdsAreReused) {
   EXPECT_EQ(fabric.finish(id), 1 + 5e-6);
   EXPECT_EQ(fabric.start(2, 0, 0, route, false), id) << "a finished flow's id is free again";
   EXPECT_THROW(fabric.finish(id), std::logic_error) << "in flight";
+  EXPECT_EQ(fabric.advance(), id);
+  fabric.finish(id);
+  EXPECT_THROW(fabric.finish(id), std::logic_error) << "finished already: its id must not be freed twice";
   EXPECT_THROW(fabric.start(0.5, 0, 1, route, false), std::logic_error) << "before the fabric's clock";
 }
 

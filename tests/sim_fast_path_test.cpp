@@ -61,6 +61,9 @@ std::vector<std::string> random_sets(std::mt19937& random) {
   if (sets[0] == "memory.tier=rmai") sets.push_back("memory.rmai.region_chunk=" + pick({"0", "32MiB"}));
   const bool fetches = sets[0] != "memory.tier=cxl" && sets[0] != "memory.tier=cxl-pool" && sets[0] != "memory.tier=dram";
   if (fetches && random() % 3 == 0) sets.push_back("cache.host_experts=" + pick({"96", "300"}));
+  // A per-flow cap on DRAM, as calibrated platforms have: a FATPIPE link that a chunked region's
+  // fetch and copy (of different route latencies) cross at once.
+  if (random() % 3 == 0) sets.push_back("platform.dram.flow_bandwidth=" + pick({"8GBps", "20GBps"}));
   return sets;
 }
 
@@ -95,8 +98,8 @@ TEST(FastPath, EqualsThePlainSimGridPathOnRandomPlatforms) {
     const auto trace = synthetic_trace(fast_e);
     auto fast = simulate_in_child(fast_e, trace);
     auto plain = simulate_in_child(plain_e, trace);
-    // The log interleaves the nodes' switches as they are recorded, which the fast path does ahead
-    // of SimGrid's clock: each node's own come in the same order on both paths.
+    // The log interleaves the nodes' switches as they are recorded, which the fast path does as
+    // each node runs, ahead of the others: each node's own come in the same order on both paths.
     for (auto* out : {&fast, &plain})
       std::stable_sort(out->switches.begin(), out->switches.end(),
                        [](const auto& a, const auto& b) { return a.node < b.node; });
@@ -108,8 +111,8 @@ TEST(FastPath, EqualsThePlainSimGridPathOnRandomPlatforms) {
     ASSERT_EQ(fast.switches.size(), plain.switches.size());
     if (!close(fast.simulated_time, plain.simulated_time)) {
       // How far numerically equivalent runs move the plain path: SimGrid's other update mode, its
-      // timing precision (default 1e-9 s) ten times finer and coarser, and the links the nodes
-      // contend for (servers' NICs, pool ports) 1e-10 faster or slower.
+      // timing precision (default 1e-9 s) ten times finer and coarser, and the NICs and pool ports
+      // (the links nodes contend for, and each node's own) 1e-10 faster or slower.
       double time_spread = 0, switch_spread = 0;
       const auto spread_to = [&](const testing::SimOutcome& other) {
         time_spread = std::max(time_spread, std::abs(other.simulated_time - plain.simulated_time));
@@ -150,6 +153,28 @@ TEST(FastPath, EqualsThePlainSimGridPathOnRandomPlatforms) {
   std::cout << compared << " random experiments compared, " << chaotic << " of them under contention beyond 1e-9" << std::endl;
   EXPECT_GE(compared, 24) << "too many random experiments were refused to compare enough";
   EXPECT_LE(chaotic, compared / 4) << "the fast path should be exact in most runs";
+}
+
+// A chunked region's fetch and the previous chunk's copy cross the node's DRAM at once; with a
+// per-flow cap on it (calibrated platforms have one) that is a FATPIPE link two flows of different
+// route latencies share, which SimGrid shares in proportion to them (sim/fabric.hpp). One node: the
+// two paths must agree to 1e-9 on every switch.
+TEST(FastPath, ChunkedRegionsUnderAPerFlowDramCapEqualThePlainPath) {
+  for (const char* cap : {"8GBps", "20GBps"}) {
+    const std::vector<std::string> sets{"memory.rmai.region_chunk=32MiB", std::string("platform.dram.flow_bandwidth=") + cap,
+                                        "trace.tokens=8"};
+    auto plain_sets = sets;
+    plain_sets.push_back("sim.fast_path=false");
+    const auto e = quickstart(sets);
+    const auto trace = synthetic_trace(e);
+    const auto fast = simulate_in_child(e, trace);
+    const auto plain = simulate_in_child(quickstart(plain_sets), trace);
+    ASSERT_GT(fast.transfers.fabric, 0u) << cap;
+    ASSERT_EQ(fast.switches.size(), plain.switches.size()) << cap;
+    for (std::size_t s = 0; s < fast.switches.size(); ++s)
+      ASSERT_TRUE(close(fast.switches[s].end_s, plain.switches[s].end_s))
+          << cap << ": switch " << s << " ends " << fast.switches[s].end_s << " vs " << plain.switches[s].end_s;
+  }
 }
 
 // The fast path takes fewer SimGrid activities, which is the point; a run that needs the fluid
