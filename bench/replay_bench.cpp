@@ -5,13 +5,18 @@
 //   fast_over_plain      one node, the fast path (sim.fast_path) against every transfer a comm
 //   one_node_over_raw    one node against SimGrid's own rate of sequential comms on one link
 //   64_nodes_over_1      64 nodes sharing one server against one node, per access
+//   rss_16M_over_1M      peak memory of one node replaying 262144 tokens (16M accesses) against
+//                        16384 (1M): flat in trace length is 1
 // Each iteration runs in a fresh child process (SimGrid allows one engine per process); the time
-// includes engine and platform set-up, not writing the results.
+// includes engine and platform set-up, not writing the results; the trace is spilled (generated
+// into its temporary file) before, in the parent.
 #include <benchmark/benchmark.h>
 #include <simgrid/s4u.hpp>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -25,6 +30,7 @@ namespace {
 
 const std::string kQuickstart = std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml";
 std::map<std::string, double> g_rates;  // accesses (or comms) per second, by benchmark
+std::map<std::string, double> g_peak_rss;  // the children's largest peak resident set, bytes
 
 // Times `work` in a child process, once per iteration; `units` is what one run does.
 void time_in_child(benchmark::State& state, const std::string& name, double units, const std::function<void()>& work) {
@@ -38,7 +44,9 @@ void time_in_child(benchmark::State& state, const std::string& name, double unit
       _exit(0);
     }
     int status = 0;
-    waitpid(pid, &status, 0);
+    rusage usage{};
+    wait4(pid, &status, 0, &usage);
+    g_peak_rss[name] = std::max(g_peak_rss[name], double(usage.ru_maxrss) * 1024);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       state.SkipWithError("the child failed");
@@ -51,6 +59,7 @@ void time_in_child(benchmark::State& state, const std::string& name, double unit
   if (failed) return;  // no rate: a ratio of a failed run's time would mean nothing (ratio() skips it)
   g_rates[name] = units * double(state.iterations()) / total;
   state.counters["per_s"] = g_rates[name];
+  state.counters["peak_rss_MB"] = g_peak_rss[name] / 1e6;
 }
 
 void replay(benchmark::State& state, const std::string& name, const std::string& tier, int tokens, int nodes,
@@ -58,7 +67,7 @@ void replay(benchmark::State& state, const std::string& name, const std::string&
   const auto e = rmai::spec::load_experiment(
       kQuickstart, {"memory.tier=" + tier, "trace.tokens=" + std::to_string(tokens), "nodes=" + std::to_string(nodes),
                     std::string("sim.fast_path=") + (fast_path ? "true" : "false")});
-  const auto trace = rmai::traces::experiment_trace(e);
+  const auto trace = rmai::traces::spilled_experiment_trace(e);
   const double accesses = double(tokens) * nodes * e.model.moe_layers * e.model.top_k;
   state.counters["expert_accesses"] = accesses;
   time_in_child(state, name, accesses, [&] { rmai::sim::simulate(e, trace, {}); });
@@ -84,9 +93,9 @@ void raw_comms(benchmark::State& state, const std::string& name, int comms) {
   });
 }
 
-void ratio(const char* label, const std::string& over, const std::string& under) {
-  if (g_rates.count(over) && g_rates.count(under) && g_rates[under] > 0)
-    std::printf("%-20s %8.3f  (%s / %s)\n", label, g_rates[over] / g_rates[under], over.c_str(), under.c_str());
+void ratio(const char* label, std::map<std::string, double>& of, const std::string& over, const std::string& under) {
+  if (g_rates.count(over) && g_rates.count(under) && of[under] > 0)
+    std::printf("%-20s %8.3f  (%s / %s)\n", label, of[over] / of[under], over.c_str(), under.c_str());
 }
 
 }  // namespace
@@ -98,6 +107,7 @@ int main(int argc, char** argv) {
   add(benchmark::RegisterBenchmark((tier + "_16k_tokens").c_str(), replay, "one", tier, 16384, 1, true));
   add(benchmark::RegisterBenchmark((tier + "_16k_tokens_plain").c_str(), replay, "plain", tier, 16384, 1, false));
   add(benchmark::RegisterBenchmark((tier + "_64_nodes_256_tokens").c_str(), replay, "64", tier, 256, 64, true));
+  add(benchmark::RegisterBenchmark((tier + "_256k_tokens").c_str(), replay, "long", tier, 262144, 1, true));
   // The other tiers on one node: each paging path's plan costs what it costs.
   for (const auto& t : rmai::spec::tiers())
     if (t.name != tier)
@@ -106,8 +116,10 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   std::printf("\nratios of the rates measured above (accesses or comms per second of wall time):\n");
-  ratio("fast_over_plain", "one", "plain");
-  ratio("one_node_over_raw", "one", "raw");
-  ratio("64_nodes_over_1", "64", "one");
+  ratio("fast_over_plain", g_rates, "one", "plain");
+  ratio("one_node_over_raw", g_rates, "one", "raw");
+  ratio("64_nodes_over_1", g_rates, "64", "one");
+  std::printf("ratio of the peak resident sets:\n");
+  ratio("rss_16M_over_1M", g_peak_rss, "long", "one");
   return 0;
 }

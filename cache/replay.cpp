@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <unordered_map>
 
 
 namespace rmai::cache {
@@ -20,38 +19,19 @@ ReplayPlan replay_plan(const spec::Experiment& e, std::size_t first_token) {
   return plan;
 }
 
-std::vector<std::uint32_t> sequence_order(const traces::RoutingTrace& trace) {
-  // Already grouped when no sequence comes back after another one started.
-  std::unordered_map<std::uint32_t, std::size_t> first_of;  // sequence -> its rank by first token
-  bool grouped = true;
-  for (std::size_t t = 0; t < trace.tokens(); ++t) {
-    const auto [at, fresh] = first_of.try_emplace(trace.seq(t), first_of.size());
-    if (!fresh && t > 0 && trace.seq(t - 1) != trace.seq(t)) grouped = false;
-  }
-  if (grouped) return {};
-  std::vector<std::size_t> start(first_of.size() + 1, 0);  // counting sort by rank: stable
-  for (std::size_t t = 0; t < trace.tokens(); ++t) ++start[first_of[trace.seq(t)] + 1];
-  for (std::size_t r = 1; r < start.size(); ++r) start[r] += start[r - 1];
-  std::vector<std::uint32_t> order(trace.tokens());
-  for (std::size_t t = 0; t < trace.tokens(); ++t) order[start[first_of[trace.seq(t)]]++] = static_cast<std::uint32_t>(t);
-  return order;
-}
-
 namespace {
 
 // One node's replay: the stream, the requests in the batch and the step that serves them.
 class Replay {
  public:
-  Replay(const traces::RoutingTrace& trace, const ReplayPlan& plan, ExpertCache& cache, ReplayExecutor& exec,
+  Replay(const traces::SpilledTrace& trace, const ReplayPlan& plan, ExpertCache& cache, ReplayExecutor& exec,
          ExpertCache* host)
       : trace_(trace), plan_(plan), cache_(cache), exec_(exec), host_(host), tokens_(trace.tokens()),
-        layer_keys_(plan.experts), seen_(plan.experts, 0) {
-    if (plan.order && !plan.order->empty() && plan.order->size() != tokens_)
-      throw std::logic_error("replay: the sequence order is of another trace");
-  }
+        per_token_(std::size_t{trace.shape().layers} * trace.shape().top_k),
+        read_ahead_(std::max<std::size_t>(1, kWindowBytes / (plan.batch * (per_token_ + 6) * 2))),
+        layer_keys_(plan.experts), seen_(plan.experts, 0) {}
 
   ReplayTally run() {
-    tally_.token_latencies.reserve(tokens_);
     slots_.resize(plan_.batch);
     while (admit()) decode_step();
     exec_.replay_ends();
@@ -59,19 +39,26 @@ class Replay {
   }
 
  private:
-  // A request: one sequence's run of the stream, [next, end) still to decode.
+  // What a node reads of the trace at once, for all its requests: windows, not the trace.
+  static constexpr std::size_t kWindowBytes = std::size_t(256) << 10;
+
+  // A request: one sequence's run of the stream, [next, end) still to decode, and the window of
+  // its tokens read ahead.
   struct Request {
     std::size_t next = 0, end = 0;
     double admitted = 0, first_out = 0;  // when it joined the batch; when its prefill ended (or it joined)
     std::uint64_t decoded = 0;
     bool active = false;
+    traces::TokenWindow window;
+  };
+  // A token of the current step: its index in the trace and its routing (all layers).
+  struct StepToken {
+    std::size_t token;
+    const std::uint16_t* experts;
   };
 
-  // The trace token at stream position `pos`.
-  std::size_t token_at(std::size_t pos) const {
-    const std::size_t p = (plan_.first_token + pos) % tokens_;
-    return plan_.order && !plan_.order->empty() ? (*plan_.order)[p] : p;
-  }
+  // Where stream position `pos` is in the spilled trace (whose order is the unrotated stream).
+  std::size_t at(std::size_t pos) const { return (plan_.first_token + pos) % tokens_; }
 
   // Fills the free slots with the stream's next requests, each prefilled as it joins; false once
   // nothing is left to decode.
@@ -87,40 +74,53 @@ class Replay {
     return any;
   }
 
-  // The next request of the stream: the run of one sequence's tokens, up to the wrap of the stream.
+  // The next request of the stream: the rest of one sequence's tokens, up to the end of the stream
+  // (the wrap to the trace's first token is a sequence's start, so no request crosses it).
   void start_request(Request& r, double admitted) {
     const std::size_t begin = stream_;
-    const std::uint32_t seq = trace_.seq(token_at(begin));
-    const std::size_t wrap = tokens_ - plan_.first_token % tokens_;  // stream position of trace token 0
-    std::size_t end = begin + 1;
-    while (end < tokens_ && end != wrap && trace_.seq(token_at(end)) == seq) ++end;
+    const std::size_t from = at(begin);
+    const auto& sequence = trace_.sequence_at(from);
+    const std::size_t end = std::min<std::size_t>(begin + (sequence.start + sequence.tokens - from), tokens_);
     stream_ = end;
-    std::size_t prefill_end = begin;
-    while (prefill_end < end && trace_.phase(token_at(prefill_end)) == traces::Phase::Prefill) ++prefill_end;
-    r = {prefill_end, end, admitted, admitted, 0, true};
+    // Its prompt tokens come first in the sequence: those not before the start of the stream.
+    const std::size_t prompt_end = sequence.start + sequence.prefill;
+    const std::size_t prefill_end = begin + std::min(end - begin, prompt_end > from ? prompt_end - from : 0);
+    r.next = prefill_end;
+    r.end = end;
+    r.admitted = r.first_out = admitted;
+    r.decoded = 0;
+    r.active = true;
     if (prefill_end > begin) {  // its prompt is prefilled as it joins, before the batch goes on
-      prefill_step(begin, prefill_end);
+      prefill_step(from, prefill_end - begin);
       r.first_out = exec_.now();
       tally_.ttft.push_back(r.first_out - r.admitted);
     }
     if (r.next == r.end) r.active = false;  // a prompt without decode tokens
   }
 
-  void prefill_step(std::size_t begin, std::size_t end) {
+  void prefill_step(std::size_t from, std::size_t count) {
+    trace_.read(from, count, prompt_);
     step_tokens_.clear();
-    for (std::size_t p = begin; p < end; ++p) step_tokens_.push_back(token_at(p));
-    const double n = double(step_tokens_.size());
+    for (std::size_t p = from; p < from + count; ++p) step_tokens_.push_back({prompt_.trace_index(p), prompt_.experts(p).data()});
+    const double n = double(count);
     // Causal attention: prompt token j reads the j tokens before it.
     step(n * (n - 1) / 2, tally_.prefill_stall_s);
-    tally_.prefill_tokens += step_tokens_.size();
+    tally_.prefill_tokens += count;
     ++tally_.prefill_steps;
     progress();
   }
 
+  // The token a request decodes next, from its window (read on when it runs out).
+  StepToken next_token(Request& r) {
+    const std::size_t p = at(r.next);
+    if (!r.window.holds(p)) trace_.read(p, std::min(read_ahead_, r.end - r.next), r.window);
+    return {r.window.trace_index(p), r.window.experts(p).data()};
+  }
+
   void decode_step() {
     step_tokens_.clear();
-    for (const auto& r : slots_)
-      if (r.active) step_tokens_.push_back(token_at(r.next));
+    for (auto& r : slots_)
+      if (r.active) step_tokens_.push_back(next_token(r));
     const double start = exec_.now();
     step(plan_.context * double(step_tokens_.size()), tally_.stall_s);
     const double latency = exec_.now() - start;
@@ -143,6 +143,11 @@ class Replay {
     if (plan_.progress) plan_.progress(tally_.decode_tokens + tally_.prefill_tokens, tokens_);
   }
 
+  // The top_k expert ids of a step token at a layer.
+  std::span<const std::uint16_t> routed(const StepToken& t, std::uint32_t layer) const {
+    return {t.experts + std::size_t{layer} * plan_.top_k, plan_.top_k};
+  }
+
   // The step of step_tokens_ through every layer; adds the time it waited for experts to `stall`.
   void step(double context_tokens, double& stall) {
     const auto n = static_cast<std::uint32_t>(step_tokens_.size());
@@ -151,7 +156,8 @@ class Replay {
       if (!plan_.replays_layer[layer]) continue;
       const std::span<const ExpertKey> keys = layer_union(layer);
       lookups(layer, keys, stall);
-      exec_.layer_routed(step_tokens_.front(), layer, keys);
+      const auto& first = step_tokens_.front();
+      exec_.layer_routed(first.token, {first.experts, per_token_}, layer, keys);
       if (plan_.layer_time) exec_.compute(plan_.layer_time({n, static_cast<std::uint32_t>(keys.size()), context_tokens}));
     }
   }
@@ -162,8 +168,8 @@ class Replay {
     exec_.layer_begins({layer_keys_.data(), plan_.top_k});
     ++stamp_;
     std::size_t size = 0;
-    for (const std::size_t token : step_tokens_)
-      for (const auto expert : trace_.experts(token, layer)) {
+    for (const auto& token : step_tokens_)
+      for (const auto expert : routed(token, layer)) {
         if (seen_[expert] == stamp_) continue;
         seen_[expert] = stamp_;
         layer_keys_[size++] = expert_key(layer, expert, plan_.experts);
@@ -180,8 +186,8 @@ class Replay {
   // switches the misses in; adds the time spent waiting for them to `stall`.
   void lookups(std::uint32_t layer, std::span<const ExpertKey> keys, double& stall) {
     misses_.clear();
-    for (const std::size_t token : step_tokens_) {
-      const auto experts = trace_.experts(token, layer);
+    for (const auto& token : step_tokens_) {
+      const auto experts = routed(token, layer);
       for (std::size_t k = 0; k < experts.size(); ++k) {
         ++tally_.accesses;
         const ExpertKey key = expert_key(layer, experts[k], plan_.experts);
@@ -190,7 +196,7 @@ class Replay {
         const auto access = cache_.access(key, keys);
         if (!access.hit) {
           if (access.evicted) exec_.evicted(*access.evicted);
-          Access miss{token, layer, experts[k], key};
+          Access miss{token.token, layer, experts[k], key};
           if (host_) {
             // The host cache keeps what this layer is still bringing in (concurrent switches); a
             // prefill step may bring more than it holds: those in hand go first.
@@ -228,15 +234,18 @@ class Replay {
     misses_.clear();
   }
 
-  const traces::RoutingTrace& trace_;
+  const traces::SpilledTrace& trace_;
   const ReplayPlan& plan_;
   ExpertCache& cache_;
   ReplayExecutor& exec_;
   ExpertCache* host_;
   const std::size_t tokens_;
+  const std::size_t per_token_;            // expert ids of a token, all layers
+  const std::size_t read_ahead_;           // tokens a request's window holds
   std::size_t stream_ = 0;                 // stream position of the next request
   std::vector<Request> slots_;
-  std::vector<std::size_t> step_tokens_;   // trace tokens of the current step
+  traces::TokenWindow prompt_;             // the prompt being prefilled
+  std::vector<StepToken> step_tokens_;     // the current step's
   // The current layer's union (see layer_union): one slot per expert of a layer, never reallocated,
   // since a prefetcher keeps a view of it.
   std::vector<ExpertKey> layer_keys_;
@@ -279,7 +288,7 @@ void add_tally(ReplayTally&& t, metrics::RunResult& r) {
   append(s.tpot, t.tpot);
 }
 
-ReplayTally replay(const traces::RoutingTrace& trace, const ReplayPlan& plan, ExpertCache& cache,
+ReplayTally replay(const traces::SpilledTrace& trace, const ReplayPlan& plan, ExpertCache& cache,
                    ReplayExecutor& exec, ExpertCache* host) {
   if (trace.tokens() == 0) {
     exec.replay_ends();

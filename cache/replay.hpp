@@ -14,6 +14,8 @@
 //
 // The node's stream: the trace's tokens grouped by sequence (in order of first appearance), started
 // at plan.first_token and wrapped around; a sequence cut by the start or the wrap is two requests.
+// The trace is read from its spilled form (traces/spilled_trace.hpp), laid out in that order, a
+// window per request at a time: a node's memory does not grow with the trace.
 //
 // What a switch, compute and the clock are is the executor's: the simulator's runs SimGrid
 // activities on the simulated clock (sim/replay.cpp), the emulator's loads the expert through a real
@@ -28,7 +30,7 @@
 #include "cache/expert_cache.hpp"
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
-#include "traces/trace.hpp"
+#include "traces/spilled_trace.hpp"
 
 namespace rmai::cache {
 
@@ -72,23 +74,19 @@ class ReplayExecutor {
   // The host cache evicted `key` to make room for the expert about to be fetched into it.
   virtual void host_evicted(ExpertKey /*key*/) {}
   // Prefetch hooks (batch 1 only), in this order per layer: before its routing is read; before each
-  // expert's lookup; once the layer's own switches are done (with its keys), just before it
-  // computes. `layer_keys` is the loop's own storage of the current layer's keys (top_k entries,
+  // expert's lookup; once the layer's own switches are done (with the token's routing, all layers
+  // as in Token::experts, valid during the call, and the layer's keys), just before it computes. `layer_keys` is the loop's own storage of the current layer's keys (top_k entries,
   // filled right after this call): it stays valid, and is updated in place, until replay() returns.
   virtual void layer_begins(std::span<const ExpertKey> /*layer_keys*/) {}
   virtual void before_lookup(ExpertKey /*key*/) {}
-  virtual void layer_routed(std::size_t /*token*/, std::uint32_t /*layer*/, std::span<const ExpertKey> /*keys*/) {}
+  virtual void layer_routed(std::size_t /*token*/, std::span<const std::uint16_t> /*routing*/, std::uint32_t /*layer*/,
+                            std::span<const ExpertKey> /*keys*/) {}
   // The last token ended; `layer_keys` is still valid during this call (work in flight may read it).
   virtual void replay_ends() {}
 };
 
-// The trace's tokens grouped by sequence, in order of each sequence's first token; empty when the
-// trace already is (one sequence, or sequences one after another), which stands for the identity.
-std::vector<std::uint32_t> sequence_order(const traces::RoutingTrace& trace);
-
 struct ReplayPlan {
   std::size_t first_token = 0;        // where this node's stream starts
-  const std::vector<std::uint32_t>* order = nullptr;  // sequence_order(trace); null or empty: identity
   std::uint32_t experts = 0;          // routed experts per MoE layer (for the keys)
   std::uint32_t top_k = 0;
   std::vector<bool> replays_layer;    // by MoE layer: false skips it (emul.layers)
@@ -129,7 +127,7 @@ metrics::Serving serving_settings(const spec::Experiment& experiment);
 
 // Replays every token of `trace` once, starting at plan.first_token. `host`, when given, is the
 // node's host-DRAM cache in front of the tier.
-ReplayTally replay(const traces::RoutingTrace& trace, const ReplayPlan& plan, ExpertCache& cache,
+ReplayTally replay(const traces::SpilledTrace& trace, const ReplayPlan& plan, ExpertCache& cache,
                    ReplayExecutor& executor, ExpertCache* host = nullptr);
 
 }  // namespace rmai::cache

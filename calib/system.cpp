@@ -56,18 +56,6 @@ Mapping::~Mapping() {
   if (data_) ::munmap(data_, bytes_);
 }
 
-Fd& Fd::operator=(Fd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-Fd::~Fd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Fd memfd(const std::string& name, std::size_t bytes, bool huge) {
   Fd fd(::memfd_create(name.c_str(), MFD_CLOEXEC | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0)));
   if (fd.get() < 0) throw_errno("memfd_create for " + name);

@@ -1,9 +1,11 @@
 #pragma once
-// Small RAII pieces the probes share: a memory mapping, a file descriptor, a userfaultfd.
+// Small RAII pieces the probes share: a memory mapping, a memfd, a userfaultfd.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
+
+#include "posix/fd.hpp"
 
 namespace rmai::calib {
 
@@ -29,18 +31,7 @@ class Mapping {
   std::size_t bytes_ = 0;
 };
 
-// A file descriptor closed by the destructor.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  Fd& operator=(Fd&& other) noexcept;
-  ~Fd();
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+using posix::Fd;
 
 // A memfd of `bytes` (shmem, or hugetlb 2 MiB pages). Throws std::system_error.
 Fd memfd(const std::string& name, std::size_t bytes, bool huge);

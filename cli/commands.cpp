@@ -55,7 +55,7 @@ int check(const ExperimentArgs& o) {
   const auto e = spec::load_experiment(o.file, o.sets);
   sim::check_registered(e);
   if (e.trace.file)
-    traces::experiment_trace(e);  // validates the whole trace against the model
+    traces::spilled_experiment_trace(e);  // validates the whole trace against the model
   else
     traces::experiment_generator(e);  // validates the generator against the model
   YAML::Emitter out;
@@ -78,7 +78,7 @@ void print_key_results(const std::string& summary_json) {
 
 int run(const RunArgs& o) {
   const auto e = spec::load_experiment(o.experiment.file, o.experiment.sets);
-  const auto trace = traces::experiment_trace(e);
+  const auto trace = traces::spilled_experiment_trace(e);
   const fs::path out = o.out.empty() ? fs::path("results") / e.name : fs::path(o.out);
   metrics::check_results_dir(out, "--out");  // before the run, not after it
   const auto selection = metrics::parse_switch_selection(o.switches, "--switches");

@@ -140,7 +140,7 @@ class StoreExecutor final : public cache::ReplayExecutor {
 
 }  // namespace
 
-metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace& trace, const Catalog& catalog,
+metrics::RunResult replay(const spec::Experiment& e, const traces::SpilledTrace& trace, const Catalog& catalog,
                           ExpertStore& store, const cache::ReplayProgress& progress) {
   const auto& model = e.model;
   if (e.cache.prefetch != cache::kNoPrefetch)
@@ -181,9 +181,7 @@ metrics::RunResult replay(const spec::Experiment& e, const traces::RoutingTrace&
   r.pool_bytes = double(catalog.total_bytes()) + double(e.cache.host_experts) * double(catalog.object_bytes());
   r.serving = cache::serving_settings(e);
   StoreExecutor exec(catalog, store, model.experts, host.has_value(), devices, r.switches);
-  const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   cache::ReplayPlan plan = cache::replay_plan(e, 0);
-  plan.order = &order;
   plan.progress = progress;
   cache::add_tally(cache::replay(trace, plan, cache, exec, host ? &*host : nullptr), r);
   r.simulated_time_s = exec.now();  // measured, not simulated: the replay's wall time

@@ -9,11 +9,11 @@
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
 #include "emul/store.hpp"
-#include "traces/trace.hpp"
+#include "traces/spilled_trace.hpp"
 
 namespace rmai::emul {
 
-metrics::RunResult replay(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
+metrics::RunResult replay(const spec::Experiment& experiment, const traces::SpilledTrace& trace,
                           const Catalog& catalog, ExpertStore& store, const cache::ReplayProgress& progress = {});
 
 }  // namespace rmai::emul

@@ -23,7 +23,7 @@ Catalog catalog_of(const spec::Experiment& e) {
 
 bool emulated(const std::string& tier) { return StoreRegistry::instance().contains(tier); }
 
-metrics::RunResult run_emulation(const spec::Experiment& e, const traces::RoutingTrace& trace, const Launch& launch) {
+metrics::RunResult run_emulation(const spec::Experiment& e, const traces::SpilledTrace& trace, const Launch& launch) {
   if (!emulated(e.tier))
     throw InputError(e.values.child("memory").where("tier"),
                      "'" + e.tier + "' has no emulation: " + e.tier_definition->no_emulation + " (emulated: " +

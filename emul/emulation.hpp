@@ -11,7 +11,7 @@
 #include "emul/objects.hpp"
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
-#include "traces/trace.hpp"
+#include "traces/spilled_trace.hpp"
 
 namespace rmai::emul {
 
@@ -32,7 +32,7 @@ Catalog catalog_of(const spec::Experiment& experiment);
 // Whether the emulator has the tier (a store registered under its name: every tier but cxl).
 bool emulated(const std::string& tier);
 
-metrics::RunResult run_emulation(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
+metrics::RunResult run_emulation(const spec::Experiment& experiment, const traces::SpilledTrace& trace,
                                  const Launch& launch);
 
 }  // namespace rmai::emul

@@ -314,14 +314,16 @@ class NodeExecutor : public cache::ReplayExecutor {
 // holds the mutex whenever it touches the shared state.
 class PrefetchingExecutor final : public NodeExecutor {
  public:
-  PrefetchingExecutor(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
-                      const Tier& tier, const NodeHosts& hosts, cache::ExpertCache& cache, NodeOutcome& out)
+  PrefetchingExecutor(std::uint32_t node, const spec::Experiment& e, const Tier& tier, const NodeHosts& hosts,
+                      cache::ExpertCache& cache, NodeOutcome& out)
       : NodeExecutor(node, e, tier, hosts, out),
         cache_(cache),
         depth_(e.cache.prefetch_depth),
         prefetcher_(cache::PrefetcherRegistry::instance().make(
             e.cache.prefetch, {e.model.moe_layers, e.model.experts, static_cast<std::uint32_t>(depth_),
-                               [&trace](std::size_t t, std::uint32_t l) { return trace.experts(t, l); }})),
+                               [this](std::size_t, std::uint32_t l) {
+                                 return routing_.subspan(std::size_t{l} * e_.model.top_k, e_.model.top_k);
+                               }})),
         lock_(*p_.mutex, std::defer_lock) {}
 
   void layer_begins(std::span<const cache::ExpertKey> layer_keys) override {
@@ -344,8 +346,10 @@ class PrefetchingExecutor final : public NodeExecutor {
   }
   // Hands the next layer's predictions that are neither resident nor on their way to the free
   // prefetch actors; they start now, as the layer starts computing.
-  void layer_routed(std::size_t token, std::uint32_t layer, std::span<const cache::ExpertKey> keys) override {
+  void layer_routed(std::size_t token, std::span<const std::uint16_t> routing, std::uint32_t layer,
+                    std::span<const cache::ExpertKey> keys) override {
     p_.started.clear();
+    routing_ = routing;
     prefetcher_->routed(token, layer, keys, predicted_);
     p_.token = token;
     p_.layer = layer + 1;
@@ -394,6 +398,7 @@ class PrefetchingExecutor final : public NodeExecutor {
 
   cache::ExpertCache& cache_;
   std::size_t depth_;
+  std::span<const std::uint16_t> routing_;  // the token's, while its layer routes (the oracle reads it)
   std::unique_ptr<cache::Prefetcher> prefetcher_;
   Prefetching p_;
   std::unique_lock<sg4::Mutex> lock_;
@@ -410,8 +415,8 @@ bool fast_path_applies(const spec::Experiment& e, const std::vector<std::string>
   return e.fast_path && !model_changed && e.serving.concurrency == 1 && e.cache.prefetch == cache::kNoPrefetch;
 }
 
-void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::RoutingTrace& trace,
-                 const std::vector<std::uint32_t>& order, const Tier& tier, const NodeHosts& hosts,
+void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::SpilledTrace& trace,
+                 const Tier& tier, const NodeHosts& hosts,
                  const cache::ReplayProgress& progress, const FastPath* fast, NodeOutcome& out) {
   const auto& model = e.model;
   const std::size_t keys = model.routed_experts_total();
@@ -420,7 +425,6 @@ void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::Ro
   if (e.cache.host_experts > 0)
     host.emplace(e.cache.host_experts, keys, cache::PolicyRegistry::instance().make(e.cache.host_policy, keys));
   cache::ReplayPlan plan = cache::replay_plan(e, std::size_t(node) * trace.tokens() / e.nodes);
-  plan.order = &order;
   plan.dense_time = [&e](const cache::StepWork& w) { return dense_layers_compute_time(e, w); };
   plan.layer_time = [&e](const cache::StepWork& w) { return moe_layer_compute_time(e, w); };
   if (node == 0) plan.progress = progress;  // the nodes replay as many tokens each
@@ -428,7 +432,7 @@ void replay_node(std::uint32_t node, const spec::Experiment& e, const traces::Ro
   if (e.cache.prefetch == cache::kNoPrefetch)
     exec = std::make_unique<NodeExecutor>(node, e, tier, hosts, out, fast);
   else
-    exec = std::make_unique<PrefetchingExecutor>(node, e, trace, tier, hosts, cache, out);
+    exec = std::make_unique<PrefetchingExecutor>(node, e, tier, hosts, cache, out);
   out.tally = cache::replay(trace, plan, cache, *exec, host ? &*host : nullptr);
 }
 
@@ -581,6 +585,12 @@ TransferCounts transfer_counts() { return g_transfer_counts; }
 metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress,
                             metrics::SwitchLog switches) {
+  return simulate(e, traces::SpilledTrace::spill(trace), simgrid_args, progress, std::move(switches));
+}
+
+metrics::RunResult simulate(const spec::Experiment& e, const traces::SpilledTrace& trace,
+                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress,
+                            metrics::SwitchLog switches) {
   check_registered(e);
   check_simgrid_options(simgrid_args);
 
@@ -604,13 +614,12 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
   r.switches = std::move(switches);
   std::vector<NodeOutcome> outcomes(e.nodes);
   for (auto& o : outcomes) o.switches = &r.switches;
-  const std::vector<std::uint32_t> order = cache::sequence_order(trace);
   if (fast_path_applies(e, simgrid_args)) {  // no SimGrid activity: the nodes are fibers (see Executor)
     Fabric fabric(cluster.links());
     NodeFibers fibers(fabric);
     const FastPath fast{cluster, fibers};
     for (std::uint32_t i = 0; i < e.nodes; ++i)
-      fibers.add([&, i] { replay_node(i, e, trace, order, *tier, cluster.node(i), progress, &fast, outcomes[i]); });
+      fibers.add([&, i] { replay_node(i, e, trace, *tier, cluster.node(i), progress, &fast, outcomes[i]); });
     fibers.run();
   } else {
     // An exception in an actor would abort the process inside SimGrid: each node keeps its own, the
@@ -619,7 +628,7 @@ metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrac
     for (std::uint32_t i = 0; i < e.nodes; ++i)
       sg4::Actor::create("replay-" + std::to_string(i), cluster.node(i).host, [&, i] {
         try {
-          replay_node(i, e, trace, order, *tier, cluster.node(i), progress, nullptr, outcomes[i]);
+          replay_node(i, e, trace, *tier, cluster.node(i), progress, nullptr, outcomes[i]);
         } catch (...) {
           failures[i] = std::current_exception();
         }

@@ -7,7 +7,7 @@
 #include "metrics/results.hpp"
 #include "spec/experiment.hpp"
 #include "cache/replay.hpp"
-#include "traces/trace.hpp"
+#include "traces/spilled_trace.hpp"
 
 namespace rmai::sim {
 
@@ -30,6 +30,10 @@ void check_registered(const spec::Experiment& experiment);
 // metrics. `simgrid_args` are pass-through `--cfg=`/`--log=` options. The switches go into
 // `switches` as they happen, the nodes' interleaved (in memory by default; a log that streams
 // keeps the run's memory flat). One call per process: SimGrid runs one engine per process.
+metrics::RunResult simulate(const spec::Experiment& experiment, const traces::SpilledTrace& trace,
+                            const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {},
+                            metrics::SwitchLog switches = {});
+// The same for a trace in memory (spilled first).
 metrics::RunResult simulate(const spec::Experiment& experiment, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress = {},
                             metrics::SwitchLog switches = {});

@@ -174,7 +174,7 @@ VerifiedReplay verified_replay(const spec::Experiment& e) {
   const auto store = StoreRegistry::instance().make("rmai", {e, catalog, &remote, ""});
   VerifyingStore verifying(*store, catalog);
   VerifiedReplay out;
-  out.result = replay(e, traces::experiment_trace(e), catalog, verifying);
+  out.result = replay(e, traces::spilled_experiment_trace(e), catalog, verifying);
   out.loads = verifying.loads;
   out.bad = verifying.bad;
   out.most_in_flight = verifying.most_in_flight;
