@@ -93,7 +93,7 @@ class Replay {
     if (prefill_end > begin) {  // its prompt is prefilled as it joins, before the batch goes on
       prefill_step(from, prefill_end - begin);
       r.first_out = exec_.now();
-      tally_.ttft.push_back(r.first_out - r.admitted);
+      tally_.ttft.add(r.first_out - r.admitted);
     }
     if (r.next == r.end) r.active = false;  // a prompt without decode tokens
   }
@@ -124,8 +124,8 @@ class Replay {
     const double start = exec_.now();
     step(plan_.context * double(step_tokens_.size()), tally_.stall_s);
     const double latency = exec_.now() - start;
-    for (std::size_t i = 0; i < step_tokens_.size(); ++i) tally_.token_latencies.push_back(latency);
-    tally_.step_latencies.push_back(latency);
+    for (std::size_t i = 0; i < step_tokens_.size(); ++i) tally_.token_latencies.add(latency);
+    tally_.step_latencies.add(latency);
     tally_.decode_tokens += step_tokens_.size();
     ++tally_.decode_steps;
     tally_.max_batch = std::max(tally_.max_batch, static_cast<std::uint32_t>(step_tokens_.size()));
@@ -134,7 +134,7 @@ class Replay {
       ++r.decoded;
       if (++r.next < r.end) continue;
       r.active = false;
-      tally_.tpot.push_back((exec_.now() - r.first_out) / double(r.decoded));
+      tally_.tpot.add((exec_.now() - r.first_out) / double(r.decoded));
     }
     progress();
   }
@@ -269,13 +269,10 @@ metrics::Serving serving_settings(const spec::Experiment& e) {
 }
 
 void add_tally(ReplayTally&& t, metrics::RunResult& r) {
-  const auto append = [](std::vector<double>& to, const std::vector<double>& from) {
-    to.insert(to.end(), from.begin(), from.end());
-  };
   r.expert_accesses += t.accesses;
   r.tokens += t.decode_tokens;
   r.stall_s += t.stall_s;
-  append(r.token_latencies, t.token_latencies);
+  r.token_latencies.merge(t.token_latencies);
   auto& s = r.serving;
   s.decode_steps += t.decode_steps;
   s.prefill_steps += t.prefill_steps;
@@ -283,9 +280,9 @@ void add_tally(ReplayTally&& t, metrics::RunResult& r) {
   s.max_batch = std::max(s.max_batch, t.max_batch);
   s.host_hits += t.host_hits;
   s.prefill_stall_s += t.prefill_stall_s;
-  append(s.step_latencies, t.step_latencies);
-  append(s.ttft, t.ttft);
-  append(s.tpot, t.tpot);
+  s.step_latencies.merge(t.step_latencies);
+  s.ttft.merge(t.ttft);
+  s.tpot.merge(t.tpot);
 }
 
 ReplayTally replay(const traces::SpilledTrace& trace, const ReplayPlan& plan, ExpertCache& cache,

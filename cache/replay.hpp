@@ -104,10 +104,12 @@ struct ReplayTally {
   std::uint64_t decode_steps = 0, prefill_steps = 0;
   std::uint32_t max_batch = 0;           // most tokens one decode step took
   std::uint64_t host_hits = 0;           // GPU misses the host cache served
-  std::vector<double> token_latencies;   // per decode token: its step's latency, in replay order
-  std::vector<double> step_latencies;    // per decode step
-  std::vector<double> ttft;              // per request with a prompt: admission to the end of its prefill
-  std::vector<double> tpot;              // per request with decode tokens: time per output token
+  // Summarized as they come (exact up to a million values each, metrics/switch_log.hpp), so that
+  // memory does not grow with the trace.
+  metrics::StreamingSummary token_latencies;  // per decode token: its step's latency, in replay order
+  metrics::StreamingSummary step_latencies;   // per decode step
+  metrics::StreamingSummary ttft;             // per request with a prompt: admission to the end of its prefill
+  metrics::StreamingSummary tpot;             // per request with decode tokens: time per output token
   // Time the decode steps waited for their experts, on the executor's clock: demand switches and
   // waits for prefetches still in flight (a step's latency minus its compute); prefill's apart.
   double stall_s = 0;

@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 
 std::string summary_json(const RunResult& r) {
   const auto latency = r.switches.latency();
-  const auto tokens = summarize(r.token_latencies);
+  const auto tokens = r.token_latencies.summary();
   nlohmann::ordered_json j;
   j["schema"] = 1;
   j["mode"] = r.mode;
@@ -69,9 +69,9 @@ std::string summary_json(const RunResult& r) {
                   {"host_hits", s.host_hits},
                   {"prefill_stall_s", s.prefill_stall_s}};
   // With its count: no requests with a prompt is 0 TTFTs, not an instant first token.
-  const auto distribution = [](const std::vector<double>& values) {
-    const auto d = summarize(values);
-    return nlohmann::ordered_json{{"count", values.size()}, {"mean", d.mean}, {"p50", d.p50},
+  const auto distribution = [](const StreamingSummary& values) {
+    const auto d = values.summary();
+    return nlohmann::ordered_json{{"count", values.count()}, {"mean", d.mean}, {"p50", d.p50},
                                   {"p95", d.p95},           {"p99", d.p99},   {"max", d.max}};
   };
   j["step_latency_s"] = distribution(s.step_latencies);

@@ -75,9 +75,9 @@ struct Serving {
   std::uint32_t max_batch = 0;       // most tokens one decode step took, over the nodes
   std::uint64_t host_hits = 0;       // GPU misses served by the host cache
   double prefill_stall_s = 0;        // time prefill steps waited for experts
-  std::vector<double> step_latencies;  // per decode step
-  std::vector<double> ttft;            // per request with a prompt
-  std::vector<double> tpot;            // per request with decode tokens
+  StreamingSummary step_latencies;  // per decode step
+  StreamingSummary ttft;            // per request with a prompt
+  StreamingSummary tpot;            // per request with decode tokens
 };
 
 struct RunResult {
@@ -102,7 +102,7 @@ struct RunResult {
   std::optional<Cost> cost;
   std::optional<EmulInfo> emul;
   Serving serving;
-  std::vector<double> token_latencies;
+  StreamingSummary token_latencies;  // per decode token, node after node
   SwitchLog switches;
   // Tokens of all nodes per simulated second.
   double tokens_per_s() const { return simulated_time_s > 0 ? double(tokens) / simulated_time_s : 0.0; }

@@ -82,6 +82,22 @@ void StreamingSummary::add(double value) {
   to_histogram(value);
 }
 
+void StreamingSummary::merge(const StreamingSummary& other) {
+  if (other.count_ == other.exact_.size()) {
+    for (const double value : other.exact_) add(value);
+    return;
+  }
+  for (const double kept : exact_) to_histogram(kept);
+  exact_.clear();
+  exact_.shrink_to_fit();
+  for (const auto& [bucket, n] : other.buckets_) buckets_[bucket] += n;
+  nonpositive_ += other.nonpositive_;
+  min_ = count_ == 0 ? other.min_ : std::min(min_, other.min_);
+  max_ = count_ == 0 ? other.max_ : std::max(max_, other.max_);
+  sum_ += other.sum_;
+  count_ += other.count_;
+}
+
 void StreamingSummary::to_histogram(double value) {
   if (value > 0)
     ++buckets_[bucket_of(value)];

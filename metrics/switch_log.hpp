@@ -35,16 +35,22 @@ class StreamingSummary {
   static constexpr std::size_t kExactLimit = std::size_t(1) << 20;  // 8 MiB of values
   static constexpr double kRelativeError = 1e-4;
 
-  explicit StreamingSummary(std::size_t exact_limit = kExactLimit) : exact_limit_(exact_limit) {}
+  StreamingSummary() = default;
+  explicit StreamingSummary(std::size_t exact_limit) : exact_limit_(exact_limit) {}
   void add(double value);
+  // Adds every value of `other`, as if added one by one after these: kept values in their order,
+  // so that the summary is the same to the last bit as one summary of them all.
+  void merge(const StreamingSummary& other);
   std::uint64_t count() const { return count_; }
   Distribution summary() const;
+  // The values in the order added while all are kept (count() <= the exact limit), else empty.
+  const std::vector<double>& values() const { return exact_; }
 
  private:
   void to_histogram(double value);
   double value_at(std::uint64_t rank) const;  // the rank-th smallest (0-based), within a, histogram only
 
-  std::size_t exact_limit_;
+  std::size_t exact_limit_ = kExactLimit;
   std::vector<double> exact_;
   std::map<std::int32_t, std::uint64_t> buckets_;  // by bucket index, once past exact_limit
   std::uint64_t nonpositive_ = 0;                   // values <= 0 in the histogram, taken as 0

@@ -67,6 +67,34 @@ TEST(StreamingSummary, PercentilesWithinTheStatedBoundPastTheLimit) {
   }
 }
 
+// Summaries of parts merged in order summarize as one summary of them all: to the last bit while
+// every value is kept (the replay's nodes merged into a run), and, past the limit, with the same
+// histogram (the mean only summed in another order).
+TEST(StreamingSummary, MergedPartsSummarizeAsOne) {
+  for (const std::size_t limit : {std::size_t(100000), std::size_t(5000), std::size_t(300)}) {
+    for (const auto& values : samples(12000)) {
+      StreamingSummary whole(limit), merged(limit);
+      std::vector<StreamingSummary> parts(4, StreamingSummary(limit));
+      for (std::size_t i = 0; i < values.size(); ++i) {
+        whole.add(values[i]);
+        parts[i * parts.size() / values.size()].add(values[i]);  // four runs of 3000
+      }
+      for (const auto& part : parts) merged.merge(part);
+      const auto a = merged.summary(), b = whole.summary();
+      EXPECT_EQ(merged.count(), whole.count());
+      EXPECT_EQ(merged.values(), whole.values());
+      EXPECT_EQ(a.p50, b.p50);
+      EXPECT_EQ(a.p95, b.p95);
+      EXPECT_EQ(a.p99, b.p99);
+      EXPECT_EQ(a.max, b.max);
+      if (limit > values.size())
+        EXPECT_EQ(a.mean, b.mean);
+      else
+        EXPECT_NEAR(a.mean, b.mean, 1e-12 * b.mean);
+    }
+  }
+}
+
 TEST(StreamingSummary, ZeroDurationsCountAsZero) {
   std::vector<double> values(300, 0.0);
   for (int i = 0; i < 700; ++i) values.push_back(1e-3 * (1 + i));
