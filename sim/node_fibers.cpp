@@ -73,6 +73,20 @@ void NodeFibers::run() {
     NodeFibers& self;
     ~Detach() { self.state_ = nullptr; }
   } detach{*this};
+  // Leaving by an exception (the loop's own), fibers not finished unwind on their own stacks (Boost
+  // resumes each with forced_unwind), switches told to ASan as every other one.
+  struct Unwind {
+    State& s;
+    ~Unwind() {
+      for (std::size_t i = 0; i < s.fibers.size(); ++i) {
+        if (!s.fibers[i]) continue;
+        void* fake_stack = nullptr;
+        switching_to(&fake_stack, s.stacks[i]);
+        s.fibers[i] = ctx::fiber();
+        switched(fake_stack);
+      }
+    }
+  } unwind{s};
   s.failures.resize(bodies_.size());
   s.stacks.resize(bodies_.size());
   for (std::size_t i = 0; i < bodies_.size(); ++i) {
@@ -83,7 +97,10 @@ void NodeFibers::run() {
                             try {
                               bodies_[i]();
                             } catch (const ctx::detail::forced_unwind&) {
-                              throw;  // a fiber destroyed unfinished unwinds with this: let it through
+                              // A fiber destroyed unfinished (see Unwind) unwinds with this: let it
+                              // through, back to run()'s stack.
+                              switching_to(nullptr, s.scheduler_stack);
+                              throw;
                             } catch (...) {
                               s.failures[i] = std::current_exception();
                             }
@@ -121,7 +138,12 @@ double NodeFibers::wait(Fabric::FlowId flow) {
     s.waiter[flow] = s.current;
     void* fake_stack = nullptr;
     switching_to(&fake_stack, s.scheduler_stack);
-    s.scheduler = std::move(s.scheduler).resume();
+    try {
+      s.scheduler = std::move(s.scheduler).resume();
+    } catch (const ctx::detail::forced_unwind&) {  // back on this stack, to unwind it
+      switched(fake_stack);
+      throw;
+    }
     switched(fake_stack);
   }
   return fabric_.finish(flow);

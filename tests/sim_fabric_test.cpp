@@ -231,5 +231,26 @@ TEST(NodeFibers, ANodeThatThrowsEndsAloneAndItsErrorComesOutOnceAllHaveEnded) {
   expect_near_relative(other_end, 2e-3 + 3e-3);
 }
 
+// A scheduler that finds nodes waiting with nothing in flight (two waiting for one flow: the second
+// takes the wake-up) throws, and the node left waiting unwinds: its destructors run.
+TEST(NodeFibers, NodesLeftWaitingUnwindWhenTheSchedulerFails) {
+  Fabric fabric({shared(kGB)});
+  NodeFibers fibers(fabric);
+  const std::vector<std::uint32_t> route{0};
+  Fabric::FlowId flow = 0;
+  bool unwound = false;
+  fibers.add([&] {
+    struct Flag {
+      bool& set;
+      ~Flag() { set = true; }
+    } flag{unwound};
+    flow = fabric.start(0, 0, 1e6, route, false);
+    fibers.wait(flow);
+  });
+  fibers.add([&] { fibers.wait(flow); });
+  EXPECT_THROW(fibers.run(), std::logic_error);
+  EXPECT_TRUE(unwound);
+}
+
 }  // namespace
 }  // namespace rmai::sim
