@@ -90,7 +90,8 @@ void StreamingSummary::merge(const StreamingSummary& other) {
   for (const double kept : exact_) to_histogram(kept);
   exact_.clear();
   exact_.shrink_to_fit();
-  for (const auto& [bucket, n] : other.buckets_) buckets_[bucket] += n;
+  for (std::size_t i = 0; i < other.buckets_.size(); ++i)
+    if (other.buckets_[i] > 0) count_in(other.first_bucket_ + static_cast<std::int32_t>(i), other.buckets_[i]);
   nonpositive_ += other.nonpositive_;
   min_ = count_ == 0 ? other.min_ : std::min(min_, other.min_);
   max_ = count_ == 0 ? other.max_ : std::max(max_, other.max_);
@@ -98,9 +99,23 @@ void StreamingSummary::merge(const StreamingSummary& other) {
   count_ += other.count_;
 }
 
+void StreamingSummary::count_in(std::int32_t bucket, std::uint64_t n) {
+  if (buckets_.empty()) {
+    first_bucket_ = bucket;
+    buckets_.assign(1, 0);
+  } else if (bucket < first_bucket_) {  // grown downwards by at least its size: amortized O(1)
+    const std::int32_t grow = std::max(first_bucket_ - bucket, static_cast<std::int32_t>(buckets_.size()));
+    buckets_.insert(buckets_.begin(), std::size_t(grow), 0);
+    first_bucket_ -= grow;
+  } else if (std::size_t(bucket - first_bucket_) >= buckets_.size()) {
+    buckets_.resize(std::size_t(bucket - first_bucket_) + 1, 0);
+  }
+  buckets_[std::size_t(bucket - first_bucket_)] += n;
+}
+
 void StreamingSummary::to_histogram(double value) {
   if (value > 0)
-    ++buckets_[bucket_of(value)];
+    count_in(bucket_of(value), 1);
   else
     ++nonpositive_;
 }
@@ -108,9 +123,9 @@ void StreamingSummary::to_histogram(double value) {
 double StreamingSummary::value_at(std::uint64_t rank) const {
   if (rank < nonpositive_) return 0;
   std::uint64_t seen = nonpositive_;
-  for (const auto& [bucket, n] : buckets_) {
-    seen += n;
-    if (rank < seen) return std::clamp(representative(bucket), min_, max_);
+  for (std::size_t i = 0; i < buckets_.size(); ++i) {
+    seen += buckets_[i];
+    if (rank < seen) return std::clamp(representative(first_bucket_ + static_cast<std::int32_t>(i)), min_, max_);
   }
   return max_;
 }

@@ -5,7 +5,6 @@
 // (`rmai run --switches`, docs/interfaces.md).
 #include <cstdint>
 #include <filesystem>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,7 +28,7 @@ Distribution summarize(std::vector<double> values);
 // gamma = (1 + a) / (1 - a) with a = kRelativeError, whose representative value is within a of
 // every value in it. Each percentile is then within a (relative) of the exact one, since it
 // interpolates between two order statistics each within a; mean and max stay exact. Memory: the
-// kept values, then one counter per bucket in use (at most about 1.5e5 for 1 ns to 1e4 s).
+// kept values, then one counter per bucket from the smallest value's to the largest's.
 class StreamingSummary {
  public:
   static constexpr std::size_t kExactLimit = std::size_t(1) << 20;  // 8 MiB of values
@@ -48,11 +47,16 @@ class StreamingSummary {
 
  private:
   void to_histogram(double value);
+  void count_in(std::int32_t bucket, std::uint64_t n);
   double value_at(std::uint64_t rank) const;  // the rank-th smallest (0-based), within a, histogram only
 
   std::size_t exact_limit_ = kExactLimit;
   std::vector<double> exact_;
-  std::map<std::int32_t, std::uint64_t> buckets_;  // by bucket index, once past exact_limit
+  // Counts of buckets first_bucket_, first_bucket_ + 1, ... once past exact_limit: a value costs
+  // one index, where a map cost a search. At most one counter per bucket between the smallest and
+  // the largest value: about 1.5e5 (1.2 MB) for 1 ns to 1e4 s, 7e6 for all positive doubles.
+  std::vector<std::uint64_t> buckets_;
+  std::int32_t first_bucket_ = 0;
   std::uint64_t nonpositive_ = 0;                   // values <= 0 in the histogram, taken as 0
   std::uint64_t count_ = 0;
   double sum_ = 0, max_ = 0, min_ = 0;

@@ -14,6 +14,7 @@ double sharing_penalty(double latency) { return latency > 0 ? latency : 1.0; }
 
 Fabric::Fabric(std::vector<FabricLink> links)
     : links_(std::move(links)),
+      link_users_(links_.size()),
       capacity_left_(links_.size()),
       unfixed_users_(links_.size()),
       unfixed_weight_(links_.size()),
@@ -92,6 +93,11 @@ void Fabric::deactivate(ClassId id) {
   active_[c.active_at] = last;
   classes_[last].active_at = c.active_at;
   active_.pop_back();
+  for (const std::uint32_t l : c.links) {
+    auto& users = link_users_[l];
+    *std::find(users.begin(), users.end(), id) = users.back();
+    users.pop_back();
+  }
   c.service = 0;  // a class that starts again from 0 keeps its dates exact
   if (!c.reusable) free_classes_.push_back(id);
 }
@@ -106,8 +112,9 @@ Fabric::FlowId Fabric::advance() {
       c.ending.pop();
       flows_[id].ended = true;
       flows_[id].end = now_;
-      if (--c.members == 0) deactivate(next_class_);
-      share();
+      const ClassId ended = next_class_;
+      if (--c.members == 0) deactivate(ended);
+      share(ended);
       return id;
     }
     if (joining_.empty()) throw std::logic_error("advance() of an idle fabric");
@@ -125,9 +132,10 @@ Fabric::FlowId Fabric::advance() {
     if (c.members++ == 0) {
       c.active_at = active_.size();
       active_.push_back(flow.cls);
+      for (const std::uint32_t l : c.links) link_users_[l].push_back(flow.cls);
     }
     c.ending.push({c.service + flow.bytes, next.flow});
-    share();
+    share(flow.cls);
   }
 }
 
@@ -137,9 +145,35 @@ void Fabric::progress(double t) {
   now_ = std::max(now_, t);
 }
 
-void Fabric::share() {
+void Fabric::connected_classes(ClassId changed) {
+  // The active classes that reach `changed` through links they share (it may have just left its
+  // links: those that remain on them count), by a search over the links' users.
+  component_.clear();
+  ++search_;
+  if (visited_.size() < classes_.size()) visited_.resize(classes_.size(), 0);
+  const auto visit_users = [&](const Class& c) {
+    for (const std::uint32_t l : c.links)
+      for (const ClassId u : link_users_[l])
+        if (visited_[u] != search_) {
+          visited_[u] = search_;
+          component_.push_back(u);
+        }
+  };
+  if (classes_[changed].members > 0) {
+    visited_[changed] = search_;
+    component_.push_back(changed);
+  }
+  visit_users(classes_[changed]);
+  for (std::size_t i = 0; i < component_.size(); ++i) visit_users(classes_[component_[i]]);
+}
+
+void Fabric::share(ClassId changed) {
+  // Only the classes connected to the one that changed can change their rates: the others' links
+  // see the same flows. The filling below gives each of them what it would over all classes (a
+  // level of another component fixes none of these), to the bit.
+  connected_classes(changed);
   // Each link's capacity and users, and the weights of a shared link's users.
-  for (const ClassId id : active_) {
+  for (const ClassId id : component_) {
     const Class& c = classes_[id];
     for (const std::uint32_t l : c.links) {
       if (unfixed_users_[l] == 0) {
@@ -158,10 +192,10 @@ void Fabric::share() {
       crowded_links_.push_back(l);
       crowded_fatpipe = crowded_fatpipe || links_[l].per_flow;
     }
-  cap_.resize(active_.size());
-  unfixed_.resize(active_.size());
-  for (std::size_t i = 0; i < active_.size(); ++i) {
-    const Class& c = classes_[active_[i]];
+  cap_.resize(component_.size());
+  unfixed_.resize(component_.size());
+  for (std::size_t i = 0; i < component_.size(); ++i) {
+    const Class& c = classes_[component_[i]];
     cap_[i] = c.cap;
     for (const std::uint32_t l : c.links)
       if (unfixed_users_[l] == 1) cap_[i] = std::min(cap_[i], links_[l].bandwidth);
@@ -180,17 +214,17 @@ void Fabric::share() {
     if (crowded_fatpipe) {
       for (const std::uint32_t l : crowded_links_) least_penalty_[l] = kNever;
       for (const std::uint32_t i : unfixed_)
-        for (const std::uint32_t l : classes_[active_[i]].links)
-          if (links_[l].per_flow) least_penalty_[l] = std::min(least_penalty_[l], classes_[active_[i]].penalty);
+        for (const std::uint32_t l : classes_[component_[i]].links)
+          if (links_[l].per_flow) least_penalty_[l] = std::min(least_penalty_[l], classes_[component_[i]].penalty);
     }
     double level = kNever;
     for (const std::uint32_t l : crowded_links_)
       if (unfixed_users_[l] > 0) level = std::min(level, level_of(l));
-    for (const std::uint32_t i : unfixed_) level = std::min(level, cap_[i] * classes_[active_[i]].penalty);
+    for (const std::uint32_t i : unfixed_) level = std::min(level, cap_[i] * classes_[component_[i]].penalty);
     for (const std::uint32_t l : crowded_links_) saturated_[l] = unfixed_users_[l] > 0 && level_of(l) <= level;
     still_unfixed_.clear();
     for (const std::uint32_t i : unfixed_) {
-      Class& c = classes_[active_[i]];
+      Class& c = classes_[component_[i]];
       bool bound = cap_[i] * c.penalty <= level;
       for (const std::uint32_t l : c.links) bound = bound || saturated_[l];
       if (!bound) {

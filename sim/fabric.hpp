@@ -91,9 +91,10 @@ class Fabric {
   ClassId class_of(std::span<const std::uint32_t> links, double latency, bool own_links_alone);
   // Moves every active class's service on to time `t`.
   void progress(double t);
-  // Max-min fair rates of the active classes (progressive filling, as SimGrid's lmm solver does
-  // for their flows), and the next end among them.
-  void share();
+  // Max-min fair rates of the active classes connected to `changed` (progressive filling, as
+  // SimGrid's lmm solver does for their flows), and the next end among all.
+  void share(ClassId changed);
+  void connected_classes(ClassId changed);  // into component_
   void deactivate(ClassId cls);
 
   std::vector<FabricLink> links_;
@@ -107,6 +108,7 @@ class Fabric {
   std::unordered_map<const std::uint32_t*, ClassId> class_of_route_;
   std::priority_queue<Joining, std::vector<Joining>, std::greater<>> joining_;
   std::vector<ClassId> active_;  // classes with members moving bytes
+  std::vector<std::vector<ClassId>> link_users_;  // by link: the active classes it constrains
   double now_ = 0;
   ClassId next_class_ = 0;  // the class whose first member ends first
   double next_end_at_ = std::numeric_limits<double>::infinity();
@@ -118,7 +120,10 @@ class Fabric {
   std::vector<std::uint32_t> used_links_;     // crossed by an active flow
   std::vector<std::uint32_t> crowded_links_;  // crossed by more than one
   std::vector<std::uint8_t> saturated_;
-  std::vector<std::uint32_t> unfixed_, still_unfixed_;
+  std::vector<ClassId> component_;          // the classes share() fills
+  std::vector<std::uint64_t> visited_;      // by class: the search that last reached it
+  std::uint64_t search_ = 0;
+  std::vector<std::uint32_t> unfixed_, still_unfixed_;  // indices into component_
   std::vector<double> cap_;
 };
 
