@@ -18,6 +18,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -31,6 +33,7 @@ namespace {
 const std::string kQuickstart = std::string(RMAI_SOURCE_DIR) + "/experiments/quickstart.yaml";
 std::map<std::string, double> g_rates;  // accesses (or comms) per second, by benchmark
 std::map<std::string, double> g_peak_rss;  // the children's largest peak resident set, bytes
+std::filesystem::path g_scratch;           // where a run's switch log has its (empty) file
 
 // Times `work` in a child process, once per iteration; `units` is what one run does.
 void time_in_child(benchmark::State& state, const std::string& name, double units, const std::function<void()>& work) {
@@ -70,7 +73,12 @@ void replay(benchmark::State& state, const std::string& name, const std::string&
   const auto trace = rmai::traces::spilled_experiment_trace(e);
   const double accesses = double(tokens) * nodes * e.model.moe_layers * e.model.top_k;
   state.counters["expert_accesses"] = accesses;
-  time_in_child(state, name, accesses, [&] { rmai::sim::simulate(e, trace, {}); });
+  time_in_child(state, name, accesses, [&] {
+    // Switches counted and summarized, none kept, as `rmai run --switches none` does.
+    rmai::metrics::SwitchLog switches;
+    switches.stream_to(g_scratch, tier, {rmai::metrics::SwitchSelection::Kind::None});
+    rmai::sim::simulate(e, trace, {}, {}, std::move(switches));
+  });
 }
 
 // SimGrid's own cost of a comm: one actor sending `comms` messages one after another over one link.
@@ -112,8 +120,12 @@ int main(int argc, char** argv) {
   for (const auto& t : rmai::spec::tiers())
     if (t.name != tier)
       add(benchmark::RegisterBenchmark((t.name + "_16k_tokens").c_str(), replay, t.name, t.name, 16384, 1, true));
+  std::string scratch = (std::filesystem::temp_directory_path() / "rmai-bench-XXXXXX").string();
+  if (!mkdtemp(scratch.data())) return 1;
+  g_scratch = scratch;
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
+  std::filesystem::remove_all(g_scratch);
   benchmark::Shutdown();
   std::printf("\nratios of the rates measured above (accesses or comms per second of wall time):\n");
   ratio("fast_over_plain", g_rates, "one", "plain");

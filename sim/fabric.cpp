@@ -172,6 +172,37 @@ void Fabric::share(ClassId changed) {
   // see the same flows. The filling below gives each of them what it would over all classes (a
   // level of another component fixes none of these), to the bit.
   connected_classes(changed);
+  if (component_.size() == 1)
+    share_alone(classes_[component_.front()]);
+  else
+    fill();
+  next_end_at_ = kNever;
+  for (const ClassId id : active_) {
+    const Class& c = classes_[id];
+    const double end = now_ + std::max(0.0, c.ending.top().service - c.service) / c.rate;
+    if (end < next_end_at_) {
+      next_end_at_ = end;
+      next_class_ = id;
+    }
+  }
+}
+
+void Fabric::share_alone(Class& c) {
+  // fill() for one class, the same operations on the same values: its members alone cross its
+  // links, which bind them as caps when it has one member and as links crowded by its members else.
+  double cap = c.cap, level = kNever;
+  for (const std::uint32_t l : c.links) {
+    const FabricLink& link = links_[l];
+    if (c.members == 1)
+      cap = std::min(cap, link.bandwidth);
+    else
+      level = std::min(level, link.per_flow ? link.bandwidth * c.penalty : link.bandwidth / (c.members * c.weight));
+  }
+  level = std::min(level, cap * c.penalty);
+  c.rate = std::min(level * c.weight, cap);
+}
+
+void Fabric::fill() {
   // Each link's capacity and users, and the weights of a shared link's users.
   for (const ClassId id : component_) {
     const Class& c = classes_[id];
@@ -248,15 +279,6 @@ void Fabric::share(ClassId changed) {
   }
   used_links_.clear();
   crowded_links_.clear();
-  next_end_at_ = kNever;
-  for (const ClassId id : active_) {
-    const Class& c = classes_[id];
-    const double end = now_ + std::max(0.0, c.ending.top().service - c.service) / c.rate;
-    if (end < next_end_at_) {
-      next_end_at_ = end;
-      next_class_ = id;
-    }
-  }
 }
 
 }  // namespace rmai::sim

@@ -95,6 +95,8 @@ class Fabric {
   // SimGrid's lmm solver does for their flows), and the next end among all.
   void share(ClassId changed);
   void connected_classes(ClassId changed);  // into component_
+  void fill();                   // the rates of component_'s classes
+  void share_alone(Class& cls);  // the same for a component of one class
   void deactivate(ClassId cls);
 
   std::vector<FabricLink> links_;

@@ -129,7 +129,7 @@ class Executor {
       return {sg4::Comm::sendto_async(t.from, t.to, bytes), {}, -1};
     }
     pass_pending();
-    const Route& route = fast_->cluster.route(t.from, t.to);
+    const Route& route = route_of(t);
     if (alone && !route.shared) {
       ++g_transfer_counts.closed_form;
       return {nullptr, {}, (clock_ + route.latency) + double(bytes) / route.bandwidth};
@@ -149,7 +149,22 @@ class Executor {
     clock_ = std::max(clock_, t.flow ? fast_->fibers.wait(*t.flow) : t.ends);
   }
 
+  // The route of a transfer, from the few this node's transfers take (its servers', its own links):
+  // a short scan, where the cluster's map hashes and walks a bucket every time.
+  const Route& route_of(const Transfer& t) {
+    for (const auto& known : routes_)
+      if (known.from == t.from && known.to == t.to) return *known.route;
+    routes_.push_back({t.from, t.to, &fast_->cluster.route(t.from, t.to)});
+    return *routes_.back().route;
+  }
+
+  struct KnownRoute {
+    const sg4::Host* from;
+    const sg4::Host* to;
+    const Route* route;
+  };
   const FastPath* fast_;
+  std::vector<KnownRoute> routes_;
   double clock_ = 0;    // the fast path's simulated clock (see above)
   double pending_ = 0;  // CPU time not passed yet
 };
