@@ -6,7 +6,8 @@
 //   one_node_over_raw    one node against SimGrid's own rate of sequential comms on one link
 //   64_nodes_over_1      64 nodes sharing one server against one node, per access
 //   rss_16M_over_1M      peak memory of one node replaying 262144 tokens (16M accesses) against
-//                        16384 (1M): flat in trace length is 1
+//                        16384 (1M): flat in trace length is 1 (a child's peak includes the pages
+//                        of the parent it shares: raw_simgrid_comms's peak bounds them)
 // Each iteration runs in a fresh child process (SimGrid allows one engine per process); the time
 // includes engine and platform set-up, not writing the results; the trace is spilled (generated
 // into its temporary file) before, in the parent.
@@ -48,7 +49,7 @@ void time_in_child(benchmark::State& state, const std::string& name, double unit
     }
     int status = 0;
     rusage usage{};
-    wait4(pid, &status, 0, &usage);
+    if (pid < 0 || wait4(pid, &status, 0, &usage) != pid) status = -1;  // counts as failed below
     g_peak_rss[name] = std::max(g_peak_rss[name], double(usage.ru_maxrss) * 1024);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

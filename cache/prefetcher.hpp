@@ -18,8 +18,10 @@ struct PrefetchContext {
   std::uint32_t layers = 0;   // MoE layers
   std::uint32_t experts = 0;  // routed experts per layer
   std::uint32_t depth = 0;    // at most this many keys predicted per layer (cache.prefetch_depth)
-  // The routing being replayed: the expert ids of (token, layer), in rank order. Only for a
-  // prefetcher that is allowed to look ahead (the oracle); the others learn from `routed` alone.
+  // The routing being replayed: the expert ids of (token, layer), in rank order, for the token
+  // `routed` is being called for (the replay holds that token's routing, not the trace), during
+  // that call. Only for a prefetcher that is allowed to look ahead (the oracle); the others learn
+  // from `routed` alone.
   std::function<std::span<const std::uint16_t>(std::size_t token, std::uint32_t layer)> routing;
 };
 

@@ -28,7 +28,7 @@ class Replay {
          ExpertCache* host)
       : trace_(trace), plan_(plan), cache_(cache), exec_(exec), host_(host), tokens_(trace.tokens()),
         per_token_(std::size_t{trace.shape().layers} * trace.shape().top_k),
-        read_ahead_(std::max<std::size_t>(1, kWindowBytes / (plan.batch * (per_token_ + 6) * 2))),
+        read_ahead_(std::max<std::size_t>(1, kWindowBytes / (plan.batch * trace.record_bytes()))),
         layer_keys_(plan.experts), seen_(plan.experts, 0) {}
 
   ReplayTally run() {
@@ -99,7 +99,7 @@ class Replay {
   }
 
   void prefill_step(std::size_t from, std::size_t count) {
-    trace_.read(from, count, prompt_);
+    trace_.read(from, count, prompt_);  // whole: the prompt is one step
     step_tokens_.clear();
     for (std::size_t p = from; p < from + count; ++p) step_tokens_.push_back({prompt_.trace_index(p), prompt_.experts(p).data()});
     const double n = double(count);

@@ -83,6 +83,7 @@ void StreamingSummary::add(double value) {
 }
 
 void StreamingSummary::merge(const StreamingSummary& other) {
+  if (&other == this) throw std::logic_error("StreamingSummary::merge of itself");
   if (other.count_ == other.exact_.size()) {
     for (const double value : other.exact_) add(value);
     return;

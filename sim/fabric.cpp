@@ -165,6 +165,10 @@ void Fabric::connected_classes(ClassId changed) {
   }
   visit_users(classes_[changed]);
   for (std::size_t i = 0; i < component_.size(); ++i) visit_users(classes_[component_[i]]);
+  // In the order of active_, so that fill() sums each link's users in the order a filling over all
+  // active classes would: the same bits.
+  std::sort(component_.begin(), component_.end(),
+            [this](ClassId a, ClassId b) { return classes_[a].active_at < classes_[b].active_at; });
 }
 
 void Fabric::share(ClassId changed) {

@@ -600,6 +600,7 @@ TransferCounts transfer_counts() { return g_transfer_counts; }
 metrics::RunResult simulate(const spec::Experiment& e, const traces::RoutingTrace& trace,
                             const std::vector<std::string>& simgrid_args, const cache::ReplayProgress& progress,
                             metrics::SwitchLog switches) {
+  check_registered(e);  // bad input first, before the trace is written out
   return simulate(e, traces::SpilledTrace::spill(trace), simgrid_args, progress, std::move(switches));
 }
 

@@ -149,16 +149,30 @@ TEST_F(Spilled, RefusesAPromptTokenAfterDecodeTokens) {
 // The two readings must agree: more, fewer or other tokens the second time are refused.
 TEST_F(Spilled, RefusesASourceThatChangesBetweenReadings) {
   const std::vector<Token> base{token(0, 0, 0), token(1, 0, 1), token(0, 1, 2)};
-  auto more = base, fewer = base, other_seq = base, other_size = base;
+  auto more = base, fewer = base, other_seq = base, other_size = base, other_phase = base;
   more.push_back(token(1, 1, 3));
   fewer.pop_back();
   other_seq[1].seq = 5;
   other_size[2].experts.pop_back();
-  for (const auto& second : {more, fewer, other_seq, other_size}) {
+  other_phase[0].phase = Phase::Prefill;
+  for (const auto& second : {more, fewer, other_seq, other_size, other_phase}) {
     TwoReadings readings{base, second};
-    EXPECT_THROW(SpilledTrace::spill([&] { return readings.open(); }, kShape), std::logic_error);
+    try {
+      SpilledTrace::spill([&] { return readings.open(); }, kShape);
+      ADD_FAILURE() << "spilled";
+    } catch (const std::runtime_error& error) {
+      EXPECT_STREQ(error.what(), "the trace changed between its two readings");
+    }
     EXPECT_EQ(readings.opened, 2);
   }
+}
+
+// Expert ids index the replay's tables: one beyond the shape is refused, whatever the source.
+TEST_F(Spilled, RefusesAnExpertOutOfTheShape) {
+  std::vector<Token> tokens{token(0, 0, 0)};
+  tokens[0].experts[3] = 16;
+  TwoReadings readings{tokens, tokens};
+  EXPECT_THROW(SpilledTrace::spill([&] { return readings.open(); }, kShape), std::invalid_argument);
 }
 
 // The file has no name: the temporary directory stays empty while the trace lives, and a directory

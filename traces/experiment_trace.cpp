@@ -1,7 +1,9 @@
 #include "traces/experiment_trace.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <string>
+#include <system_error>
 
 #include "config/errors.hpp"
 
@@ -46,7 +48,17 @@ SpilledTrace spilled_experiment_trace(const spec::Experiment& e) {
                                                              e.serving.prompt); },
                                shape);
   }
-  auto trace = SpilledTrace::spill([&] { return open_trace(*e.trace.file, shape); }, shape);
+  auto trace = [&] {
+    try {
+      return SpilledTrace::spill([&] { return open_trace(*e.trace.file, shape); }, shape);
+    } catch (const InputError&) {  // the file's, located
+      throw;
+    } catch (const std::system_error&) {  // the temporary directory's: named already
+      throw;
+    } catch (const std::runtime_error& error) {  // changed while read
+      throw std::runtime_error(e.trace.file->string() + ": " + error.what());
+    }
+  }();
   if (trace.tokens() == 0) throw InputError(e.trace.file->string(), "the trace has no tokens to replay");
   check_prompts(e, trace);
   return trace;

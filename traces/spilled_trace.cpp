@@ -60,7 +60,7 @@ class RecordWriter {
   RecordWriter(int fd, std::size_t record_bytes, std::string what)
       : fd_(fd), record_bytes_(record_bytes), what_(std::move(what)) {}
   void write(std::uint64_t pos, std::uint32_t trace_index, const Token& token) {
-    if (pos != first_ + pending_ || buffer_.size() >= kFlushBytes) flush();
+    if (pos != first_ + pending_ || buffer_.size() * sizeof(std::uint16_t) >= kFlushBytes) flush();
     if (pending_ == 0) first_ = pos;
     const std::uint32_t header[3] = {trace_index, token.seq, static_cast<std::uint32_t>(token.phase)};
     for (const auto word : header) {
@@ -128,7 +128,7 @@ SpilledTrace SpilledTrace::spill(const std::function<std::unique_ptr<TraceSource
   // Second reading: each token to its sequence's next place.
   std::vector<std::uint64_t> placed(trace.sequences_.size(), 0);
   RecordWriter writer(trace.file_.get(), trace.record_bytes(), "writing the trace's temporary file in " + dir);
-  const auto changed = [] { return std::logic_error("trace: the source gave other tokens the second time"); };
+  const auto changed = [] { return std::runtime_error("the trace changed between its two readings"); };
   const auto source = open();
   std::uint64_t index = 0;
   for (; source->next(token); ++index) {
@@ -138,7 +138,9 @@ SpilledTrace SpilledTrace::spill(const std::function<std::unique_ptr<TraceSource
       throw changed();
     const auto& s = trace.sequences_[at->second];
     auto& n = placed[at->second];
-    if (n == s.tokens) throw changed();
+    if (n == s.tokens || (token.phase == Phase::Prefill) != (n < s.prefill)) throw changed();
+    for (const auto expert : token.experts)  // the replay indexes by them
+      if (expert >= shape.experts) throw std::invalid_argument("trace: expert " + std::to_string(expert) + " out of range");
     writer.write(s.start + n++, static_cast<std::uint32_t>(index), token);
   }
   if (index != trace.tokens_) throw changed();

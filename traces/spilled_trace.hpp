@@ -5,7 +5,8 @@
 // trace's sequences and each node's windows, not the trace: its memory is flat in trace length,
 // the trace costing disk (its records: 12 bytes and the token's expert ids, 2 bytes each). The file
 // has no name (O_TMPFILE in $TMPDIR, else /tmp), so that nothing outlives the process, however it
-// ends (kill -9 included).
+// ends (kill -9 included); on a file system without O_TMPFILE it is unlinked right after it is
+// made, so only a kill between the two leaves it.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -56,8 +57,10 @@ class SpilledTrace {
 
   // The tokens of open()'s source, which is read to its end twice (open() is called twice and must
   // give the same tokens: a file, a seeded generator): once to count each sequence's tokens, once to
-  // write each token to its place. Memory: a few words per sequence. Throws std::invalid_argument
-  // when a sequence's prompt tokens do not all come before its decode tokens, and
+  // write each token to its place (one write per run of consecutive places: per token for
+  // interleaved sequences). Memory: a few words per sequence. Throws std::invalid_argument when a
+  // sequence's prompt tokens do not all come before its decode tokens or an expert id is out of
+  // the shape, std::runtime_error when the second reading differs from the first, and
   // std::system_error naming the temporary directory when the file cannot be written (a full disk).
   static SpilledTrace spill(const std::function<std::unique_ptr<TraceSource>()>& open, TraceShape shape);
   static SpilledTrace spill(const RoutingTrace& trace);
@@ -70,10 +73,11 @@ class SpilledTrace {
   const Sequence& sequence_at(std::uint64_t pos) const;
   // Reads stream positions [from, from + count) into `window`; safe from several threads at once.
   void read(std::uint64_t from, std::uint64_t count, TokenWindow& window) const;
+  // What a token takes in the file and in a window.
+  std::size_t record_bytes() const;
 
  private:
   SpilledTrace(TraceShape shape, posix::Fd fd) : shape_(shape), file_(std::move(fd)) {}
-  std::size_t record_bytes() const;
 
   TraceShape shape_;
   posix::Fd file_;

@@ -1,7 +1,7 @@
 #pragma once
 // MoE routing traces: which experts each token chose at each MoE layer.
-// The canonical exchange format is the CSV of docs/interfaces.md ("Traces"); the replay works on the
-// compact in-memory RoutingTrace. Synthetic traces: generator.hpp; statistics: stats.hpp.
+// The canonical exchange format is the CSV of docs/interfaces.md ("Traces"); the tools work on the
+// compact in-memory RoutingTrace, the replay on the trace spilled to disk (spilled_trace.hpp). Synthetic traces: generator.hpp; statistics: stats.hpp.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -64,7 +64,7 @@ class TraceSource {
   virtual bool next(Token& token) = 0;
 };
 
-// A trace held in memory, token-major, compact (16-bit expert ids): what the replay uses.
+// A trace held in memory, token-major, compact (16-bit expert ids): what the tools rewrite.
 class RoutingTrace {
  public:
   explicit RoutingTrace(TraceShape shape);  // validates the shape
