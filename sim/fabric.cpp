@@ -149,6 +149,14 @@ void Fabric::connected_classes(ClassId changed) {
   // The active classes that reach `changed` through links they share (it may have just left its
   // links: those that remain on them count), by a search over the links' users.
   component_.clear();
+  // Most often the class is alone on its links (one class for the like nodes of one server).
+  const bool alone = std::all_of(classes_[changed].links.begin(), classes_[changed].links.end(), [&](std::uint32_t l) {
+    return link_users_[l].empty() || (link_users_[l].size() == 1 && link_users_[l].front() == changed);
+  });
+  if (alone) {
+    if (classes_[changed].members > 0) component_.push_back(changed);
+    return;
+  }
   ++search_;
   if (visited_.size() < classes_.size()) visited_.resize(classes_.size(), 0);
   const auto visit_users = [&](const Class& c) {
